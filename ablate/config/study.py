@@ -1,0 +1,166 @@
+"""The study-file schema: every section of a study YAML as a pydantic model.
+
+Each field documents itself (`description`): the same text serves `--help`, the docs and
+the error messages. Models forbid unknown keys and are frozen after loading.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+DATASETS: dict[str, dict[str, int]] = {  # native image size, channels, classes
+    "fashion-mnist": {"image_size": 28, "in_chans": 1, "num_classes": 10},
+    "cifar10": {"image_size": 32, "in_chans": 3, "num_classes": 10},
+    "cifar100": {"image_size": 32, "in_chans": 3, "num_classes": 100},
+    "imagefolder": {"image_size": 224, "in_chans": 3, "num_classes": 1000},
+    "synthetic": {"image_size": 32, "in_chans": 3, "num_classes": 10},
+}
+
+
+class DataSpec(_Strict):
+    """Where the images come from and at what size they are trained."""
+
+    dataset: Literal["fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic"] = Field(
+        "fashion-mnist", description="Data source.")
+    root: str | None = Field(None, description="Folder holding the data; null = the usual places (see README).")
+    image_size: int | None = Field(None, gt=0, description="Training/eval resolution; null = the dataset's own.")
+    in_chans: int | None = Field(None, gt=0, description="Input channels; null = the dataset's.")
+    num_classes: int | None = Field(None, gt=0, description="Classes; null = the dataset's (imagefolder: its folders).")
+    train_subset: int | None = Field(None, gt=0, description="Train on a stratified, seeded subset of this many images "
+                                     "(synthetic: the number of images made).")
+    val_subset: int | None = Field(None, gt=0, description="Evaluate on this many validation images.")
+
+    def resolved(self, key: str) -> int:
+        value = getattr(self, key)
+        return value if value is not None else DATASETS[self.dataset][key]
+
+
+class Recipe(_Strict):
+    """How each variant is trained. `preset` fills every field the study leaves out."""
+
+    preset: Literal["modern", "classic"] = Field("modern", description="`modern`: the ConvNeXt paper's recipe; "
+                                                 "`classic`: the ResNet recipe.")
+    epochs: int = Field(300, gt=0, description="Training epochs.")
+    batch_size: int = Field(128, gt=0, description="Images per optimizer step (per worker).")
+    opt: str = Field("adamw", description="Optimizer name understood by timm.optim.create_optimizer_v2.")
+    lr: float | None = Field(None, gt=0, description="Learning rate; null = base_lr x batch_size / base_batch.")
+    base_lr: float = Field(4e-3, gt=0, description="Learning rate at base_batch images per step.")
+    base_batch: int = Field(4096, gt=0, description="Batch size base_lr is quoted for.")
+    weight_decay: float = Field(0.05, ge=0, description="Weight decay.")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (SGD).")
+    sched: Literal["cosine", "step"] = Field("cosine", description="Learning-rate schedule after warmup.")
+    warmup_epochs: float = Field(20, ge=0, description="Linear warmup epochs.")
+    min_lr: float = Field(1e-6, ge=0, description="Floor of the cosine schedule.")
+    decay_milestones: tuple[int, ...] = Field((30, 60, 80), description="Epochs where `step` multiplies lr by 0.1.")
+    randaugment: str | None = Field("rand-m9-mstd0.5-inc1", description="timm RandAugment spec; null = off.")
+    mixup: float = Field(0.8, ge=0, description="Mixup alpha; 0 = off.")
+    cutmix: float = Field(1.0, ge=0, description="CutMix alpha; 0 = off.")
+    random_erasing: float = Field(0.25, ge=0, le=1, description="Random-erasing probability.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing.")
+    hflip: float = Field(0.5, ge=0, le=1, description="Horizontal-flip probability.")
+    crop_scale: tuple[float, float] | None = Field((0.08, 1.0), description="Random-resized-crop area range; null = no crop.")
+    drop_path: float | None = Field(0.1, ge=0, lt=1, description="Stochastic depth rate given to the network; "
+                                    "null = the network's own `drop_path`.")
+    layer_scale: float | None = Field(None, gt=0, description="Layer-scale init given to the network; "
+                                      "null = the network's own `layer_scale`.")
+    ema: float | None = Field(0.9999, gt=0, lt=1, description="EMA decay of the weights; null = off.")
+    clip_grad: float | None = Field(None, gt=0, description="Gradient-norm clip; null = off.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            preset = data.get("preset", "modern")
+            if preset in RECIPES:
+                return {**RECIPES[preset], **data}
+        return data
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch
+
+
+# Paper's Table 5 (ImageNet-1K, ConvNeXt-T) and the torchvision ResNet-50 recipe; ../shared/reference.
+RECIPES: dict[str, dict[str, Any]] = {
+    "modern": dict(epochs=300, opt="adamw", base_lr=4e-3, base_batch=4096, weight_decay=0.05, sched="cosine",
+                   warmup_epochs=20, randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0,
+                   random_erasing=0.25, label_smoothing=0.1, drop_path=0.1, layer_scale=None, ema=0.9999),
+    "classic": dict(epochs=90, opt="sgd", base_lr=0.1, base_batch=256, weight_decay=1e-4, momentum=0.9,
+                    sched="step", warmup_epochs=0, decay_milestones=(30, 60, 80), randaugment=None, mixup=0.0,
+                    cutmix=0.0, random_erasing=0.0, label_smoothing=0.0, drop_path=None, layer_scale=None,
+                    ema=None),
+}
+
+
+class Scale(_Strict):
+    """Proxy scaling applied to every variant before training (FLOPs are also given unscaled)."""
+
+    width: float = Field(1.0, gt=0, le=8, description="Multiplier on dims and stem_width.")
+    depth: float = Field(1.0, gt=0, le=8, description="Multiplier on the blocks of every stage (at least 1).")
+    divisor: int = Field(8, gt=0, description="Scaled widths are rounded to a multiple of this.")
+
+
+class Measure(_Strict):
+    """What is measured besides accuracy."""
+
+    flops_image_size: int = Field(224, gt=0, description="Image size of the paper-scale count (3 channels, "
+                                  "1000 classes, unscaled network).")
+
+
+class Reference(_Strict):
+    """Published numbers a variant is compared with."""
+
+    top1: float | None = Field(None, ge=0, le=100)
+    top1_std: float | None = Field(None, ge=0)
+    top5: float | None = Field(None, ge=0, le=100)
+    gflops: float | None = Field(None, ge=0)
+    params: int | None = Field(None, ge=0)
+    source: str | None = None
+    note: str | None = None
+
+
+class Step(_Strict):
+    """One roadmap step: `set` applies to the previous step (cumulative)."""
+
+    name: Name
+    group: str | None = Field(None, description="Section of the roadmap (e.g. `macro design`).")
+    set: dict[str, Any] = Field(default_factory=dict, description="Network fields (or dotted recipe./data. paths) to change.")
+    model: dict[str, Any] | None = Field(None, description="Replace the whole network (preset / timm / fields).")
+    reference: Reference | None = None
+
+
+class VariantSpec(Step):
+    """An independent variant: `set` (or `model`) applies to the study's base model."""
+
+
+class Study(_Strict):
+    """A study file: the base network, data, recipe, and the variants to compare."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Folder name under results/ and reports/.")
+    description: str = ""
+    model: dict[str, Any] = Field(default_factory=lambda: {"preset": "resnet50"},
+                                  description="The base network: `preset:` and/or NetConfig fields, or `timm:`.")
+    data: DataSpec = DataSpec()
+    recipe: Recipe = Recipe()
+    scale: Scale = Scale()
+    measure: Measure = Measure()
+    seeds: list[int] = Field([0], min_length=1, description="Each variant is trained once per seed.")
+    steps: list[Step] = Field(default_factory=list, description="Cumulative roadmap steps.")
+    variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="Cartesian product of field values.")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds repeat: {v}")
+        return v

@@ -1,0 +1,115 @@
+"""FLOPs, parameters and activations of one network at one input size, counted with fvcore.
+
+Conventions (the paper's and timm's): one fused multiply-add = one FLOP, model in eval mode,
+batch of one. fvcore also counts norm layers; `flops_conv_linear` keeps conv + linear only,
+the count that reproduces the paper's Table 10 to two decimals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+COUNT_VERSION = 1  # bump when what a count means changes: old cache entries are then ignored
+
+
+@dataclass(frozen=True)
+class Counts:
+    params: int
+    flops: int  # fvcore total (conv, linear, norms, matmul, pooling where fvcore has a handle)
+    flops_conv_linear: int
+    activations: int  # output elements of every conv and linear layer (fvcore's definition)
+    image_size: int
+    breakdown: dict[str, int] = field(default_factory=dict)  # stem, stage1..N, head -> FLOPs
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / 1e9
+
+
+def count_module(model: Any, image_size: int, in_chans: int) -> Counts:
+    """Count a built `nn.Module` (eval mode, batch 1, zeros input)."""
+    import torch
+    from torch import nn
+
+    model = model.eval()
+    device = next(model.parameters()).device
+    x = torch.zeros(1, in_chans, image_size, image_size, device=device)
+    activations = 0
+
+    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal activations
+        activations += output.numel()
+
+    # One traced forward gives FLOPs and (through these hooks) activations.
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    try:
+        analysis = _quiet_flop_analysis(model, x)
+        total, by_op, by_module = analysis.total(), analysis.by_operator(), analysis.by_module()
+    finally:
+        for h in handles:
+            h.remove()
+    conv_linear = sum(v for k, v in by_op.items() if k in ("conv", "linear", "addmm", "matmul", "bmm", "einsum"))
+    return Counts(params=sum(p.numel() for p in model.parameters()), flops=int(total),
+                  flops_conv_linear=int(conv_linear), activations=activations, image_size=image_size,
+                  breakdown=_breakdown(by_module, model))
+
+
+def _breakdown(by_module: dict[str, int], model: Any) -> dict[str, int]:
+    if hasattr(model, "stages") and hasattr(model, "stem"):
+        out = {"stem": by_module.get("stem", 0)}
+        for i in range(len(model.stages)):
+            out[f"stage{i + 1}"] = by_module.get(f"stages.{i}", 0)
+        out["head"] = by_module.get("", 0) - sum(out.values())  # pooling, norm, classifier
+        return {k: int(v) for k, v in out.items()}
+    return {"total": int(by_module.get("", 0))}
+
+
+def _quiet_flop_analysis(model: Any, x: Any) -> Any:
+    """fvcore's FlopCountAnalysis with its TorchScript and unsupported-op chatter silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit deprecation and TracerWarnings are not the user's business
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
+        from fvcore.nn import FlopCountAnalysis
+
+        analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        analysis.tracer_warnings("none")
+        analysis.total()  # trace now, inside the filter
+    return analysis
+
+
+# ---- cache: counts keyed by what determines them, readable without importing torch ----
+
+def cache_dir() -> Path:
+    root = os.environ.get("ABLATE_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ablate"
+    return Path(root) / "counts"
+
+
+def cache_key(network: dict[str, Any], image_size: int, in_chans: int) -> str:
+    blob = json.dumps({"v": COUNT_VERSION, "net": network, "size": image_size, "in": in_chans}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def cache_get(key: str) -> Counts | None:
+    path = cache_dir() / f"{key}.json"
+    try:
+        return Counts(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None  # absent or unreadable: count again
+
+
+def cache_put(key: str, counts: Counts) -> None:
+    path = cache_dir() / f"{key}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(counts)))
+        tmp.replace(path)  # atomic: concurrent counters never see half a file
+    except OSError:
+        pass  # a read-only home only costs speed

@@ -1,0 +1,175 @@
+"""The builder: stem -> stages (downsampling + residual blocks) -> head, from one `NetConfig`.
+
+Module paths mirror the structure (`stem`, `stages[i].downsample`, `stages[i].blocks[j]`,
+`head`) so FLOP breakdowns and timm weight mapping are plain renames.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+from timm.layers import DropPath, LayerScale2d, trunc_normal_
+
+from ablate.config.net import NetConfig
+
+from .layers import LayerFn
+
+
+def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bias: bool = True) -> nn.Conv2d:
+    # "same" padding for odd k; patchify / 2x2 downsampling convs (k == stride) need none
+    return nn.Conv2d(in_chs, out_chs, k, stride, padding=(k - 1) // 2 if k != stride else 0,
+                     groups=groups, bias=bias)
+
+
+class Block(nn.Module):
+    """Residual block: conv1 -> norm1 -> act1 -> conv2 -> norm2 -> act2 -> conv3 -> norm3
+    -> layer scale -> drop path, + shortcut -> act3. Absent norms/acts are Identity.
+
+    `spatial_first` puts the k x k conv first (ConvNeXt) instead of in the middle (ResNet).
+    `norms`/`acts` say which conv is followed by a norm / activation (acts[2]: after the add).
+    """
+
+    def __init__(self, in_chs: int, out_chs: int, hidden: int, stride: int, kernel_size: int,
+                 groups: int | str, spatial_first: bool, norms: tuple[bool, bool, bool],
+                 acts: tuple[bool, bool, bool], layers: LayerFn, layer_scale: float | None = None,
+                 drop_path: float = 0.0, project_norm: bool = True):
+        super().__init__()
+        if spatial_first:  # k x k on the input width, then 1x1 up to hidden, 1x1 down to out
+            widths = [(in_chs, in_chs, kernel_size, stride), (in_chs, hidden, 1, 1), (hidden, out_chs, 1, 1)]
+            spatial = 0
+        else:  # 1x1 down to hidden, k x k, 1x1 up to out
+            widths = [(in_chs, hidden, 1, 1), (hidden, hidden, kernel_size, stride), (hidden, out_chs, 1, 1)]
+            spatial = 1
+        for i, (cin, cout, k, s) in enumerate(widths, start=1):
+            g = 1 if i - 1 != spatial else (cin if groups == "depthwise" else groups)
+            has_norm = norms[i - 1]
+            self.add_module(f"conv{i}", conv(cin, cout, k, s, g, bias=not (has_norm and layers.norm_is_batch)))
+            self.add_module(f"norm{i}", layers.norm(cout) if has_norm else nn.Identity())
+            self.add_module(f"act{i}", layers.act() if acts[i - 1] else nn.Identity())
+        self.layer_scale = LayerScale2d(out_chs, layer_scale) if layer_scale is not None else nn.Identity()
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        if stride != 1 or in_chs != out_chs:  # projection shortcut only where shapes change
+            shortcut = OrderedDict(conv=conv(in_chs, out_chs, 1, stride, bias=not (project_norm and layers.norm_is_batch)))
+            if project_norm:
+                shortcut["norm"] = layers.norm(out_chs)
+            self.shortcut = nn.Sequential(shortcut)
+        else:
+            self.shortcut = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = self.shortcut(x)
+        x = self.act1(self.norm1(self.conv1(x)))
+        x = self.act2(self.norm2(self.conv2(x)))
+        x = self.norm3(self.conv3(x))
+        x = self.drop_path(self.layer_scale(x))
+        return self.act3(x + shortcut)
+
+    def zero_init_last(self) -> None:
+        """Start the residual branch at zero, as timm's ResNet does (`zero_init_last=True`)."""
+        if getattr(self.norm3, "weight", None) is not None:
+            nn.init.zeros_(self.norm3.weight)
+
+
+class Stage(nn.Module):
+    """Optional downsampling layer (norm -> 2x2 stride-2 conv), then `depth` blocks."""
+
+    def __init__(self, downsample: nn.Module, blocks: list[Block]):
+        super().__init__()
+        self.downsample = downsample
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.downsample(x))
+
+
+class Head(nn.Module):
+    """Global average pool -> norm (separate downsampling only) -> linear classifier."""
+
+    def __init__(self, in_chs: int, num_classes: int, norm: nn.Module):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm = norm
+        self.fc = nn.Linear(in_chs, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(self.pool(x)).flatten(1))
+
+
+def make_stem(cfg: NetConfig, layers: LayerFn) -> nn.Sequential:
+    width, no_bias = cfg.stem_out, layers.norm_is_batch
+    if cfg.stem == "resnet":
+        return nn.Sequential(OrderedDict(
+            conv=conv(cfg.in_chans, width, 7, 2, bias=not no_bias), norm=layers.norm(width), act=layers.act(),
+            pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
+    return nn.Sequential(OrderedDict(
+        conv=conv(cfg.in_chans, width, cfg.patch_size, cfg.patch_size, bias=not no_bias), norm=layers.norm(width)))
+
+
+class Net(nn.Module):
+    """A ConvNet of the ResNet -> ConvNeXt design space, built from a `NetConfig`."""
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers = LayerFn.from_config(cfg)
+        separate = cfg.downsample == "separate"
+        spatial_first = cfg.spatial_conv == "first"
+        one_norm = (spatial_first, not spatial_first, False)  # after the spatial conv
+        one_act = (not spatial_first, spatial_first, False)  # after the 1x1 conv that sets the hidden width
+        norms = (True, True, True) if cfg.norms == "all" else one_norm
+        acts = (True, True, True) if cfg.activations == "all" else one_act
+        total = sum(cfg.depths)  # stochastic depth grows linearly from 0 to drop_path, as in timm
+        drop_rates = [cfg.drop_path * n / max(total - 1, 1) for n in range(total)]
+
+        self.stem = make_stem(cfg, layers)
+        stages, prev, n = [], cfg.stem_out, 0
+        for i, (depth, dim) in enumerate(zip(cfg.depths, cfg.dims, strict=True)):
+            downsample: nn.Module = nn.Identity()
+            if separate and (i > 0 or prev != dim):
+                k = 2 if i > 0 else 1  # stage 1 only needs a width change when stem_width != dims[0]
+                downsample = nn.Sequential(layers.norm(prev), conv(prev, dim, k, k))
+                prev = dim
+            blocks = []
+            for j in range(depth):
+                stride = 2 if (not separate and i > 0 and j == 0) else 1
+                blocks.append(Block(prev, dim, cfg.hidden(i), stride, cfg.kernel_size, cfg.groups, spatial_first,
+                                    norms, acts, layers, cfg.layer_scale, drop_rates[n], cfg.norms == "all"))
+                prev, n = dim, n + 1
+            stages.append(Stage(downsample, blocks))
+        self.stages = nn.Sequential(*stages)
+        self.head = Head(prev, cfg.num_classes, layers.norm(prev) if separate else nn.Identity())
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """The reference init of the family named by `cfg.init` (timm's ResNet / ConvNeXt)."""
+        for m in self.modules():
+            if self.cfg.init == "convnext" and isinstance(m, nn.Conv2d | nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif self.cfg.init == "resnet" and isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if self.cfg.init == "resnet" and isinstance(m, Block):
+                m.zero_init_last()
+
+
+def build(cfg: NetConfig, init: bool = True) -> Net:
+    """Build the network. `init=False` leaves weights uninitialised (fast: for counting only)."""
+    if not init:
+        with torch.device("meta"):
+            net = Net(cfg)
+        net.to_empty(device="cpu")
+        for t in [*net.parameters(), *net.buffers()]:  # no garbage (or denormals) in the counted forward
+            t.detach().zero_()
+        return net
+    net = Net(cfg)
+    net.init_weights()
+    return net
