@@ -50,7 +50,7 @@ def from_validation(err: ValidationError, file: str, prefix: str, model: type[Ba
         msg = f"unknown value {given!r}{did_you_mean(given, expected)}; valid: {', '.join(expected)}"
     elif kind == "missing":
         msg = "required field is missing"
-    elif given is not None and not isinstance(given, dict | list) and "unknown" not in msg:
+    elif given is not None and not isinstance(given, dict | list) and "unknown" not in msg and "got" not in msg:
         msg = f"{msg} (got {given!r})"
     return StudyError(file, join(prefix, loc), msg)
 

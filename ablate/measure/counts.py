@@ -45,12 +45,13 @@ def count_module(model: Any, image_size: int, in_chans: int) -> Counts:
 
     def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         nonlocal activations
-        activations += output.numel()
+        activations += int(output.numel())
 
     # One traced forward gives FLOPs and (through these hooks) activations.
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     try:
-        analysis = _quiet_flop_analysis(model, x)
+        with torch.no_grad():  # FLOPs come from shapes: no autograd graph needed (~25% faster)
+            analysis = _quiet_flop_analysis(model, x)
         total, by_op, by_module = analysis.total(), analysis.by_operator(), analysis.by_module()
     finally:
         for h in handles:
@@ -71,12 +72,21 @@ def _breakdown(by_module: dict[str, int], model: Any) -> dict[str, int]:
     return {"total": int(by_module.get("", 0))}
 
 
+def import_fvcore() -> Any:
+    """`fvcore.nn`, imported without its torch.jit deprecation warning reaching the user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("fvcore").setLevel(logging.ERROR)
+        import fvcore.nn
+
+    return fvcore.nn
+
+
 def _quiet_flop_analysis(model: Any, x: Any) -> Any:
     """fvcore's FlopCountAnalysis with its TorchScript and unsupported-op chatter silenced."""
+    FlopCountAnalysis = import_fvcore().FlopCountAnalysis  # noqa: N806
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit deprecation and TracerWarnings are not the user's business
-        logging.getLogger("fvcore").setLevel(logging.ERROR)
-        from fvcore.nn import FlopCountAnalysis
 
         analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         analysis.tracer_warnings("none")

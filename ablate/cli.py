@@ -1,0 +1,113 @@
+"""The `ablate` command line. Heavy imports (torch, timm) happen inside commands that need them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ablate.config.errors import StudyError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Architecture ablation studies of ConvNets: one YAML study file, one command.\n\n"
+         "A study names a base network, the variants to compare (steps, variants or a grid), the data and the "
+         "training recipe. See studies/ for examples and README.md for the field reference.",
+)
+
+StudyArg = Annotated[Path, typer.Argument(help="The study file (YAML).", show_default=False)]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", "-s", metavar="KEY=VALUE",
+    help="Override a study field by dotted path, value parsed as YAML (repeatable), "
+         "e.g. --set recipe.epochs=1 --set data.train_subset=2000.")]
+
+
+@app.command()
+def validate(study: StudyArg, set_: SetOpt = None) -> None:
+    """Check a study file and print a one-line summary (or the one-line error, exit code 2)."""
+    from ablate.config.load import load_study
+
+    loaded = load_study(study, set_ or [])
+    s = loaded.study
+    seeds = len(s.seeds)
+    print(f"{loaded.file}: ok: study '{s.name}', {len(loaded.variants)} variants ({loaded.kind}) x {seeds} "
+          f"seed{'s' * (seeds != 1)} = {len(loaded.variants) * seeds} trials; data {s.data.dataset} "
+          f"@{s.data.resolved('image_size')}px, recipe {s.recipe.preset}, {s.recipe.epochs} epochs")
+
+
+@app.command()
+def flops(
+    study: StudyArg,
+    set_: SetOpt = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    breakdown: Annotated[bool, typer.Option(help="Add GFLOPs per part (stem, stage1..N, head) at the paper's size.")]
+    = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Count again instead of reading the cache.")] = False,
+) -> None:
+    """FLOPs and parameters of every variant, without training.
+
+    gflops: at the paper's scale (unscaled network, measure.flops_image_size, 3 channels, 1000 classes;
+    one multiply-add = one FLOP, counted by fvcore in eval mode). gflops_train: the network as trained
+    (after `scale:`, at the data's image size, channels and classes). Counts are cached.
+    """
+    if format not in ("table", "csv", "json"):
+        raise StudyError("--format", "", f"unknown format '{format}'; valid: table, csv, json")
+    from ablate.config.load import load_study
+
+    loaded = load_study(study, set_ or [])
+    rows = _count(loaded, use_cache=not no_cache)
+    if format == "json":
+        print(json.dumps(rows, indent=1))
+        return
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    if breakdown and "breakdown" in df:
+        parts = pd.DataFrame([b if isinstance(b, dict) else {} for b in df["breakdown"]]).add_prefix("gflops_")
+        df = pd.concat([df, parts], axis=1)
+    df = df.drop(columns=["breakdown"], errors="ignore")
+    if format == "csv":
+        df.to_csv(sys.stdout, index=False)
+        return
+    cols = ["name", "group", "id", "params", "gflops", "gflops_train", "ref_gflops"]
+    cols += [c for c in df.columns if c.startswith("gflops_") and c != "gflops_train"]
+    if df["ref_gflops"].isna().all():
+        cols.remove("ref_gflops")
+    show = df[cols].copy()
+    show["params"] = show["params"].map(lambda p: f"{int(p):,}" if p == p and p is not None else "-")
+    print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.3f}"))
+
+
+def _count(loaded, use_cache: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    from ablate.measure.table import count_study
+
+    bar: list[tqdm] = []
+
+    def progress(done: int, total: int, name: str) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc="counting", unit="net", file=sys.stderr, disable=None, leave=False))
+        bar[0].n = done
+        bar[0].set_postfix_str(name[:30], refresh=True)
+
+    try:
+        return count_study(loaded, progress, use_cache=use_cache)
+    finally:
+        if bar:
+            bar[0].close()
+
+
+def main() -> None:
+    """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except StudyError as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,397 @@
+"""Study files: YAML -> `extends` -> `--set` overrides -> validation -> expanded variants.
+
+Every user mistake ends as one `StudyError` (`<file>: <field path>: <problem>`); nothing here
+writes anywhere, and nothing here imports torch or timm (validation stays fast).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import StudyError, did_you_mean, from_validation, join
+from .net import NetConfig
+from .presets import PRESETS, preset_fields, preset_reference
+from .study import DATASETS, DataSpec, Recipe, Reference, Study
+
+NET_FIELDS = tuple(NetConfig.model_fields)
+SECTIONS = ("recipe", "data", "model")  # dotted prefixes a step's `set:` may use
+
+
+# ---------------------------------------------------------------- YAML
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, problem: str):
+        super().__init__(problem)
+        self.key, self.problem = key, problem
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML silently keeps the last)."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise _DuplicateKey(str(key), f"given twice (lines {seen[key]} and {line}); YAML would keep only the last")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StudyError(str(path), "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise StudyError(str(path), "", f"cannot read: {e}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except _DuplicateKey as e:
+        raise StudyError(str(path), e.key, e.problem) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        what = getattr(e, "problem", None) or str(e)
+        raise StudyError(str(path), where, f"invalid YAML: {what}") from None
+    if data is None:
+        raise StudyError(str(path), "", "the file is empty; a study needs at least `name:`")
+    if not isinstance(data, dict):
+        raise StudyError(str(path), "", f"a study is a mapping of keys (name:, model:, ...), not a {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else (lists included) in `over` replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A study file with its `extends:` chain merged in (child wins)."""
+    path = path.resolve() if _chain else path
+    data = read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise StudyError(str(path), "extends", "must be the path of another study file")
+    target = (path.parent / parent).resolve()
+    if target in _chain or target == path.resolve():
+        raise StudyError(str(path), "extends", f"'{parent}' extends itself (cycle)")
+    if not target.is_file():
+        raise StudyError(str(path), "extends", f"'{parent}' not found (looked for {target})")
+    return deep_merge(load_raw(target, (*_chain, path.resolve())), data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> dict[str, Any]:
+    """`a.b=value` (value parsed as YAML) -> data['a']['b'] = value; `steps.2.name` indexes lists."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise StudyError(file, f"--set {item}", "expected KEY=VALUE, e.g. --set recipe.epochs=1")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        parts = key.strip().split(".")
+        node: Any = data
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise StudyError(file, f"--set {where}", f"no list item {part} (the list has {len(node)})")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise StudyError(file, f"--set {where}", f"'{'.'.join(parts[:i])}' is a value, not a section")
+    return data
+
+
+# ---------------------------------------------------------------- variants
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One expanded variant: what is built, counted and trained (once per seed)."""
+
+    index: int
+    name: str
+    group: str | None
+    net: NetConfig | None  # the network at the paper's scale (3 channels, 1000 classes); None for timm
+    train_net: NetConfig | None  # after `scale`, with the data's channels and classes
+    timm: str | None  # a timm model name instead of a NetConfig
+    recipe: Recipe
+    data: DataSpec
+    reference: Reference | None
+    id: str
+
+    @property
+    def kind(self) -> str:
+        return "timm" if self.timm else "ablate"
+
+    def trial_id(self, seed: int) -> str:
+        return f"{self.id}-s{seed}"
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    file: str
+    study: Study
+    variants: list[Variant]
+    raw: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.study.name
+
+    @property
+    def kind(self) -> str:
+        s = self.study
+        return "steps" if s.steps else "variants" if s.variants else "grid" if s.grid else "single"
+
+
+def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedStudy:
+    """Read, merge, override, validate and expand a study file. Raises StudyError only."""
+    path = Path(path)
+    file = str(path)
+    raw = apply_overrides(load_raw(path), list(overrides or []), file)
+    if "search" in raw:
+        raise StudyError(file, "search", "not supported yet: searches arrive with `ablate run` "
+                         "(use steps:, variants: or grid: for now)")
+    try:
+        study = Study.model_validate(raw)
+    except ValidationError as e:
+        raise from_validation(e, file, "", Study) from None
+    given = [k for k in ("steps", "variants", "grid") if raw.get(k)]
+    if len(given) > 1:
+        raise StudyError(file, given[1], f"a study has one of steps:, variants:, grid: (this one also has {given[0]}:)")
+    for key, values in study.grid.items():
+        if not values:
+            raise StudyError(file, f"grid.{key}", "empty list: give at least one value")
+    variants = _expand(study, raw, file)
+    names: dict[str, int] = {}
+    for v in variants:
+        if v.name in names:
+            where = "grid" if study.grid else f"{'steps' if study.steps else 'variants'}[{v.index}].name"
+            raise StudyError(file, where, f"duplicate variant name '{v.name}' (also variant {names[v.name]})")
+        names[v.name] = v.index
+    if any(v.timm for v in variants):
+        _remember_timm_names(timm_model_names())
+    return LoadedStudy(file=file, study=study, variants=variants, raw=raw)
+
+
+def _expand(study: Study, raw: dict[str, Any], file: str) -> list[Variant]:
+    base = _State(net=dict(study.model), recipe=dict(raw.get("recipe") or {}), data=dict(raw.get("data") or {}))
+    resolve_net(base.net, file, "model")  # a broken base model is reported as such, not per variant
+    out: list[Variant] = []
+    specs = study.steps or study.variants
+    state = base
+    for i, spec in enumerate(specs):
+        where = f"{'steps' if study.steps else 'variants'}[{i}]"
+        state = (state if study.steps else base).apply(spec.model, spec.set, file, where)
+        where = f"{where}.model" if spec.model is not None and not spec.set else f"{where}.set"
+        out.append(_variant(study, state, i, spec.name, spec.group, spec.reference, file, where))
+    if specs:
+        return out
+    if study.grid:
+        keys = list(study.grid)
+        for i, combo in enumerate(itertools.product(*(study.grid[k] for k in keys))):
+            changes = dict(zip(keys, combo, strict=True))
+            state = base.apply(None, changes, file, "grid")
+            name = ",".join(f"{k.split('.')[-1]}={_show(v)}" for k, v in changes.items())
+            out.append(_variant(study, state, i, name, "grid", None, file, "grid"))
+    else:
+        name = str(study.model.get("preset") or study.model.get("timm") or study.name)
+        out.append(_variant(study, base, 0, name, None, None, file, "model"))
+    return out
+
+
+def _show(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":")) if isinstance(v, list | dict) else str(v)
+
+
+@dataclass(frozen=True)
+class _State:
+    net: dict[str, Any]
+    recipe: dict[str, Any]
+    data: dict[str, Any]
+
+    def apply(self, model: dict[str, Any] | None, changes: dict[str, Any], file: str, where: str) -> _State:
+        net = dict(model) if model is not None else dict(self.net)
+        recipe, data = dict(self.recipe), dict(self.data)
+        for key, value in changes.items():
+            head, dot, rest = key.partition(".")
+            if dot and head in SECTIONS:
+                target = {"recipe": recipe, "data": data, "model": net}[head]
+                target[rest] = value
+            elif dot:
+                raise StudyError(file, f"{where}.set.{key}", f"dotted keys start with one of {', '.join(SECTIONS)}")
+            elif key in NET_FIELDS or key in ("preset", "timm"):
+                if key in NET_FIELDS and "timm" in net:
+                    raise StudyError(file, f"{where}.set.{key}", f"cannot set network fields on timm model "
+                                     f"'{net['timm']}'")
+                net[key] = value
+            else:
+                raise StudyError(file, f"{where}.set.{key}", f"unknown network field '{key}'"
+                                 f"{did_you_mean(key, NET_FIELDS)}; or use recipe.<field> / data.<field>")
+        return _State(net=net, recipe=recipe, data=data)
+
+
+def _variant(study: Study, state: _State, index: int, name: str, group: str | None,
+             reference: Reference | None, file: str, where: str) -> Variant:
+    """`where` is the path a problem of this variant is reported at: `model`, `grid` or `steps[i].set`."""
+    sub = (lambda section: section) if where == "model" else (lambda section: f"{where}.{section}")
+    try:
+        recipe = Recipe.model_validate(state.recipe)
+    except ValidationError as e:
+        raise from_validation(e, file, sub("recipe"), Recipe) from None
+    try:
+        data = DataSpec.model_validate(state.data)
+    except ValidationError as e:
+        raise from_validation(e, file, sub("data"), DataSpec) from None
+    net, timm_name = resolve_net(state.net, file, where)
+    train_net = None
+    if net is not None:
+        overrides: dict[str, Any] = {}
+        if recipe.drop_path is not None:
+            overrides["drop_path"] = recipe.drop_path
+        if recipe.layer_scale is not None:
+            overrides["layer_scale"] = recipe.layer_scale
+        net = net.model_copy(update=overrides) if overrides else net
+        train_net = _scaled(net, study, data, file)
+    ident = {
+        "net": net.canonical() if net else {"timm": timm_name},
+        "train": train_net.canonical() if train_net else {"in": data.resolved("in_chans"),
+                                                           "classes": data.resolved("num_classes")},
+        "data": data.model_dump(mode="json", exclude={"root"}),
+        "recipe": recipe.model_dump(mode="json"),
+    }
+    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
+    return Variant(index=index, name=name, group=group, net=net, train_net=train_net, timm=timm_name,
+                   recipe=recipe, data=data, reference=reference, id=digest)
+
+
+def resolve_net(fields: dict[str, Any], file: str, prefix: str) -> tuple[NetConfig | None, str | None]:
+    """A `model:` mapping (preset + fields, or timm) -> NetConfig or timm name; errors under `prefix`."""
+    if "timm" in fields:
+        extra = sorted(set(fields) - {"timm"})
+        if extra:
+            raise StudyError(file, join(prefix, [extra[0]]),
+                             "a timm model takes no other fields (it is measured as timm builds it)")
+        check_timm_name(fields["timm"], file, join(prefix, ["timm"]))
+        return None, fields["timm"]
+    values = dict(fields)
+    name = values.pop("preset", None)
+    if name is not None:
+        if name not in PRESETS:
+            raise StudyError(file, join(prefix, ["preset"]),
+                             f"unknown preset '{name}'{did_you_mean(name, list(PRESETS))}; valid: {', '.join(PRESETS)}")
+        values = {**preset_fields(name), **values}
+    try:
+        return NetConfig.model_validate(values), None
+    except ValidationError as e:
+        raise from_validation(e, file, prefix, NetConfig) from None
+
+
+def make_divisible(value: float, divisor: int) -> int:
+    # timm.layers.make_divisible does exactly this, but importing timm costs 2.5 s and this
+    # module must stay torch-free so `ablate validate` and cached `ablate flops` are instant.
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+def _scaled(net: NetConfig, study: Study, data: DataSpec, file: str) -> NetConfig:
+    sc = study.scale
+    update: dict[str, Any] = {"in_chans": data.resolved("in_chans"), "num_classes": data.resolved("num_classes")}
+    if sc.width != 1.0:
+        update["dims"] = tuple(make_divisible(d * sc.width, sc.divisor) for d in net.dims)
+        if net.stem_width is not None:
+            update["stem_width"] = make_divisible(net.stem_width * sc.width, sc.divisor)
+    if sc.depth != 1.0:
+        update["depths"] = tuple(max(1, math.floor(d * sc.depth + 0.5)) for d in net.depths)
+    try:
+        return NetConfig.model_validate({**net.model_dump(), **update})
+    except ValidationError as e:
+        err = from_validation(e, file, "", NetConfig)
+        raise StudyError(file, "scale", f"width {sc.width} / depth {sc.depth} make an invalid network: "
+                         f"{err.path}: {err.problem}") from None
+
+
+# ---------------------------------------------------------------- timm names
+
+
+def check_timm_name(name: Any, file: str, where: str) -> None:
+    names = timm_model_names()
+    if not isinstance(name, str) or name not in names:
+        raise StudyError(file, where, f"unknown timm model '{name}'{did_you_mean(name, names)}")
+
+
+def timm_model_names() -> list[str]:
+    """timm's model names, cached per timm version (listing them means importing timm: 2.5 s)."""
+    from importlib.metadata import version
+
+    from ablate.measure.counts import cache_dir
+
+    path = cache_dir().parent / f"timm-models-{version('timm')}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    import timm
+
+    return sorted(timm.list_models())
+
+
+def _remember_timm_names(names: list[str]) -> None:
+    """Cache the name list, only once a study has been found valid (a bad study writes nothing)."""
+    from importlib.metadata import version
+
+    from ablate.measure.counts import cache_dir
+
+    path = cache_dir().parent / f"timm-models-{version('timm')}.json"
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(names))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
+def describe_datasets() -> str:
+    return ", ".join(DATASETS)
+
+
+__all__ = ["LoadedStudy", "Variant", "load_study", "preset_reference", "apply_overrides", "deep_merge"]

@@ -1,0 +1,150 @@
+"""FLOPs/params of every variant of a study, at the paper's scale and at the trained scale.
+
+Counts are cached by what determines them (network + input), so a repeated `ablate flops`
+answers from the cache without importing torch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ablate.config.load import LoadedStudy, Variant
+
+from .counts import Counts, cache_get, cache_key, cache_put
+
+
+def count_jobs(variant: Variant, flops_image_size: int) -> dict[str, tuple[str, dict[str, Any], int, int]]:
+    """scale -> (cache key, network spec, image size, in_chans) for the counts a variant needs."""
+    data = variant.data
+    size, chans, classes = data.resolved("image_size"), data.resolved("in_chans"), data.resolved("num_classes")
+    if variant.timm:
+        paper = {"timm": variant.timm, "num_classes": 1000, "in_chans": 3}
+        train = {"timm": variant.timm, "num_classes": classes, "in_chans": chans}
+    else:
+        assert variant.net is not None and variant.train_net is not None
+        paper = {"net": _count_fields(variant.net.model_copy(update={"in_chans": 3, "num_classes": 1000}))}
+        train = {"net": _count_fields(variant.train_net)}
+    return {
+        "paper": (cache_key(paper, flops_image_size, 3), paper, flops_image_size, 3),
+        "train": (cache_key(train, size, chans), train, size, chans),
+    }
+
+
+def _count_fields(net: Any) -> dict[str, Any]:
+    """The fields a count depends on: stochastic depth and init change no FLOP or parameter."""
+    d = net.canonical()
+    d.pop("drop_path")
+    d.pop("init")
+    return d
+
+
+def count_spec(spec: dict[str, Any], image_size: int, in_chans: int) -> Counts | None:
+    """Build the network a spec names and count it. None when it cannot run at that size (timm)."""
+    from .counts import count_module
+
+    if "timm" in spec:
+        model = _timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size)
+        if model is None:
+            return None
+    else:
+        from ablate.config.net import NetConfig
+        from ablate.nn.net import build
+
+        fields = {k: v for k, v in spec["net"].items() if v is not None or k != "patch_size"}  # canonical() nulls it
+        model = build(NetConfig.model_validate(fields), init=False)
+    try:
+        return count_module(model, image_size, in_chans)
+    except RuntimeError:
+        if "timm" in spec:  # e.g. a window size that does not tile this image size
+            return None
+        raise
+
+
+def _count_one(item: tuple[str, tuple[dict[str, Any], int, int, str]]) -> tuple[str, Counts | None]:
+    key, (spec, image, chans, _name) = item
+    return key, count_spec(spec, image, chans)
+
+
+def _count_all(todo: dict[str, tuple[dict[str, Any], int, int, str]]) -> Iterator[tuple[str, Counts | None]]:
+    """Count in two forked processes when there is enough work: tracing is mostly single-threaded
+    Python, so two processes finish a roadmap in about half the time. Fork shares the imported
+    torch/timm (no second 4 s import); only used on Linux, where fork is the default and safe here
+    because the parent has run no torch op yet."""
+    import multiprocessing as mp
+    import os
+
+    items = list(todo.items())
+    procs = min(2, os.cpu_count() or 1)
+    if len(items) < 4 or procs < 2 or sys.platform != "linux":
+        yield from map(_count_one, items)
+        return
+    import torch
+
+    import ablate.nn.net  # noqa: F401  (imported once, before the fork)
+    from .counts import import_fvcore
+
+    import_fvcore()
+
+    with mp.get_context("fork").Pool(procs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        yield from pool.imap(_count_one, items)
+
+
+def _timm_model(name: str, num_classes: int, in_chans: int, image_size: int) -> Any:
+    import warnings
+
+    import timm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kwargs in ({"img_size": image_size}, {}):  # ViT-style models need the size at build time
+            try:
+                return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+            except (TypeError, ValueError, AssertionError, RuntimeError):
+                continue
+    return None
+
+
+def count_study(loaded: LoadedStudy, progress: Callable[[int, int, str], None] | None = None,
+                use_cache: bool = True) -> list[dict[str, Any]]:
+    """One row per variant, in study order: name, group, id, params, gflops, gflops_train, ..."""
+    size = loaded.study.measure.flops_image_size
+    jobs = [count_jobs(v, size) for v in loaded.variants]
+    found: dict[str, Counts | None] = {}
+    todo: dict[str, tuple[dict[str, Any], int, int, str]] = {}
+    for v, vj in zip(loaded.variants, jobs, strict=True):
+        for key, spec, image, chans in vj.values():
+            hit = cache_get(key) if use_cache else None
+            if hit is not None:
+                found[key] = hit
+            elif key not in todo:
+                todo[key] = (spec, image, chans, v.name)
+    for n, (key, counts) in enumerate(_count_all(todo)):
+        found[key] = counts
+        if counts is not None:
+            cache_put(key, counts)  # each as soon as it is known: an interrupted call keeps its work
+        if progress:
+            progress(n + 1, len(todo), todo[key][3])
+    return [_row(v, found[vj["paper"][0]], found[vj["train"][0]], size) for v, vj in zip(loaded.variants, jobs,
+                                                                                           strict=True)]
+
+
+def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> dict[str, Any]:
+    ref = v.reference
+    row: dict[str, Any] = {
+        "name": v.name, "group": v.group, "id": v.id, "kind": v.kind,
+        "params": paper.params if paper else None,
+        "gflops": round(paper.flops / 1e9, 4) if paper else None,
+        "gmacs_conv_linear": round(paper.flops_conv_linear / 1e9, 4) if paper else None,
+        "params_train": train.params if train else None,
+        "gflops_train": round(train.flops / 1e9, 5) if train else None,
+        "activations_m": round(paper.activations / 1e6, 3) if paper else None,
+        "image_size": size, "image_size_train": v.data.resolved("image_size"),
+        "ref_gflops": ref.gflops if ref else None,
+        "ref_params": ref.params if ref else None,
+        "ref_top1": ref.top1 if ref else None,
+    }
+    if paper:
+        row["breakdown"] = {k: round(x / 1e9, 4) for k, x in paper.breakdown.items()}
+    return row
