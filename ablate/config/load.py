@@ -73,7 +73,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         raise StudyError(str(path), "", "the file is empty; a study needs at least `name:`")
     if not isinstance(data, dict):
-        raise StudyError(str(path), "", f"a study is a mapping of keys (name:, model:, ...), not a {type(data).__name__}")
+        kind = type(data).__name__
+        raise StudyError(str(path), "", f"a study is a mapping of keys (name:, model:, ...), not a {kind}")
     return data
 
 
@@ -289,6 +290,8 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
             overrides["layer_scale"] = recipe.layer_scale
         net = net.model_copy(update=overrides) if overrides else net
         train_net = _scaled(net, study, data, file)
+        _check_size(net, study.measure.flops_image_size, file, "measure.flops_image_size", name)
+        _check_size(train_net, data.resolved("image_size"), file, sub("data") + ".image_size", name)
     ident = {
         "net": net.canonical() if net else {"timm": timm_name},
         "train": train_net.canonical() if train_net else {"in": data.resolved("in_chans"),
@@ -321,6 +324,14 @@ def resolve_net(fields: dict[str, Any], file: str, prefix: str) -> tuple[NetConf
         return NetConfig.model_validate(values), None
     except ValidationError as e:
         raise from_validation(e, file, prefix, NetConfig) from None
+
+
+def _check_size(net: NetConfig, size: int, file: str, where: str, name: str) -> None:
+    sizes = net.feature_sizes(size)
+    if min(sizes) < 1:
+        stage = next(i for i, n in enumerate(sizes) if n < 1) + 1
+        raise StudyError(file, where, f"{size} px is too small for variant '{name}': its stage {stage} would get "
+                         f"no pixels (feature sizes {sizes}); use a larger image size")
 
 
 def make_divisible(value: float, divisor: int) -> int:

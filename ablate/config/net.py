@@ -53,7 +53,8 @@ class NetConfig(BaseModel):
         "`one`: a single one, after the 1x1 conv that sets the hidden width.")
     norm: str = Field("batch", description=f"Normalization layer, one of {', '.join(NORMS)}.")
     norms: Literal["all", "one"] = Field(
-        "all", description="`all`: after every conv (and on the projection shortcut). `one`: after the spatial conv only.")
+        "all",
+        description="`all`: after every conv (and on the projection shortcut). `one`: after the spatial conv only.")
     downsample: Literal["block", "separate"] = Field(
         "block", description="`block`: stride in the first block of a stage + projection shortcut. "
         "`separate`: norm + 2x2 stride-2 conv between stages, a norm after the stem and one before the classifier.")
@@ -120,6 +121,21 @@ class NetConfig(BaseModel):
                 out.append((s, self.hidden(s)))
             else:  # the k x k conv comes first: it sees the block's input, then the stage width
                 out += [(s, self.stage_in(s)), (s, self.dims[s])]
+        return out
+
+    def feature_sizes(self, image_size: int) -> list[int]:
+        """Side of each stage's feature maps (after its downsampling); 0 when the image is too small."""
+        n = image_size
+        if self.stem == "resnet":
+            n = (n - 1) // 2 + 1  # 7x7 stride-2 conv, padding 3
+            n = (n - 1) // 2 + 1  # 3x3 stride-2 max-pool, padding 1
+        else:
+            n = n // self.patch_size
+        out = []
+        for stage in range(len(self.dims)):
+            if stage > 0:
+                n = n // 2 if self.downsample == "separate" else (n - 1) // 2 + 1 if n > 0 else 0
+            out.append(n)
         return out
 
     def canonical(self) -> dict:

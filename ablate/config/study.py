@@ -67,7 +67,8 @@ class Recipe(_Strict):
     random_erasing: float = Field(0.25, ge=0, le=1, description="Random-erasing probability.")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing.")
     hflip: float = Field(0.5, ge=0, le=1, description="Horizontal-flip probability.")
-    crop_scale: tuple[float, float] | None = Field((0.08, 1.0), description="Random-resized-crop area range; null = no crop.")
+    crop_scale: tuple[float, float] | None = Field(
+        (0.08, 1.0), description="Random-resized-crop area range; null = no crop.")
     drop_path: float | None = Field(0.1, ge=0, lt=1, description="Stochastic depth rate given to the network; "
                                     "null = the network's own `drop_path`.")
     layer_scale: float | None = Field(None, gt=0, description="Layer-scale init given to the network; "
@@ -133,7 +134,8 @@ class Step(_Strict):
 
     name: Name
     group: str | None = Field(None, description="Section of the roadmap (e.g. `macro design`).")
-    set: dict[str, Any] = Field(default_factory=dict, description="Network fields (or dotted recipe./data. paths) to change.")
+    set: dict[str, Any] = Field(
+        default_factory=dict, description="Network fields (or dotted recipe./data. paths) to change.")
     model: dict[str, Any] | None = Field(None, description="Replace the whole network (preset / timm / fields).")
     reference: Reference | None = None
 

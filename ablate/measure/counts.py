@@ -97,7 +97,8 @@ def _quiet_flop_analysis(model: Any, x: Any) -> Any:
 # ---- cache: counts keyed by what determines them, readable without importing torch ----
 
 def cache_dir() -> Path:
-    root = os.environ.get("ABLATE_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ablate"
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    root = os.environ.get("ABLATE_CACHE_DIR") or xdg / "ablate"
     return Path(root) / "counts"
 
 

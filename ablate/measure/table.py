@@ -83,6 +83,7 @@ def _count_all(todo: dict[str, tuple[dict[str, Any], int, int, str]]) -> Iterato
     import torch
 
     import ablate.nn.net  # noqa: F401  (imported once, before the fork)
+
     from .counts import import_fvcore
 
     import_fvcore()

@@ -69,7 +69,9 @@ def from_timm(timm_state: dict[str, torch.Tensor], cfg: NetConfig) -> dict[str, 
     return out
 
 
-def to_timm(state: dict[str, torch.Tensor], cfg: NetConfig, timm_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def to_timm(
+    state: dict[str, torch.Tensor], cfg: NetConfig, timm_state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """An ablate state dict -> timm's keys and shapes (`timm_state` gives the target layout)."""
     fam = family(cfg)
     out = {}

@@ -1,0 +1,37 @@
+"""Shared test setup: every test gets its own count cache, so no test reads or writes ~/.cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "studies"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # One cache per session (timm's model-name list is costly to build); tests that need an
+    # empty cache use the `empty_cache` fixture.
+    cache = tmp_path_factory.getbasetemp() / "ablate-cache"
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(cache))
+    return cache
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(cache))
+    return cache
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+    """`python -m ablate ARGS` in a subprocess: exit codes and stderr exactly as a user sees them."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=300)
