@@ -81,6 +81,115 @@ def flops(
     print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.3f}"))
 
 
+StorageOpt = Annotated[str | None, typer.Option(
+    help="optuna storage URL shared by all workers (e.g. postgresql://user@host/db, sqlite:///ledger.db) "
+         "or a journal file path; default: results/<study>/ledger.journal.")]
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder holding results/<study>/.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cuda, cuda:1, mps or cpu; default: the best available.")]
+
+
+@app.command()
+def run(
+    study: StudyArg,
+    set_: SetOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes (CPU threads are split between "
+                                         "them; on a GPU box one GPU each).")] = 1,
+    storage: StorageOpt = None,
+    retry_failed: Annotated[bool, typer.Option(help="Queue failed trials again.")] = False,
+    device: DeviceOpt = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
+
+    Idempotent: what is complete is never trained again, an interrupted trial continues from its last
+    epoch checkpoint, failed trials keep their reason (re-run them with --retry-failed).
+    """
+    from ablate.config.load import load_study
+
+    loaded = load_study(study, set_ or [])
+    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.results import write_results
+    from ablate.sweep.worker import WorkerOptions, run_workers, study_counts, work
+
+    counts = _count(loaded, use_cache=True)
+    ledger = Ledger(loaded, storage, results)
+    queued = ledger.sync(retry_failed=retry_failed)
+    total = len(ledger.by_key)
+    print(f"{loaded.name}: {total} trials, {queued['done']} already done, {queued['queued']} queued "
+          f"(ledger: {storage or ledger.dir / 'ledger.journal'})", file=sys.stderr)
+    write_results(ledger, counts)
+    opts = WorkerOptions(storage=storage, results_root=results, device=device)
+    if workers == 1:
+        work(loaded, opts)
+    else:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=queued["done"], desc="trials", unit="trial", file=sys.stderr, disable=None)
+
+        def poll() -> None:
+            bar.n = sum(1 for t in ledger.latest().values() if t.state.name == "COMPLETE")
+            bar.refresh()
+
+        try:
+            run_workers(loaded, set_ or [], workers, opts, on_poll=poll)
+        finally:
+            bar.close()
+    path = write_results(ledger, study_counts(loaded))
+    _print_status(ledger)
+    print(f"results: {path}", file=sys.stderr)
+
+
+@app.command()
+def worker(
+    study: StudyArg,
+    set_: SetOpt = None,
+    storage: StorageOpt = None,
+    device: DeviceOpt = None,
+    results: ResultsOpt = Path("results"),
+    max_trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
+) -> None:
+    """Join a running study as one more worker (e.g. on another machine with --storage postgresql://...).
+
+    Takes queued trials until none is left. Does not queue anything itself (`ablate run` does).
+    """
+    from ablate.config.load import load_study
+    from ablate.sweep.worker import WorkerOptions, work
+
+    loaded = load_study(study, set_ or [])
+    work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials))
+
+
+@app.command()
+def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
+           results: ResultsOpt = Path("results")) -> None:
+    """Done / running / failed / queued trials of a study, and the best so far."""
+    from ablate.config.load import load_study
+    from ablate.sweep.ledger import Ledger
+
+    loaded = load_study(study, set_ or [])
+    _print_status(Ledger(loaded, storage, results), to=sys.stdout)
+
+
+def _print_status(ledger, to=sys.stderr) -> None:
+    import pandas as pd
+
+    from ablate.sweep.results import result_rows
+
+    df = pd.DataFrame(result_rows(ledger))
+    counts = df["status"].value_counts().to_dict()
+    order = ["done", "running", "queued", "interrupted", "failed", "new"]
+    line = ", ".join(f"{counts.get(k, 0)} {k}" for k in order if counts.get(k, 0))
+    print(f"{ledger.loaded.name}: {len(df)} trials: {line}", file=to)
+    cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
+    show = df[cols].copy()
+    show["fail_reason"] = show["fail_reason"].fillna("").astype(str).str.slice(0, 60)
+    print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.2f}"), file=to)
+    done = df[df["status"] == "done"]
+    if not done.empty:
+        best = done.loc[done["top1"].idxmax()]
+        print(f"best so far: {best['name']} (seed {best['seed']}): top-1 {best['top1']:.2f}", file=to)
+
+
 def _count(loaded, use_cache: bool) -> list[dict]:
     from tqdm import tqdm
 
@@ -108,6 +217,11 @@ def main() -> None:
     except StudyError as e:
         print(e, file=sys.stderr)
         sys.exit(2)
+    except Exception as e:  # data problems are user errors too, but live in the (torch-importing) train package
+        if type(e).__name__ == "DataError":
+            print(e, file=sys.stderr)
+            sys.exit(2)
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -200,6 +200,12 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedSt
         if not values:
             raise StudyError(file, f"grid.{key}", "empty list: give at least one value")
     variants = _expand(study, raw, file)
+    if study.exclude:
+        known = [v.name for v in variants]
+        for i, name in enumerate(study.exclude):
+            if name not in known:
+                raise StudyError(file, f"exclude[{i}]", f"no variant named '{name}'{did_you_mean(name, known)}")
+        variants = [v for v in variants if v.name not in study.exclude]
     names: dict[str, int] = {}
     for v in variants:
         if v.name in names:

@@ -159,6 +159,8 @@ class Study(_Strict):
     steps: list[Step] = Field(default_factory=list, description="Cumulative roadmap steps.")
     variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Cartesian product of field values.")
+    exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
+                               "proxy study that extends a full one: a reference model that cannot run at its size).")
 
     @field_validator("seeds")
     @classmethod

@@ -108,7 +108,7 @@ def _timm_model(name: str, num_classes: int, in_chans: int, image_size: int) -> 
 
 
 def count_study(loaded: LoadedStudy, progress: Callable[[int, int, str], None] | None = None,
-                use_cache: bool = True) -> list[dict[str, Any]]:
+                use_cache: bool = True, parallel: bool = True) -> list[dict[str, Any]]:
     """One row per variant, in study order: name, group, id, params, gflops, gflops_train, ..."""
     size = loaded.study.measure.flops_image_size
     jobs = [count_jobs(v, size) for v in loaded.variants]
@@ -121,7 +121,7 @@ def count_study(loaded: LoadedStudy, progress: Callable[[int, int, str], None] |
                 found[key] = hit
             elif key not in todo:
                 todo[key] = (spec, image, chans, v.name)
-    for n, (key, counts) in enumerate(_count_all(todo)):
+    for n, (key, counts) in enumerate(_count_all(todo) if parallel else map(_count_one, todo.items())):
         found[key] = counts
         if counts is not None:
             cache_put(key, counts)  # each as soon as it is known: an interrupted call keeps its work

@@ -1,0 +1,245 @@
+"""The ledger: one optuna study per ablate study; one optuna trial per attempt at (variant, seed).
+
+optuna does the bookkeeping (storages, atomic WAITING -> RUNNING hand-over, user attributes,
+heartbeats on RDB storages); this module only decides *what* to enqueue and how to read it back.
+
+Trial user attributes: `trial_id` (`<variant id>-s<seed>`), `variant_id`, `name`, `group`,
+`index`, `seed`, `config` (the resolved network/recipe/data as JSON); once running `host`, `pid`;
+once finished the metrics, or `fail_reason`, `fail_kind` (`error` | `interrupted` | `died`) and
+`traceback`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ablate.config.load import LoadedStudy, Variant
+
+# Reasons that are not the trial's own fault: such a trial is queued again automatically.
+RESUMABLE = ("interrupted", "died")
+
+
+def variant_config(v: Variant) -> dict[str, Any]:
+    return {
+        "net": v.train_net.canonical() if v.train_net else None,
+        "net_paper": v.net.canonical() if v.net else None,
+        "timm": v.timm,
+        "recipe": v.recipe.model_dump(mode="json"),
+        "data": v.data.model_dump(mode="json"),
+    }
+
+
+def open_storage(url: str | None, results_dir: Path, heartbeat: int | None = None, grace: int | None = None) -> Any:
+    """None -> the embedded journal file results/<study>/ledger.journal; a path -> that journal file;
+    anything with '://' -> an optuna RDB storage (sqlite:///, postgresql://, mysql://)."""
+    import optuna
+
+    if url and "://" in url:
+        kwargs: dict[str, Any] = {}
+        if heartbeat:
+            kwargs.update(heartbeat_interval=heartbeat, grace_period=grace or 4 * heartbeat)
+        return optuna.storages.RDBStorage(url, **kwargs)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    path = Path(url) if url else results_dir / "ledger.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+@dataclass
+class Item:
+    """A trial handed to a worker."""
+
+    number: int  # optuna trial number
+    trial_id: int  # optuna's internal id (storage API)
+    key: str  # our trial id: <variant id>-s<seed>
+    seed: int
+
+
+class Ledger:
+    def __init__(self, loaded: LoadedStudy, storage: str | None = None, results_root: Path = Path("results"),
+                 heartbeat: int | None = None, grace: int | None = None):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.loaded = loaded
+        self.dir = Path(results_root) / loaded.name
+        self.storage_url = storage
+        self.storage = open_storage(storage, self.dir, heartbeat, grace)
+        self.study = optuna.create_study(study_name=loaded.name, storage=self.storage, direction="maximize",
+                                         load_if_exists=True)
+        self.sid = self.study._study_id
+        self.by_key = {v.trial_id(s): (v, s) for v in loaded.variants for s in loaded.study.seeds}
+
+    # ---- reading
+
+    def trials(self) -> list[Any]:
+        return self.storage.get_all_trials(self.sid, deepcopy=False)
+
+    def latest(self) -> dict[str, Any]:
+        """Our trial id -> its most relevant attempt (complete > running > waiting > the last failure)."""
+        from optuna.trial import TrialState
+
+        rank = {TrialState.COMPLETE: 4, TrialState.RUNNING: 3, TrialState.WAITING: 2, TrialState.FAIL: 1,
+                TrialState.PRUNED: 0}
+        best: dict[str, Any] = {}
+        for t in self.trials():
+            key = t.user_attrs.get("trial_id")
+            if key is None:
+                continue
+            old = best.get(key)
+            if old is None or (rank[t.state], t.number) > (rank[old.state], old.number):
+                best[key] = t
+        return best
+
+    def attempts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.trials():
+            key = t.user_attrs.get("trial_id")
+            if key and t.state.name != "WAITING" and t.state.name != "PRUNED":
+                out[key] = out.get(key, 0) + 1
+        return out
+
+    # ---- enqueueing (idempotent by trial id)
+
+    def sync(self, retry_failed: bool = False) -> dict[str, int]:
+        """Queue every (variant, seed) of the study that is not complete, running or queued.
+        Trials that were interrupted or whose worker died are queued again; failures by their own
+        fault only with `retry_failed`. Returns how many were queued and how many are done."""
+        from optuna.trial import TrialState
+
+        self.reap_dead_local_workers()
+        queued = done = 0
+        with self._lock():
+            latest = self.latest()
+            for key, (v, seed) in self.by_key.items():
+                t = latest.get(key)
+                if t is not None and t.state == TrialState.COMPLETE:
+                    done += 1
+                    continue
+                if t is not None and t.state in (TrialState.RUNNING, TrialState.WAITING):
+                    continue
+                if t is not None and t.state == TrialState.FAIL:
+                    if t.user_attrs.get("fail_kind") not in RESUMABLE and not retry_failed:
+                        continue
+                self.study.enqueue_trial({}, user_attrs=self._attrs(v, seed), skip_if_exists=False)
+                queued += 1
+        return {"queued": queued, "done": done}
+
+    def _attrs(self, v: Variant, seed: int) -> dict[str, Any]:
+        return {"trial_id": v.trial_id(seed), "variant_id": v.id, "name": v.name, "group": v.group or "",
+                "index": v.index, "seed": seed, "config": json.dumps(variant_config(v), sort_keys=True)}
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise enqueueing between local processes (two `ablate run` at once queue nothing twice)."""
+        import fcntl
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".enqueue.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # ---- handing out work
+
+    def pop(self) -> Item | None:
+        """Take the next queued trial (optuna's own atomic WAITING -> RUNNING switch); None when none is left."""
+        from optuna.trial import TrialState
+
+        while True:
+            waiting = self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.WAITING,))
+            if not waiting:
+                return None
+            for t in sorted(waiting, key=lambda t: t.number):
+                try:
+                    if not self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                        continue  # another worker took it first
+                except RuntimeError:  # finished meanwhile (optuna raises UpdateFinishedTrialError)
+                    continue
+                key = t.user_attrs.get("trial_id")
+                if key not in self.by_key or self._done_elsewhere(key, t.number):
+                    # queued by an older version of the study file, or a duplicate from a concurrent enqueue
+                    self.storage.set_trial_user_attr(t._trial_id, "skipped", "not in the study" if key not in
+                                                     self.by_key else "already complete")
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.PRUNED)
+                    continue
+                self.storage.set_trial_user_attr(t._trial_id, "host", socket.gethostname())
+                self.storage.set_trial_user_attr(t._trial_id, "pid", os.getpid())
+                return Item(number=t.number, trial_id=t._trial_id, key=key, seed=self.by_key[key][1])
+
+    def _done_elsewhere(self, key: str, number: int) -> bool:
+        from optuna.trial import TrialState
+
+        return any(t.user_attrs.get("trial_id") == key and t.number != number and
+                   t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in self.trials())
+
+    def variant(self, item: Item) -> Variant:
+        return self.by_key[item.key][0]
+
+    def complete(self, item: Item, metrics: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
+
+        for k, value in metrics.items():
+            self.storage.set_trial_user_attr(item.trial_id, k, value)
+        top1 = metrics.get("top1")
+        self.storage.set_trial_state_values(item.trial_id, TrialState.COMPLETE,
+                                            values=[float(top1) if top1 is not None else 0.0])
+
+    def fail(self, item: Item, reason: str, kind: str = "error", traceback: str | None = None,
+             metrics: dict[str, Any] | None = None) -> None:
+        from optuna.trial import TrialState
+
+        for k, value in (metrics or {}).items():
+            self.storage.set_trial_user_attr(item.trial_id, k, value)
+        self.storage.set_trial_user_attr(item.trial_id, "fail_reason", reason)
+        self.storage.set_trial_user_attr(item.trial_id, "fail_kind", kind)
+        if traceback:
+            self.storage.set_trial_user_attr(item.trial_id, "traceback", traceback)
+        self.storage.set_trial_state_values(item.trial_id, TrialState.FAIL)
+
+    def reap_dead_local_workers(self) -> int:
+        """A RUNNING trial whose worker process on this host no longer exists was killed (SIGKILL,
+        power loss): record it as failed with kind `died`, so `sync` queues it again. (RDB storages
+        with heartbeats detect dead workers on other hosts too: see `fail_stale`.)"""
+        from optuna.trial import TrialState
+
+        n = 0
+        host = socket.gethostname()
+        for t in self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.RUNNING,)):
+            pid = t.user_attrs.get("pid")
+            if t.user_attrs.get("host") == host and isinstance(pid, int) and not _alive(pid):
+                try:
+                    self.storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker process {pid} died")
+                    self.storage.set_trial_user_attr(t._trial_id, "fail_kind", "died")
+                    self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    n += 1
+                except RuntimeError:
+                    pass
+        return n
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (killed child not yet reaped by its parent) is dead for our purposes
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,91 @@
+"""results/<study>/results.csv|parquet and summary.csv, rebuilt from the ledger (never edited in place).
+
+One row per (variant, seed) of the study file, in study order, whatever its state: done, running,
+queued, failed (with the reason), interrupted, or not yet queued.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ablate.config.net import NetConfig
+
+from .ledger import Ledger
+
+METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
+           "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
+STATUS = {"COMPLETE": "done", "RUNNING": "running", "WAITING": "queued", "FAIL": "failed", "PRUNED": "skipped"}
+
+
+def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    latest, attempts = ledger.latest(), ledger.attempts()
+    by_variant = {row["id"]: row for row in counts or []}
+    rows = []
+    for key, (v, seed) in ledger.by_key.items():
+        t = latest.get(key)
+        status = STATUS[t.state.name] if t is not None else "new"
+        if status == "failed" and t.user_attrs.get("fail_kind") in ("interrupted", "died", "data"):
+            status = "interrupted"
+        attrs = t.user_attrs if t is not None else {}
+        c = by_variant.get(v.id, {})
+        ref = v.reference
+        row: dict[str, Any] = {
+            "index": v.index, "name": v.name, "group": v.group, "id": v.id, "trial_id": key, "seed": seed,
+            "status": status, "attempts": attempts.get(key, 0), "fail_reason": attrs.get("fail_reason"),
+            "model": v.timm or "ablate",
+        }
+        net = v.train_net.model_dump(mode="json") if v.train_net else {}
+        for field in NetConfig.model_fields:
+            value = net.get(field)
+            row[field] = str(list(value)) if isinstance(value, list) else value
+        row.update({"params": c.get("params"), "gflops": c.get("gflops"), "params_train": c.get("params_train"),
+                    "gflops_train": c.get("gflops_train"), "image_size": v.data.resolved("image_size"),
+                    "dataset": v.data.dataset, "recipe": v.recipe.preset, "epochs_planned": v.recipe.epochs})
+        for m in METRICS:
+            row[m] = attrs.get(m)
+        row.update({"ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
+                    "ref_gflops": ref.gflops if ref else None, "ref_params": ref.params if ref else None})
+        rows.append(row)
+    return rows
+
+
+def summary(df: Any) -> Any:
+    """Per variant over its finished seeds: mean, std and n of the accuracy and speed columns."""
+    import pandas as pd
+
+    done = df[df["status"] == "done"]
+    keys = ["index", "name", "group", "id"]
+    base = df.drop_duplicates("id")[keys + ["params", "gflops", "gflops_train", "ref_top1", "ref_gflops"]]
+    if done.empty:
+        return base.assign(n=0)
+    agg = done.groupby("id").agg(
+        top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"), top5_mean=("top5", "mean"),
+        ema_top1_mean=("ema_top1", "mean"), train_img_per_s=("train_img_per_s", "median"),
+        infer_img_per_s=("infer_img_per_s", "median"), wall_seconds=("wall_seconds", "sum"))
+    out = base.merge(agg.reset_index(), on="id", how="left")
+    out["n"] = out["n"].fillna(0).astype(int)
+    return pd.DataFrame(out).sort_values("index")
+
+
+def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Path:
+    """Rebuild results.csv, results.parquet and summary.csv atomically (a reader never sees half a file)."""
+    import pandas as pd
+
+    df = pd.DataFrame(result_rows(ledger, counts))
+    out = ledger.dir
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
+    try:
+        _atomic(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
+    except (ImportError, ValueError):
+        pass  # pyarrow missing: the CSV is the table of record
+    _atomic(out / "summary.csv", lambda p: summary(df).to_csv(p, index=False, float_format="%.4f"))
+    return out / "results.csv"
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)

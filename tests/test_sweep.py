@@ -1,0 +1,158 @@
+"""`ablate run` on the optuna ledger: failures recorded, idempotent re-runs, crashes, parallel workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.config.load import load_study
+from ablate.sweep.ledger import Ledger
+from conftest import run_cli
+
+TINY = """
+name: {name}
+model: {{depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 1.0, stem_width: 16}}
+data: {{dataset: synthetic, image_size: 16, train_subset: {n}, val_subset: 128}}
+recipe: {{preset: classic, epochs: {epochs}, batch_size: 32, warmup_epochs: 0, lr: 0.05}}
+"""
+
+
+def study(tmp_path: Path, name: str, variants: str, epochs: int = 2, n: int = 256) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, epochs=epochs, n=n) + "variants:\n" + variants)
+    return path
+
+
+def ledger_states(path: Path, results: Path) -> dict[str, list[str]]:
+    """trial id -> the states of all its attempts."""
+    led = Ledger(load_study(path), None, results)
+    out: dict[str, list[str]] = {}
+    for t in led.trials():
+        out.setdefault(t.user_attrs["trial_id"], []).append(t.state.name)
+    return out
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    path = study(tmp_path, "fails", """
+  - {name: a}
+  - {name: raises, set: {recipe.opt: nosuchopt}}
+  - {name: diverges, set: {recipe.lr: 1.0e+30}}
+  - {name: b, set: {kernel_size: 5}}
+""")
+    results = tmp_path / "results"
+    r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(results / "fails" / "results.csv")
+    assert list(df["name"]) == ["a", "raises", "diverges", "b"]
+    status = dict(zip(df["name"], df["status"], strict=True))
+    assert status == {"a": "done", "raises": "failed", "diverges": "failed", "b": "done"}
+    reasons = dict(zip(df["name"], df["fail_reason"].fillna(""), strict=True))
+    assert "nosuchopt" in reasons["raises"]
+    assert "nan" in reasons["diverges"].lower() and "epoch" in reasons["diverges"]
+    assert df.loc[df.name == "a", "top1"].item() > 10  # 10 classes: above chance
+    assert (df.loc[df.status == "done", "epochs"] == 2).all()
+    for name in ("a", "b"):
+        trial = df.loc[df.name == name, "trial_id"].item()
+        metrics = pd.read_csv(results / "fails" / "trials" / trial / "metrics.csv")
+        assert list(metrics["epoch"]) == [1, 2]
+    assert (results / "fails" / "results.parquet").exists() and (results / "fails" / "summary.csv").exists()
+
+    # a second run trains nothing: failures by their own fault are not retried without --retry-failed
+    before = ledger_states(path, results)
+    start = time.time()
+    r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert ledger_states(path, results) == before
+    assert time.time() - start < 30
+    # --retry-failed queues the failed ones again (and they fail again, with their reason)
+    r = run_cli("run", str(path), "--results", str(results), "--retry-failed", cwd=tmp_path)
+    states = ledger_states(path, results)
+    assert sorted(len(v) for v in states.values()) == [1, 1, 2, 2]
+    r = run_cli("status", str(path), "--results", str(results), cwd=tmp_path)
+    assert r.returncode == 0 and "2 done" in r.stdout and "2 failed" in r.stdout
+
+
+def test_killed_worker_then_rerun_completes_everything_once(tmp_path: Path) -> None:
+    path = study(tmp_path, "kill", "".join(f"  - {{name: v{i}, set: {{kernel_size: {k}}}}}\n"
+                                           for i, k in enumerate((1, 3, 5))), epochs=3, n=2048)
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(path), "--results", str(results)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trials = results / "kill" / "trials"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it once the first trial has written an epoch
+        if any(trials.glob("*/metrics.csv")):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no trial started within 120 s")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    states = ledger_states(path, results)
+    assert "RUNNING" in sum(states.values(), [])  # the killed trial is left running in the ledger
+
+    r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    states = ledger_states(path, results)
+    assert len(states) == 3
+    assert all(s.count("COMPLETE") == 1 for s in states.values()), states
+    assert "RUNNING" not in sum(states.values(), [])
+    df = pd.read_csv(results / "kill" / "results.csv")
+    assert (df["status"] == "done").all() and (df["epochs"] == 3).all()
+
+
+def test_two_workers_share_the_journal_without_duplicates(tmp_path: Path) -> None:
+    path = study(tmp_path, "par", "".join(f"  - {{name: v{i}, set: {{kernel_size: {k}, drop_path: {d}}}}}\n"
+                                          for i, (k, d) in enumerate([(1, 0), (3, 0), (5, 0), (1, 0.1), (3, 0.1),
+                                                                      (5, 0.1)])), epochs=1)
+    results = tmp_path / "results"
+    r = run_cli("run", str(path), "--results", str(results), "--workers", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    states = ledger_states(path, results)
+    assert len(states) == 6
+    assert all(s == ["COMPLETE"] for s in states.values()), states  # each exactly once, nothing lost
+    led = Ledger(load_study(path), None, results)
+    pids = {t.user_attrs["pid"] for t in led.trials()}
+    assert len(pids) == 2  # both workers did work
+    df = pd.read_csv(results / "par" / "results.csv")
+    assert (df["status"] == "done").all()
+
+
+def test_interrupted_trial_continues_from_its_checkpoint(tmp_path: Path) -> None:
+    path = study(tmp_path, "resume", "  - {name: long}\n", epochs=4, n=2048)
+    results = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(path), "--results", str(results)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        found = list((results / "resume" / "trials").glob("*/metrics.csv"))
+        if found and len(pd.read_csv(found[0])) >= 1 and any(found[0].parent.glob("checkpoint*")):
+            metrics = found[0]
+            break
+        time.sleep(0.2)
+    assert metrics is not None, "no epoch finished within 120 s"
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    before = pd.read_csv(metrics)
+    assert 1 <= len(before) < 4
+    r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = pd.read_csv(metrics)
+    assert list(rows["epoch"]) == [1, 2, 3, 4]
+    # the epochs finished before the interruption were not trained again: their rows are untouched
+    pd.testing.assert_frame_equal(rows.iloc[: len(before)], before)
+    df = pd.read_csv(results / "resume" / "results.csv")
+    assert df["status"].item() == "done" and df["epochs"].item() == 4
+    states = ledger_states(path, results)
+    assert list(states.values())[0] == ["FAIL", "COMPLETE"]  # the interrupted attempt, then the resumed one
