@@ -33,6 +33,11 @@ def validate(study: StudyArg, set_: SetOpt = None) -> None:
     loaded = load_study(study, set_ or [])
     s = loaded.study
     seeds = len(s.seeds)
+    if s.search is not None and s.search.sampler != "grid":
+        print(f"{loaded.file}: ok: study '{s.name}', search ({s.search.sampler} sampler, {s.search.trials} trials "
+              f"over {', '.join(s.search.space)}, seed {s.seeds[0]}); data {s.data.dataset} "
+              f"@{s.data.resolved('image_size')}px, recipe {s.recipe.preset}, {s.recipe.epochs} epochs")
+        return
     print(f"{loaded.file}: ok: study '{s.name}', {len(loaded.variants)} variants ({loaded.kind}) x {seeds} "
           f"seed{'s' * (seeds != 1)} = {len(loaded.variants) * seeds} trials; data {s.data.dataset} "
           f"@{s.data.resolved('image_size')}px, recipe {s.recipe.preset}, {s.recipe.epochs} epochs")
@@ -114,7 +119,7 @@ def run(
     counts = _count(loaded, use_cache=True)
     ledger = Ledger(loaded, storage, results)
     queued = ledger.sync(retry_failed=retry_failed)
-    total = len(ledger.by_key)
+    total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
     print(f"{loaded.name}: {total} trials, {queued['done']} already done, {queued['queued']} queued "
           f"(ledger: {storage or ledger.dir / 'ledger.journal'})", file=sys.stderr)
     write_results(ledger, counts)
@@ -134,7 +139,7 @@ def run(
             run_workers(loaded, set_ or [], workers, opts, on_poll=poll)
         finally:
             bar.close()
-    path = write_results(ledger, study_counts(loaded))
+    path = write_results(ledger, None if ledger.search is not None else study_counts(loaded))
     _print_status(ledger)
     print(f"results: {path}", file=sys.stderr)
 
@@ -171,11 +176,9 @@ def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
 
 
 def _print_status(ledger, to=sys.stderr) -> None:
-    import pandas as pd
+    from ablate.sweep.results import results_frame
 
-    from ablate.sweep.results import result_rows
-
-    df = pd.DataFrame(result_rows(ledger))
+    df = results_frame(ledger)
     counts = df["status"].value_counts().to_dict()
     order = ["done", "running", "queued", "interrupted", "failed", "new"]
     line = ", ".join(f"{counts.get(k, 0)} {k}" for k in order if counts.get(k, 0))

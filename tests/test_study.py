@@ -37,7 +37,7 @@ def test_roadmap_walks_from_resnet50_to_convnext_tiny() -> None:
 
 
 def test_steps_are_cumulative_and_variants_independent(tmp_path: Path) -> None:
-    base = {"name": "t", "model": {"preset": "resnet26"}}
+    base = {"name": "t", "model": {"preset": "resnet26"}, "data": {"dataset": "synthetic", "image_size": 32}}
     steps = load_study(write(tmp_path / "s.yaml", {**base, "steps": [
         {"name": "a", "set": {"kernel_size": 5}}, {"name": "b", "set": {"activation": "gelu"}}]}))
     assert [(v.net.kernel_size, v.net.activation) for v in steps.variants] == [(5, "relu"), (5, "gelu")]
@@ -51,6 +51,7 @@ def test_steps_are_cumulative_and_variants_independent(tmp_path: Path) -> None:
 
 def test_grid_is_the_cartesian_product(tmp_path: Path) -> None:
     s = load_study(write(tmp_path / "g.yaml", {"name": "g", "model": {"preset": "convnext_atto"},
+                                                "data": {"dataset": "synthetic"},
                                                 "grid": {"kernel_size": [3, 5, 7], "recipe.epochs": [1, 2]}}))
     assert [v.name for v in s.variants] == [f"kernel_size={k},epochs={e}" for k in (3, 5, 7) for e in (1, 2)]
     assert [(v.net.kernel_size, v.recipe.epochs) for v in s.variants][:3] == [(3, 1), (3, 2), (5, 1)]
@@ -120,3 +121,17 @@ def test_extends_cycle_is_an_error(tmp_path: Path) -> None:
     write(tmp_path / "b.yaml", {"name": "b", "extends": "a.yaml"})
     with pytest.raises(StudyError, match="cycle"):
         load_study(tmp_path / "a.yaml")
+
+
+def test_search_space_is_checked_at_load_time(tmp_path: Path) -> None:
+    base = {"name": "s", "model": {"preset": "convnext_atto"}, "data": {"dataset": "synthetic"}}
+    ok = load_study(write(tmp_path / "ok.yaml", {**base, "search": {"sampler": "tpe", "trials": 5, "space": {
+        "kernel_size": [3, 5], "recipe.lr": {"low": 1e-4, "high": 1e-2, "log": True}}}}))
+    assert ok.kind == "search" and ok.variants == []
+    grid = load_study(write(tmp_path / "g.yaml", {**base, "search": {"sampler": "grid", "space": {
+        "kernel_size": [3, 5], "expansion": [2, 4]}}}))
+    assert len(grid.variants) == 4  # a grid search is expanded and enqueued like grid:
+    bad = {"kernel_size": [3, 4]}, {"recipe.lr": {"low": 1e-2, "high": 1e-4}}, {"kernel_sise": [3]}
+    for space in bad:
+        with pytest.raises(StudyError, match="search.space"):
+            load_study(write(tmp_path / "b.yaml", {**base, "search": {"space": space}}))

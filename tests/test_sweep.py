@@ -156,3 +156,29 @@ def test_interrupted_trial_continues_from_its_checkpoint(tmp_path: Path) -> None
     assert df["status"].item() == "done" and df["epochs"].item() == 4
     states = ledger_states(path, results)
     assert list(states.values())[0] == ["FAIL", "COMPLETE"]  # the interrupted attempt, then the resumed one
+
+
+def test_search_samples_with_optuna_and_records_every_trial(tmp_path: Path) -> None:
+    path = tmp_path / "search.yaml"
+    path.write_text(TINY.format(name="search", epochs=1, n=128) + """
+search:
+  sampler: random
+  trials: 3
+  seed: 1
+  space:
+    kernel_size: [1, 3, 5]
+    recipe.lr: {low: 1.0e-3, high: 1.0e-1, log: true}
+""")
+    results = tmp_path / "results"
+    r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    led = Ledger(load_study(path), None, results)
+    done = [t for t in led.trials() if t.state.name == "COMPLETE"]
+    assert len(done) == 3
+    assert all(set(t.params) == {"kernel_size", "recipe.lr"} for t in done)  # optuna saw the parameters
+    assert all(t.value == t.user_attrs["top1"] for t in done)
+    df = pd.read_csv(results / "search" / "results.csv")
+    assert len(df) == 3 and (df["status"] == "done").all()
+    assert set(df["kernel_size"]) <= {1, 3, 5} and df["params"].notna().all()
+    r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)  # the budget is spent: nothing new
+    assert r.returncode == 0 and len(Ledger(load_study(path), None, results).trials()) == 3

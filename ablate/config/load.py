@@ -178,6 +178,8 @@ class LoadedStudy:
     @property
     def kind(self) -> str:
         s = self.study
+        if s.search is not None:
+            return "search"
         return "steps" if s.steps else "variants" if s.variants else "grid" if s.grid else "single"
 
 
@@ -186,16 +188,16 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedSt
     path = Path(path)
     file = str(path)
     raw = apply_overrides(load_raw(path), list(overrides or []), file)
-    if "search" in raw:
-        raise StudyError(file, "search", "not supported yet: searches arrive with `ablate run` "
-                         "(use steps:, variants: or grid: for now)")
     try:
         study = Study.model_validate(raw)
     except ValidationError as e:
         raise from_validation(e, file, "", Study) from None
-    given = [k for k in ("steps", "variants", "grid") if raw.get(k)]
+    given = [k for k in ("steps", "variants", "grid", "search") if raw.get(k)]
     if len(given) > 1:
-        raise StudyError(file, given[1], f"a study has one of steps:, variants:, grid: (this one also has {given[0]}:)")
+        raise StudyError(file, given[1], f"a study has one of steps:, variants:, grid:, search: "
+                         f"(this one also has {given[0]}:)")
+    if study.search is not None:
+        _check_search(study, raw, file)
     for key, values in study.grid.items():
         if not values:
             raise StudyError(file, f"grid.{key}", "empty list: give at least one value")
@@ -230,9 +232,14 @@ def _expand(study: Study, raw: dict[str, Any], file: str) -> list[Variant]:
         out.append(_variant(study, state, i, spec.name, spec.group, spec.reference, file, where))
     if specs:
         return out
-    if study.grid:
-        keys = list(study.grid)
-        for i, combo in enumerate(itertools.product(*(study.grid[k] for k in keys))):
+    grid = study.grid
+    if study.search is not None:
+        if study.search.sampler != "grid":
+            return []  # variants are sampled while the study runs: see `search_variant`
+        grid = dict(study.search.space)  # every value a list: checked by _check_search
+    if grid:
+        keys = list(grid)
+        for i, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
             changes = dict(zip(keys, combo, strict=True))
             state = base.apply(None, changes, file, "grid")
             name = ",".join(f"{k.split('.')[-1]}={_show(v)}" for k, v in changes.items())
@@ -243,7 +250,41 @@ def _expand(study: Study, raw: dict[str, Any], file: str) -> list[Variant]:
     return out
 
 
+def search_variant(loaded: LoadedStudy, params: dict[str, Any], index: int) -> Variant:
+    """The variant a search trial's sampled `params` describe (same naming and id as a grid point)."""
+    study, file = loaded.study, loaded.file
+    base = _State(net=dict(study.model), recipe=dict(loaded.raw.get("recipe") or {}),
+                  data=dict(loaded.raw.get("data") or {}))
+    state = base.apply(None, params, file, "search.space")
+    name = ",".join(f"{k.split('.')[-1]}={_show(v)}" for k, v in params.items())
+    return _variant(study, state, index, name, "search", None, file, "search.space")
+
+
+def _check_search(study: Study, raw: dict[str, Any], file: str) -> None:
+    """Every corner of the space must make a valid variant: fail at load time, not mid-search."""
+    from .study import Range
+
+    search = study.search
+    assert search is not None
+    if search.sampler == "grid":
+        for key, dim in search.space.items():
+            if isinstance(dim, Range):
+                raise StudyError(file, f"search.space.{key}", "the grid sampler needs a list of values")
+    base = _State(net=dict(study.model), recipe=dict(raw.get("recipe") or {}), data=dict(raw.get("data") or {}))
+    for key, dim in search.space.items():
+        if isinstance(dim, list) and not dim:
+            raise StudyError(file, f"search.space.{key}", "empty list: give at least one value")
+        values = dim if isinstance(dim, list) else [dim.low, dim.high]
+        for value in values:
+            if isinstance(dim, Range) and dim.is_int:
+                value = int(value)
+            state = base.apply(None, {key: value}, file, "search.space")
+            _variant(study, state, 0, "check", "search", None, file, "search.space")
+
+
 def _show(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
     return json.dumps(v, separators=(",", ":")) if isinstance(v, list | dict) else str(v)
 
 
@@ -290,14 +331,14 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
     train_net = None
     if net is not None:
         overrides: dict[str, Any] = {}
-        if recipe.drop_path is not None:
+        if recipe.drop_path is not None and net.drop_path == 0:  # a network's own rate wins
             overrides["drop_path"] = recipe.drop_path
         if recipe.layer_scale is not None:
             overrides["layer_scale"] = recipe.layer_scale
         net = net.model_copy(update=overrides) if overrides else net
         train_net = _scaled(net, study, data, file)
         _check_size(net, study.measure.flops_image_size, file, "measure.flops_image_size", name)
-        _check_size(train_net, data.resolved("image_size"), file, sub("data") + ".image_size", name)
+        _check_size(train_net, data.resolved("image_size"), file, "data.image_size", name)
     ident = {
         "net": net.canonical() if net else {"timm": timm_name},
         "train": train_net.canonical() if train_net else {"in": data.resolved("in_chans"),

@@ -69,8 +69,8 @@ class Recipe(_Strict):
     hflip: float = Field(0.5, ge=0, le=1, description="Horizontal-flip probability.")
     crop_scale: tuple[float, float] | None = Field(
         (0.08, 1.0), description="Random-resized-crop area range; null = no crop.")
-    drop_path: float | None = Field(0.1, ge=0, lt=1, description="Stochastic depth rate given to the network; "
-                                    "null = the network's own `drop_path`.")
+    drop_path: float | None = Field(0.1, ge=0, lt=1, description="Stochastic depth rate given to networks whose own "
+                                    "`drop_path` is 0; null = leave the network's own.")
     layer_scale: float | None = Field(None, gt=0, description="Layer-scale init given to the network; "
                                       "null = the network's own `layer_scale`.")
     ema: float | None = Field(0.9999, gt=0, lt=1, description="EMA decay of the weights; null = off.")
@@ -144,6 +144,38 @@ class VariantSpec(Step):
     """An independent variant: `set` (or `model`) applies to the study's base model."""
 
 
+class Range(_Strict):
+    """A numeric search dimension: `{low: 1e-4, high: 1e-2, log: true}`; ints when low/high/step are ints."""
+
+    low: float
+    high: float
+    step: float | None = Field(None, gt=0)
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be above low ({self.low})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)) and not self.log
+
+
+class Search(_Strict):
+    """An optuna search over network/recipe fields (sampler grid = every combination, like `grid:`)."""
+
+    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="optuna sampler.")
+    trials: int = Field(20, gt=0, description="How many configurations to train (tpe/random).")
+    objective: Literal["top1", "top5", "ema_top1"] = Field("top1", description="Validation metric maximised.")
+    seed: int = Field(0, description="Sampler seed.")
+    space: dict[str, list[Any] | Range] = Field(
+        min_length=1, description="Field (or dotted recipe./data. path) -> list of choices or {low, high, step, log}.")
+
+
 class Study(_Strict):
     """A study file: the base network, data, recipe, and the variants to compare."""
 
@@ -159,6 +191,7 @@ class Study(_Strict):
     steps: list[Step] = Field(default_factory=list, description="Cumulative roadmap steps.")
     variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Cartesian product of field values.")
+    search: Search | None = Field(None, description="An optuna search instead of a fixed list of variants.")
     exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
                                "proxy study that extends a full one: a reference model that cannot run at its size).")
 

@@ -61,6 +61,7 @@ class Item:
     trial_id: int  # optuna's internal id (storage API)
     key: str  # our trial id: <variant id>-s<seed>
     seed: int
+    variant: Variant
 
 
 class Ledger:
@@ -73,10 +74,29 @@ class Ledger:
         self.dir = Path(results_root) / loaded.name
         self.storage_url = storage
         self.storage = open_storage(storage, self.dir, heartbeat, grace)
+        search = loaded.study.search
+        self.search = search if search is not None and search.sampler != "grid" else None
+        sampler = None
+        if self.search is not None:  # optuna's samplers; grid searches are expanded and enqueued like `grid:`
+            sampler = (optuna.samplers.TPESampler(seed=self.search.seed) if self.search.sampler == "tpe"
+                       else optuna.samplers.RandomSampler(seed=self.search.seed))
         self.study = optuna.create_study(study_name=loaded.name, storage=self.storage, direction="maximize",
-                                         load_if_exists=True)
+                                         load_if_exists=True, sampler=sampler)
         self.sid = self.study._study_id
         self.by_key = {v.trial_id(s): (v, s) for v in loaded.variants for s in loaded.study.seeds}
+
+    def known(self) -> dict[str, tuple[Variant, int]]:
+        """The study's (variant, seed) by trial id: its fixed variants, plus those a search has sampled."""
+        if self.search is None:
+            return self.by_key
+        from ablate.config.load import search_variant
+
+        out = dict(self.by_key)
+        for t in sorted(self.trials(), key=lambda t: t.number):
+            key = t.user_attrs.get("trial_id")
+            if key and key not in out and t.params:
+                out[key] = (search_variant(self.loaded, dict(t.params), t.number), self.loaded.study.seeds[0])
+        return out
 
     # ---- reading
 
@@ -119,6 +139,8 @@ class Ledger:
         queued = done = 0
         with self._lock():
             latest = self.latest()
+            if self.search is not None:
+                return self._sync_search(latest, retry_failed)
             for key, (v, seed) in self.by_key.items():
                 t = latest.get(key)
                 if t is not None and t.state == TrialState.COMPLETE:
@@ -132,6 +154,67 @@ class Ledger:
                 self.study.enqueue_trial({}, user_attrs=self._attrs(v, seed), skip_if_exists=False)
                 queued += 1
         return {"queued": queued, "done": done}
+
+    def _sync_search(self, latest: dict[str, Any], retry_failed: bool) -> dict[str, int]:
+        """A search samples new trials as it runs; here only interrupted (or, asked, failed) ones are queued
+        again, with their sampled parameters fixed."""
+        from optuna.trial import TrialState
+
+        queued = done = 0
+        known = self.known()
+        for key, t in latest.items():
+            if t.state == TrialState.COMPLETE:
+                done += 1
+            elif t.state == TrialState.FAIL and key in known and (
+                    t.user_attrs.get("fail_kind") in RESUMABLE or retry_failed):
+                v, seed = known[key]
+                self.study.enqueue_trial(dict(t.params), user_attrs=self._attrs(v, seed))
+                queued += 1
+        return {"queued": queued, "done": done}
+
+    def _search_budget_left(self) -> int:
+        from optuna.trial import TrialState
+
+        used = set()
+        for key, t in self.latest().items():
+            if t.state != TrialState.FAIL or t.user_attrs.get("fail_kind") not in RESUMABLE:
+                used.add(key)
+        return self.search.trials - len(used) if self.search is not None else 0
+
+    def _ask(self) -> Item | None:
+        """Next search trial: a queued (interrupted) one first, else a new sample from optuna's sampler."""
+        from optuna.trial import TrialState
+
+        from ablate.config.load import search_variant
+        from ablate.config.study import Range
+
+        assert self.search is not None
+        for _ in range(20):  # a sampler may propose a configuration already trained: ask again
+            if self._search_budget_left() <= 0 and not self.storage.get_all_trials(
+                    self.sid, deepcopy=False, states=(TrialState.WAITING,)):
+                return None
+            trial = self.study.ask()
+            params: dict[str, Any] = {}
+            for key, dim in self.search.space.items():
+                if isinstance(dim, Range):
+                    if dim.is_int:
+                        params[key] = trial.suggest_int(key, int(dim.low), int(dim.high), step=int(dim.step or 1))
+                    else:
+                        params[key] = trial.suggest_float(key, dim.low, dim.high, step=dim.step, log=dim.log)
+                else:
+                    params[key] = trial.suggest_categorical(key, dim)
+            v = search_variant(self.loaded, params, trial.number)
+            seed = self.loaded.study.seeds[0]
+            key = v.trial_id(seed)
+            if self._done_elsewhere(key, trial.number):
+                self.storage.set_trial_user_attr(trial._trial_id, "trial_id", key)
+                self.storage.set_trial_user_attr(trial._trial_id, "skipped", "configuration already trained")
+                self.storage.set_trial_state_values(trial._trial_id, TrialState.PRUNED)
+                continue
+            for k, value in {**self._attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()}.items():
+                self.storage.set_trial_user_attr(trial._trial_id, k, value)
+            return Item(number=trial.number, trial_id=trial._trial_id, key=key, seed=seed, variant=v)
+        return None
 
     def _attrs(self, v: Variant, seed: int) -> dict[str, Any]:
         return {"trial_id": v.trial_id(seed), "variant_id": v.id, "name": v.name, "group": v.group or "",
@@ -156,6 +239,8 @@ class Ledger:
         """Take the next queued trial (optuna's own atomic WAITING -> RUNNING switch); None when none is left."""
         from optuna.trial import TrialState
 
+        if self.search is not None:
+            return self._ask()
         while True:
             waiting = self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.WAITING,))
             if not waiting:
@@ -175,7 +260,8 @@ class Ledger:
                     continue
                 self.storage.set_trial_user_attr(t._trial_id, "host", socket.gethostname())
                 self.storage.set_trial_user_attr(t._trial_id, "pid", os.getpid())
-                return Item(number=t.number, trial_id=t._trial_id, key=key, seed=self.by_key[key][1])
+                v, seed = self.by_key[key]
+                return Item(number=t.number, trial_id=t._trial_id, key=key, seed=seed, variant=v)
 
     def _done_elsewhere(self, key: str, number: int) -> bool:
         from optuna.trial import TrialState
@@ -184,16 +270,17 @@ class Ledger:
                    t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in self.trials())
 
     def variant(self, item: Item) -> Variant:
-        return self.by_key[item.key][0]
+        return item.variant
 
     def complete(self, item: Item, metrics: dict[str, Any]) -> None:
         from optuna.trial import TrialState
 
         for k, value in metrics.items():
             self.storage.set_trial_user_attr(item.trial_id, k, value)
-        top1 = metrics.get("top1")
+        objective = self.search.objective if self.search is not None else "top1"
+        value = metrics.get(objective)
         self.storage.set_trial_state_values(item.trial_id, TrialState.COMPLETE,
-                                            values=[float(top1) if top1 is not None else 0.0])
+                                            values=[float(value) if value is not None else 0.0])
 
     def fail(self, item: Item, reason: str, kind: str = "error", traceback: str | None = None,
              metrics: dict[str, Any] | None = None) -> None:

@@ -16,6 +16,9 @@ from .ledger import Ledger
 
 METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
            "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
+COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "status", "attempts", "fail_reason", "model",
+           *NetConfig.model_fields, "params", "gflops", "params_train", "gflops_train", "image_size", "dataset",
+           "recipe", "epochs_planned", *METRICS, "ref_top1", "ref_top1_std", "ref_gflops", "ref_params"]
 STATUS = {"COMPLETE": "done", "RUNNING": "running", "WAITING": "queued", "FAIL": "failed", "PRUNED": "skipped"}
 
 
@@ -23,7 +26,7 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
     latest, attempts = ledger.latest(), ledger.attempts()
     by_variant = {row["id"]: row for row in counts or []}
     rows = []
-    for key, (v, seed) in ledger.by_key.items():
+    for key, (v, seed) in ledger.known().items():
         t = latest.get(key)
         status = STATUS[t.state.name] if t is not None else "new"
         if status == "failed" and t.user_attrs.get("fail_kind") in ("interrupted", "died", "data"):
@@ -51,6 +54,12 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
     return rows
 
 
+def results_frame(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(result_rows(ledger, counts), columns=COLUMNS)
+
+
 def summary(df: Any) -> Any:
     """Per variant over its finished seeds: mean, std and n of the accuracy and speed columns."""
     import pandas as pd
@@ -69,11 +78,24 @@ def summary(df: Any) -> Any:
     return pd.DataFrame(out).sort_values("index")
 
 
+def known_counts(ledger: Ledger) -> list[dict[str, Any]]:
+    """FLOPs/params of every known variant (from the count cache after the first time)."""
+    import dataclasses
+
+    from ablate.measure.table import count_study
+
+    variants = list({v.id: v for v, _ in ledger.known().values()}.values())
+    return count_study(dataclasses.replace(ledger.loaded, variants=variants), parallel=False)
+
+
 def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Path:
     """Rebuild results.csv, results.parquet and summary.csv atomically (a reader never sees half a file)."""
     import pandas as pd
 
-    df = pd.DataFrame(result_rows(ledger, counts))
+    if counts is None or ledger.search is not None:
+        counts = known_counts(ledger)
+
+    df = results_frame(ledger, counts)
     out = ledger.dir
     out.mkdir(parents=True, exist_ok=True)
     _atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))

@@ -48,7 +48,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
     from ablate.train.engine import TrialFailed, run_trial
 
     ledger = Ledger(loaded, opts.storage, opts.results_root, opts.heartbeat, opts.grace)
-    counts = study_counts(loaded)
+    counts = None if ledger.search is not None else study_counts(loaded)
     stats = {"done": 0, "failed": 0}
     while opts.max_trials is None or stats["done"] + stats["failed"] < opts.max_trials:
         if stop is not None and stop.is_set():
