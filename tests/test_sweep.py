@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from ablate.config.load import load_study
 from ablate.sweep.ledger import Ledger
-from conftest import run_cli
 
 TINY = """
 name: {name}

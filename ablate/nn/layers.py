@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import GroupNorm, GroupNorm1, LayerNorm2d, RmsNorm2d, create_act_layer
 
 from ablate.config.net import ACTIVATIONS, NetConfig, unknown_name
@@ -29,6 +31,31 @@ NORM_LAYERS: dict[str, Callable[[int], nn.Module]] = {
     "group1": GroupNorm1,
     "rms": RmsNorm2d,
 }
+
+
+class PointwiseConv(nn.Conv2d):
+    """A 1x1, stride-1 conv that can also run on channels-last (N, H, W, C) tensors, as a linear layer.
+
+    With `nhwc` set (by the block that owns it), the input is (N, H, W, C) and the conv is computed
+    as `F.linear` with the same weight viewed as (out, in): on CPU that is several times faster in
+    backward than a 1x1 conv (it is what timm's ConvNeXt does with `nn.Linear`). The parameter stays
+    a conv weight, so state-dict keys and shapes, FLOP counts (fvcore counts a linear as a 1x1 conv)
+    and forward hooks on `nn.Conv2d` are the same either way.
+    """
+
+    nhwc: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nhwc:
+            return F.linear(x, self.weight.flatten(1), self.bias)
+        return super().forward(x)
+
+
+def layer_norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`norm` (a `LayerNorm2d` or `Identity`) applied to a channels-last (N, H, W, C) tensor."""
+    if isinstance(norm, LayerNorm2d):  # LayerNorm2d permutes to NHWC itself; here the input already is
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    return x
 
 
 def norm_layer(name: str) -> Callable[[int], nn.Module]:

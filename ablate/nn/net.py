@@ -10,14 +10,16 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, LayerScale2d, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 
 from ablate.config.net import NetConfig
 
-from .layers import LayerFn
+from .layers import LayerFn, PointwiseConv, layer_norm_nhwc
 
 
 def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bias: bool = True) -> nn.Conv2d:
+    if k == 1 and stride == 1 and groups == 1:
+        return PointwiseConv(in_chs, out_chs, 1, bias=bias)
     # "same" padding for odd k; patchify / 2x2 downsampling convs (k == stride) need none
     return nn.Conv2d(in_chs, out_chs, k, stride, padding=(k - 1) // 2 if k != stride else 0,
                      groups=groups, bias=bias)
@@ -48,6 +50,13 @@ class Block(nn.Module):
             self.add_module(f"conv{i}", conv(cin, cout, k, s, g, bias=not (has_norm and layers.norm_is_batch)))
             self.add_module(f"norm{i}", layers.norm(cout) if has_norm else nn.Identity())
             self.add_module(f"act{i}", layers.act() if acts[i - 1] else nn.Identity())
+        # A moved-up spatial conv leaves norm -> act -> 1x1 -> act -> 1x1 with only per-position
+        # layers: with layer norms (or none) that whole run goes channels-last, as timm's ConvNeXt
+        # block does (two permutes instead of two per norm; linear instead of 1x1-conv backward).
+        self.nhwc = spatial_first and all(isinstance(getattr(self, f"norm{i}"), LayerNorm2d | nn.Identity)
+                                          for i in (1, 2, 3))
+        if self.nhwc:
+            self.conv2.nhwc = self.conv3.nhwc = True
         self.layer_scale = LayerScale2d(out_chs, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if stride != 1 or in_chs != out_chs:  # projection shortcut only where shapes change
@@ -60,9 +69,15 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.shortcut(x)
-        x = self.act1(self.norm1(self.conv1(x)))
-        x = self.act2(self.norm2(self.conv2(x)))
-        x = self.norm3(self.conv3(x))
+        if self.nhwc:
+            x = self.conv1(x).permute(0, 2, 3, 1)
+            x = self.act1(layer_norm_nhwc(self.norm1, x))
+            x = self.act2(layer_norm_nhwc(self.norm2, self.conv2(x)))
+            x = layer_norm_nhwc(self.norm3, self.conv3(x)).permute(0, 3, 1, 2)
+        else:
+            x = self.act1(self.norm1(self.conv1(x)))
+            x = self.act2(self.norm2(self.conv2(x)))
+            x = self.norm3(self.conv3(x))
         x = self.drop_path(self.layer_scale(x))
         return self.act3(x + shortcut)
 
@@ -140,8 +155,13 @@ class Net(nn.Module):
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages)
         self.head = Head(prev, cfg.num_classes, layers.norm(prev) if separate else nn.Identity())
+        # Channels-last (NHWC) memory: oneDNN's CPU convolutions (depthwise ones above all) are
+        # faster on it, and it is the layout the channels-last block MLPs produce anyway. Shapes,
+        # state-dict keys and values are unchanged; only the strides of the 4-d weights differ.
+        self.to(memory_format=torch.channels_last)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)  # a no-op when the input already is
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

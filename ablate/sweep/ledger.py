@@ -148,9 +148,9 @@ class Ledger:
                     continue
                 if t is not None and t.state in (TrialState.RUNNING, TrialState.WAITING):
                     continue
-                if t is not None and t.state == TrialState.FAIL:
-                    if t.user_attrs.get("fail_kind") not in RESUMABLE and not retry_failed:
-                        continue
+                own_fault = t is not None and t.user_attrs.get("fail_kind") not in RESUMABLE
+                if t is not None and t.state == TrialState.FAIL and own_fault and not retry_failed:
+                    continue
                 self.study.enqueue_trial({}, user_attrs=self._attrs(v, seed), skip_if_exists=False)
                 queued += 1
         return {"queued": queued, "done": done}

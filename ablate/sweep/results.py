@@ -6,6 +6,7 @@ queued, failed (with the reason), interrupted, or not yet queued.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,6 @@ def known_counts(ledger: Ledger) -> list[dict[str, Any]]:
 
 def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Path:
     """Rebuild results.csv, results.parquet and summary.csv atomically (a reader never sees half a file)."""
-    import pandas as pd
 
     if counts is None or ledger.search is not None:
         counts = known_counts(ledger)
@@ -99,10 +99,8 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) ->
     out = ledger.dir
     out.mkdir(parents=True, exist_ok=True)
     _atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
-    try:
+    with contextlib.suppress(ImportError, ValueError):  # pyarrow missing: the CSV is the table of record
         _atomic(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
-    except (ImportError, ValueError):
-        pass  # pyarrow missing: the CSV is the table of record
     _atomic(out / "summary.csv", lambda p: summary(df).to_csv(p, index=False, float_format="%.4f"))
     return out / "results.csv"
 

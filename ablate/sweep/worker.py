@@ -3,6 +3,7 @@ is N worker processes on one ledger; remote machines join with `ablate worker --
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import sys
@@ -112,10 +113,8 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     opts.log_prefix = f"w{index} "
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         work(load_study(path, overrides), opts, stop)
-    except KeyboardInterrupt:
-        pass
 
 
 def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerOptions,
