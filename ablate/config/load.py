@@ -208,6 +208,13 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedSt
             if name not in known:
                 raise StudyError(file, f"exclude[{i}]", f"no variant named '{name}'{did_you_mean(name, known)}")
         variants = [v for v in variants if v.name not in study.exclude]
+    ids: dict[str, str] = {}
+    for v in variants:
+        if v.id in ids:  # one id = one trial per seed: a second variant would silently share the first one's
+            where = "grid" if study.grid else "steps" if study.steps else "variants"
+            raise StudyError(file, where, f"'{v.name}' and '{ids[v.id]}' resolve to "
+                             "the same network, data and recipe (a recipe value may override a network field)")
+        ids.setdefault(v.id, v.name)
     names: dict[str, int] = {}
     for v in variants:
         if v.name in names:
