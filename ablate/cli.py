@@ -175,6 +175,25 @@ def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
     _print_status(Ledger(loaded, storage, results), to=sys.stdout)
 
 
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder holding reports/<study>/ (written).")]
+
+
+@app.command()
+def report(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None, results: ResultsOpt = Path("results"),
+           out: OutOpt = Path("reports")) -> None:
+    """Charts and a report of results/<study>/ into reports/<study>/: roadmap/grid charts, accuracy vs cost,
+    training curves, report.md and a self-contained report.html.
+
+    Works while a study is still running or has failed trials: those rows are shown as such.
+    """
+    from ablate.config.load import load_study
+    from ablate.report import write_report
+
+    loaded = load_study(study, set_ or [])
+    for path in write_report(loaded, results, out, storage):
+        print(path)
+
+
 def _print_status(ledger, to=sys.stderr) -> None:
     from ablate.sweep.results import results_frame
 
