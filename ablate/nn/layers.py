@@ -51,6 +51,26 @@ class PointwiseConv(nn.Conv2d):
         return super().forward(x)
 
 
+class SpatialConv(nn.Conv2d):
+    """A k x k, stride-1, "same"-padded conv that skips the kernel taps which only ever see padding.
+
+    On a feature map smaller than the kernel (ConvNeXt's 7x7 on the last stage of a small-image
+    proxy: 2x2 at 64 px) the outer taps multiply zeros only. Cropping them is exact (their gradient
+    is exactly zero either way) and spares oneDNN its slow large-kernel-on-tiny-map backward.
+    FLOPs are still counted for the full kernel (the paper's convention): traced forwards skip it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing():
+            return super().forward(x)
+        (ph, pw), (h, w) = self.padding, x.shape[-2:]
+        rh, rw = min(ph, h - 1), min(pw, w - 1)  # farthest tap offset that can reach the input
+        if (rh, rw) == (ph, pw):
+            return super().forward(x)
+        weight = self.weight[:, :, ph - rh:ph + rh + 1, pw - rw:pw + rw + 1]
+        return F.conv2d(x, weight, self.bias, 1, (rh, rw), self.dilation, self.groups)
+
+
 def layer_norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """`norm` (a `LayerNorm2d` or `Identity`) applied to a channels-last (N, H, W, C) tensor."""
     if isinstance(norm, LayerNorm2d):  # LayerNorm2d permutes to NHWC itself; here the input already is

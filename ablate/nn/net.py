@@ -14,12 +14,14 @@ from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 
 from ablate.config.net import NetConfig
 
-from .layers import LayerFn, PointwiseConv, layer_norm_nhwc
+from .layers import LayerFn, PointwiseConv, SpatialConv, layer_norm_nhwc
 
 
 def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bias: bool = True) -> nn.Conv2d:
     if k == 1 and stride == 1 and groups == 1:
         return PointwiseConv(in_chs, out_chs, 1, bias=bias)
+    if k > 1 and stride == 1:
+        return SpatialConv(in_chs, out_chs, k, padding=(k - 1) // 2, groups=groups, bias=bias)
     # "same" padding for odd k; patchify / 2x2 downsampling convs (k == stride) need none
     return nn.Conv2d(in_chs, out_chs, k, stride, padding=(k - 1) // 2 if k != stride else 0,
                      groups=groups, bias=bias)
@@ -60,7 +62,8 @@ class Block(nn.Module):
         self.layer_scale = LayerScale2d(out_chs, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if stride != 1 or in_chs != out_chs:  # projection shortcut only where shapes change
-            shortcut = OrderedDict(conv=conv(in_chs, out_chs, 1, stride, bias=not (project_norm and layers.norm_is_batch)))
+            no_bias = project_norm and layers.norm_is_batch
+            shortcut = OrderedDict(conv=conv(in_chs, out_chs, 1, stride, bias=not no_bias))
             if project_norm:
                 shortcut["norm"] = layers.norm(out_chs)
             self.shortcut = nn.Sequential(shortcut)
