@@ -86,15 +86,15 @@ def data_share(threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_trial(variant, 0, Path(tmp) / "t", device="cpu", threads=threads, progress=False, log=lines.append)
     share = next(float(m.group(1)) for line in lines if (m := re.search(r"data ([\d.]+)%", line)))
-    print(f"2. data share of the step, '{variant.name}', full modern recipe (RandAugment, crop, flip, erasing, "
+    print(f"2. data share of the step ({threads} thread{'s' * (threads > 1)}), '{variant.name}', full modern recipe (RandAugment, crop, flip, erasing, "
           f"mixup), Fashion-MNIST {variant.data.resolved('image_size')} px: {share:.1f} %  (goal <= 5 %)")
 
 
 SWEEP = """
 name: bench-workers
-model: {depths: [1, 1, 1], dims: [16, 32, 64], stem: patchify, patch_size: 2, expansion: 2.0}
-data: {dataset: synthetic, image_size: 16, train_subset: 1024, val_subset: 256}
-recipe: {preset: classic, epochs: 2, batch_size: 64, warmup_epochs: 0, lr: 0.05}
+model: {depths: [1, 1, 1], dims: [32, 64, 128], stem: patchify, patch_size: 2, expansion: 2.0}
+data: {dataset: synthetic, image_size: 32, train_subset: 4096, val_subset: 512}
+recipe: {preset: classic, epochs: 2, batch_size: 128, warmup_epochs: 0, lr: 0.05}
 grid: {kernel_size: [1, 3, 5, 7], activation: [relu, gelu, silu]}
 """
 
@@ -120,12 +120,16 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-workers", action="store_true")
+    ap.add_argument("--only-workers", action="store_true")
     args = ap.parse_args()
     import torch
 
     print(f"torch {torch.__version__}, {args.threads} threads")
-    harness_vs_bare(args.reps, args.threads)
-    data_share(args.threads)
+    if not args.only_workers:
+        harness_vs_bare(args.reps, args.threads)
+        data_share(args.threads)
+        if args.threads != 1:
+            data_share(1)
     if not args.skip_workers:
         workers()
 

@@ -114,6 +114,16 @@ def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def _global_mean(loss: torch.Tensor, n_local: int, n_global: int) -> float:
+    """The whole batch's mean loss from every rank's slice (all ranks get the same value, so a
+    non-finite loss stops every rank at the same step)."""
+    import torch.distributed as tdist
+
+    total = loss.detach().float() * n_local
+    tdist.all_reduce(total)
+    return total.item() / n_global
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA: max_memory_allocated. MPS: driver-allocated memory now. CPU: the process's peak RSS
     (ru_maxrss: a high-water mark over the whole process, so in a worker that ran earlier,
@@ -179,8 +189,13 @@ def infer_throughput(model: nn.Module, batch: int, data: Data, device: torch.dev
 
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
               progress: bool = True, stop: threading.Event | None = None,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train `variant` with `seed`; per-epoch rows in trial_dir/metrics.csv; returns the final metrics."""
+              log: Callable[[str], None] | None = None, dist: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Train `variant` with `seed`; per-epoch rows in trial_dir/metrics.csv; returns the final metrics.
+
+    `dist=(rank, world)`: one process of a data-parallel trial (torch.distributed already
+    initialised by the caller). Every rank builds the same batches and trains on its slice of each
+    (DDP averages the gradients: the update of one big batch); rank 0 alone writes files.
+    """
     from timm.data import Mixup
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
@@ -202,11 +217,22 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
     recipe = variant.recipe
     seed_everything(seed)
 
+    rank, world = dist or (0, 1)
+    writer = rank == 0
+    if not writer:
+        progress, say = False, (lambda _msg: None)
     data = load_data(variant.data, recipe, seed, dev)
     model = build_model(variant, data).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
+    train_model = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        if dev.type == "cuda":  # BatchNorm statistics over the whole batch (SyncBatchNorm is CUDA-only)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     amp: Any = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext())
 
     opt_kwargs: dict[str, Any] = {}
@@ -263,9 +289,12 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
             resume_rng = ck["rng"]
             where = f"epoch {start_epoch + 1}" + (f", step {skip_steps + 1}" if skip_steps else "")
             say(f"resuming from {ckpt_path} at {where}")
-    _write_metrics(metrics_path, history)  # drops rows of epochs the checkpoint does not have
+    if writer:
+        _write_metrics(metrics_path, history)  # drops rows of epochs the checkpoint does not have
 
     def checkpoint(epoch: int, step: int, partial: dict[str, Any] | None) -> None:
+        if not writer:
+            return
         _save(ckpt_path, {
             "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
@@ -275,7 +304,7 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
     # ---- train
     for epoch in range(start_epoch, recipe.epochs):
         seed_everything(_seed_of(seed, epoch, 2))  # an epoch depends on (seed, epoch) only: exact resume
-        model.train()
+        train_model.train()
         t_epoch = time.perf_counter()
         acc = partial or {"loss_sum": 0.0, "images": 0, "train_seconds": 0.0, "epoch_seconds": 0.0}
         partial = None
@@ -302,10 +331,13 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
                 target = y
                 if mixup is not None:
                     x, target = mixup(x, y)
+                n_global = len(x)
+                if world > 1:  # the same global batch on every rank (same seeds): each trains on its slice
+                    x, target = x.tensor_split(world)[rank], target.tensor_split(world)[rank]
                 with amp:
-                    out = model(x)
+                    out = train_model(x)
                     loss = criterion(out.float(), target)
-                loss_value = loss.item()
+                loss_value = loss.item() if world == 1 else _global_mean(loss, len(x), n_global)
                 if not math.isfinite(loss_value):
                     raise TrialFailed(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step + 1}")
                 optimizer.zero_grad(set_to_none=True)
@@ -317,8 +349,8 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
                 scheduler.step_update(num_updates=num_updates)
                 if ema is not None:
                     ema.update(model, step=num_updates)
-                acc["loss_sum"] += loss_value * len(x)
-                acc["images"] += len(x)
+                acc["loss_sum"] += loss_value * n_global
+                acc["images"] += n_global
                 step += 1
                 bar.update(1)
                 if stop is not None and stop.is_set() and step < steps_per_epoch:
@@ -345,7 +377,8 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
                "train_img_per_s": acc["images"] / max(train_seconds, 1e-9)}
         history.append(row)
         checkpoint(epoch + 1, 0, None)
-        _write_metrics(metrics_path, history)
+        if writer:
+            _write_metrics(metrics_path, history)
         ema_txt = f" ema {row['ema_top1']:.2f}" if ema_metrics else ""
         say(f"epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f} val {row['val_loss']:.4f} "
             f"top1 {row['top1']:.2f} top5 {row['top5']:.2f}{ema_txt} lr {lr:.3g} "

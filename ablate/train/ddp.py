@@ -1,0 +1,71 @@
+"""One trial on K processes with torch DistributedDataParallel (torchrun-style, one host).
+
+The worker that took the trial from the ledger stays the only one that talks to the ledger: it starts
+K ranks (`spawn`), each runs `run_trial(..., dist=(rank, K))`; rank 0 alone writes the trial's files
+and hands its metrics back through a small JSON file. gloo on CPU, NCCL with one GPU per rank on CUDA.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ablate.config.load import Variant
+
+from .engine import TrialFailed
+
+
+def run_trial_ddp(variant: Variant, seed: int, trial_dir: Path, nproc: int, *, device: str | None = None,
+                  threads: int | None = None) -> dict[str, Any]:
+    """Like `run_trial`, on `nproc` data-parallel processes. Raises TrialFailed / RuntimeError like it."""
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="ablate-ddp-") as tmp:
+        result = Path(tmp) / "result.json"
+        mp.start_processes(_rank_main, args=(nproc, f"file://{tmp}/rendezvous", str(result), variant, seed,
+                                             str(trial_dir), device, threads),
+                           nprocs=nproc, join=True, start_method="spawn")
+        out = json.loads(result.read_text()) if result.exists() else {"error": "rank 0 wrote no result",
+                                                                      "kind": "error"}
+    if "metrics" in out:
+        return out["metrics"]
+    if out.get("kind") == "failed":
+        raise TrialFailed(out["error"])
+    raise RuntimeError(out["error"] + ("\n" + out["traceback"] if out.get("traceback") else ""))
+
+
+def _rank_main(rank: int, world: int, init: str, result: str, variant: Variant, seed: int, trial_dir: str,
+               device: str | None, threads: int | None) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from .engine import run_trial
+
+    cuda = (device or "").startswith("cuda") or (device is None and torch.cuda.is_available())
+    dev = f"cuda:{rank % max(torch.cuda.device_count(), 1)}" if cuda else "cpu"
+    if cuda:
+        torch.cuda.set_device(dev)
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=init, rank=rank, world_size=world,
+                            timeout=datetime.timedelta(minutes=10))
+    out: dict[str, Any]
+    try:
+        metrics = run_trial(variant, seed, Path(trial_dir), device=dev,
+                            threads=threads or max(1, (os.cpu_count() or 1) // world), progress=False,
+                            dist=(rank, world))
+        out = {"metrics": {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}}
+    except TrialFailed as e:  # every rank sees the same (all-reduced) loss: all fail at the same step
+        out = {"error": str(e), "kind": "failed"}
+    except Exception as e:  # noqa: BLE001 - reported to the worker, which records it in the ledger
+        out = {"error": f"{type(e).__name__}: {e}", "kind": "error",
+               "traceback": "".join(traceback.format_exception(e)[-6:])}
+    finally:
+        dist.destroy_process_group()
+    if rank == 0:
+        tmp = Path(result).with_suffix(".tmp")
+        tmp.write_text(json.dumps(out))
+        os.replace(tmp, result)
