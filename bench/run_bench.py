@@ -86,8 +86,9 @@ def data_share(threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_trial(variant, 0, Path(tmp) / "t", device="cpu", threads=threads, progress=False, log=lines.append)
     share = next(float(m.group(1)) for line in lines if (m := re.search(r"data ([\d.]+)%", line)))
-    print(f"2. data share of the step ({threads} thread{'s' * (threads > 1)}), '{variant.name}', full modern recipe (RandAugment, crop, flip, erasing, "
-          f"mixup), Fashion-MNIST {variant.data.resolved('image_size')} px: {share:.1f} %  (goal <= 5 %)")
+    print(f"2. data share of the step ({threads} thread{'s' * (threads > 1)}), '{variant.name}', full modern "
+          f"recipe (RandAugment, crop, flip, erasing, mixup), Fashion-MNIST {variant.data.resolved('image_size')} px: "
+          f"{share:.1f} %  (goal <= 5 %)")
 
 
 SWEEP = """
