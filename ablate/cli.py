@@ -91,6 +91,19 @@ StorageOpt = Annotated[str | None, typer.Option(
          "or a journal file path; default: results/<study>/ledger.journal.")]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder holding results/<study>/.")]
 DeviceOpt = Annotated[str | None, typer.Option(help="cuda, cuda:1, mps or cpu; default: the best available.")]
+HeartbeatOpt = Annotated[int | None, typer.Option(
+    "--heartbeat", min=0, metavar="SECONDS",
+    help="RDB storages (postgresql://...): a running trial records a heartbeat this often; a trial whose worker "
+         "stops sending them is failed and retried by a live worker. Default 30; 0 turns heartbeats off. "
+         "Ignored for journal files (a dead local worker is found by its pid).")]
+GraceOpt = Annotated[int | None, typer.Option(
+    "--grace", min=1, metavar="SECONDS",
+    help="Seconds without a heartbeat before a running trial counts as dead. Default: 4x --heartbeat.")]
+MaxRetryOpt = Annotated[int, typer.Option(
+    "--max-retry", min=0, help="How often a trial whose worker died is retried automatically (RDB storages).")]
+LingerOpt = Annotated[bool, typer.Option(
+    help="When the queue is empty but trials still run on other workers, keep polling (every heartbeat) to retry "
+         "them should their worker die; --no-linger exits at once.")]
 
 
 @app.command()
@@ -103,6 +116,13 @@ def run(
     retry_failed: Annotated[bool, typer.Option(help="Queue failed trials again.")] = False,
     device: DeviceOpt = None,
     results: ResultsOpt = Path("results"),
+    enqueue_only: Annotated[bool, typer.Option(
+        "--enqueue-only", help="Only queue the study's missing trials (e.g. once, before starting "
+        "`ablate worker` on every node); train nothing.")] = False,
+    heartbeat: HeartbeatOpt = None,
+    grace: GraceOpt = None,
+    max_retry: MaxRetryOpt = 3,
+    linger: LingerOpt = True,
 ) -> None:
     """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
 
@@ -112,18 +132,21 @@ def run(
     from ablate.config.load import load_study
 
     loaded = load_study(study, set_ or [])
-    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.ledger import Ledger, safe_url
     from ablate.sweep.results import write_results
     from ablate.sweep.worker import WorkerOptions, run_workers, study_counts, work
 
     counts = _count(loaded, use_cache=True)
-    ledger = Ledger(loaded, storage, results)
+    ledger = Ledger(loaded, storage, results, heartbeat, grace, max_retry)
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
     print(f"{loaded.name}: {total} trials, {queued['done']} already done, {queued['queued']} queued "
-          f"(ledger: {storage or ledger.dir / 'ledger.journal'})", file=sys.stderr)
+          f"(ledger: {safe_url(storage) or ledger.dir / 'ledger.journal'})", file=sys.stderr)
     write_results(ledger, counts)
-    opts = WorkerOptions(storage=storage, results_root=results, device=device)
+    if enqueue_only:
+        return
+    opts = WorkerOptions(storage=storage, results_root=results, device=device, heartbeat=heartbeat, grace=grace,
+                         max_retry=max_retry, linger=linger)
     if workers == 1:
         work(loaded, opts)
     else:
@@ -152,16 +175,22 @@ def worker(
     device: DeviceOpt = None,
     results: ResultsOpt = Path("results"),
     max_trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
+    heartbeat: HeartbeatOpt = None,
+    grace: GraceOpt = None,
+    max_retry: MaxRetryOpt = 3,
+    linger: LingerOpt = True,
 ) -> None:
     """Join a running study as one more worker (e.g. on another machine with --storage postgresql://...).
 
-    Takes queued trials until none is left. Does not queue anything itself (`ablate run` does).
+    Takes queued trials until none is left. Does not queue anything itself (`ablate run` does), but on an
+    RDB storage it fails and retries the trials of workers that stopped sending heartbeats.
     """
     from ablate.config.load import load_study
     from ablate.sweep.worker import WorkerOptions, work
 
     loaded = load_study(study, set_ or [])
-    work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials))
+    work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials,
+                               heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger))
 
 
 @app.command()
@@ -205,11 +234,25 @@ def _print_status(ledger, to=sys.stderr) -> None:
     cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
     show = df[cols].copy()
     show["fail_reason"] = show["fail_reason"].fillna("").astype(str).str.slice(0, 60)
+    notes = _retry_notes(ledger)
+    if any(notes.get(k) for k in df["trial_id"]):
+        show["note"] = [notes.get(k, "")[:70] for k in df["trial_id"]]
     print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.2f}"), file=to)
     done = df[df["status"] == "done"]
     if not done.empty:
         best = done.loc[done["top1"].idxmax()]
         print(f"best so far: {best['name']} (seed {best['seed']}): top-1 {best['top1']:.2f}", file=to)
+
+
+def _retry_notes(ledger) -> dict[str, str]:
+    """Trial id -> 'retried after: <why the previous attempt failed>' for trials with an earlier failed attempt."""
+    notes = {}
+    for key, attempts in ledger.history().items():
+        failed = [t for t in attempts[:-1] if t.state.name == "FAIL"]
+        if failed:
+            n = f" ({len(failed)} failed attempts)" if len(failed) > 1 else ""
+            notes[key] = f"retried{n} after: {failed[-1].user_attrs.get('fail_reason', 'failure')}"
+    return notes
 
 
 def _count(loaded, use_cache: bool) -> list[dict]:

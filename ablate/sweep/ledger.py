@@ -5,16 +5,26 @@ heartbeats on RDB storages); this module only decides *what* to enqueue and how 
 
 Trial user attributes: `trial_id` (`<variant id>-s<seed>`), `variant_id`, `name`, `group`,
 `index`, `seed`, `config` (the resolved network/recipe/data as JSON); once running `host`, `pid`;
-once finished the metrics, or `fail_reason`, `fail_kind` (`error` | `interrupted` | `died`) and
+once finished the metrics, or `fail_reason`, `fail_kind` (`error` | `interrupted` | `died` | `data`) and
 `traceback`.
+
+Dead workers: on a local journal file, a RUNNING trial whose worker process (same host) is gone is failed
+with kind `died` (`reap_dead_local_workers`). On RDB storages (PostgreSQL, ...) workers record heartbeats
+while they train (`heartbeat.py`); before taking work every worker fails the trials whose heartbeat is
+older than the grace period (`fail_stale`), and optuna's retry callback queues each again (same user
+attributes, so same trial id and checkpoint folder) up to `max_retry` times. optuna cannot annotate a
+finished trial, so such an attempt carries no `fail_reason`: `trials()` fills in kind `died` and
+"worker ... stopped sending heartbeats".
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import socket
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +46,72 @@ def variant_config(v: Variant) -> dict[str, Any]:
     }
 
 
-def open_storage(url: str | None, results_dir: Path, heartbeat: int | None = None, grace: int | None = None) -> Any:
+DEFAULT_HEARTBEAT = 30  # seconds, RDB storages only
+DEFAULT_MAX_RETRY = 3
+STALE_REASON = "stopped sending heartbeats"
+
+
+def is_rdb_url(url: str | None) -> bool:
+    return bool(url) and "://" in str(url)
+
+
+def safe_url(url: str | None) -> str | None:
+    """The storage URL with its password hidden (for logs)."""
+    if not is_rdb_url(url):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL sqlalchemy understands: show it as given
+        return url
+
+
+def rdb_url(url: str) -> str:
+    """A bare postgresql:// (or postgres://) URL names no driver, and SQLAlchemy's default driver changed
+    (psycopg2 up to 2.0, psycopg 3 from 2.1): name the one that is installed (psycopg2-binary is ours)."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres"):
+        for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+            if importlib.util.find_spec(module) is not None:
+                return f"postgresql+{driver}{sep}{rest}"
+        return f"postgresql{sep}{rest}"
+    return url
+
+
+def open_storage(url: str | None, results_dir: Path, heartbeat: int | None = None, grace: int | None = None,
+                 max_retry: int | None = DEFAULT_MAX_RETRY) -> Any:
     """None -> the embedded journal file results/<study>/ledger.journal; a path -> that journal file;
-    anything with '://' -> an optuna RDB storage (sqlite:///, postgresql://, mysql://)."""
+    anything with '://' -> an optuna RDB storage (sqlite:///, postgresql://, mysql://).
+
+    RDB storages get heartbeats every `heartbeat` seconds (default 30; 0 turns them off), a grace period
+    (default 4x the heartbeat) after which a silent trial is failed, and a callback that retries such a
+    trial up to `max_retry` times. Journal files ignore these (a dead local worker is found by its pid)."""
     import optuna
 
-    if url and "://" in url:
+    if is_rdb_url(url):
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         kwargs: dict[str, Any] = {}
+        if heartbeat is None:
+            heartbeat = DEFAULT_HEARTBEAT
         if heartbeat:
-            kwargs.update(heartbeat_interval=heartbeat, grace_period=grace or 4 * heartbeat)
-        return optuna.storages.RDBStorage(url, **kwargs)
+            kwargs.update(heartbeat_interval=int(heartbeat), grace_period=int(grace or 4 * heartbeat),
+                          heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                              max_retry=max_retry))
+        return optuna.storages.RDBStorage(rdb_url(str(url)), **kwargs)
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     path = Path(url) if url else results_dir / "ledger.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def heartbeat_interval(storage: Any) -> int | None:
+    """Seconds between heartbeats when the storage has them (RDB with heartbeats on), else None."""
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get() if callable(get) else None
 
 
 @dataclass
@@ -66,14 +127,15 @@ class Item:
 
 class Ledger:
     def __init__(self, loaded: LoadedStudy, storage: str | None = None, results_root: Path = Path("results"),
-                 heartbeat: int | None = None, grace: int | None = None):
+                 heartbeat: int | None = None, grace: int | None = None, max_retry: int | None = DEFAULT_MAX_RETRY):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.loaded = loaded
         self.dir = Path(results_root) / loaded.name
         self.storage_url = storage
-        self.storage = open_storage(storage, self.dir, heartbeat, grace)
+        self.storage = open_storage(storage, self.dir, heartbeat, grace, max_retry)
+        self.heartbeat = heartbeat_interval(self.storage)
         search = loaded.study.search
         self.search = search if search is not None and search.sampler != "grid" else None
         sampler = None
@@ -101,7 +163,26 @@ class Ledger:
     # ---- reading
 
     def trials(self) -> list[Any]:
-        return self.storage.get_all_trials(self.sid, deepcopy=False)
+        """All attempts; one failed by a live worker for missing heartbeats reads as fail_kind `died`."""
+        from optuna.trial import TrialState
+
+        out = []
+        for t in self.storage.get_all_trials(self.sid, deepcopy=False):
+            if t.state == TrialState.FAIL and "fail_kind" not in t.user_attrs:
+                t = copy.copy(t)  # never edit the storage's own object
+                who = f"{t.user_attrs.get('host', '?')} pid {t.user_attrs.get('pid', '?')}"
+                t.user_attrs = {**t.user_attrs, "fail_kind": "died", "fail_reason": f"worker {who} {STALE_REASON}"}
+            out.append(t)
+        return out
+
+    def history(self) -> dict[str, list[Any]]:
+        """Our trial id -> all its attempts (queued ones too, not skipped duplicates), oldest first."""
+        out: dict[str, list[Any]] = {}
+        for t in sorted(self.trials(), key=lambda t: t.number):
+            key = t.user_attrs.get("trial_id")
+            if key and t.state.name != "PRUNED":
+                out.setdefault(key, []).append(t)
+        return out
 
     def latest(self) -> dict[str, Any]:
         """Our trial id -> its most relevant attempt (complete > running > waiting > the last failure)."""
@@ -135,6 +216,7 @@ class Ledger:
         fault only with `retry_failed`. Returns how many were queued and how many are done."""
         from optuna.trial import TrialState
 
+        self.fail_stale()
         self.reap_dead_local_workers()
         queued = done = 0
         with self._lock():
@@ -213,6 +295,7 @@ class Ledger:
                 continue
             for k, value in {**self._attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()}.items():
                 self.storage.set_trial_user_attr(trial._trial_id, k, value)
+            self._first_heartbeat(trial._trial_id)
             return Item(number=trial.number, trial_id=trial._trial_id, key=key, seed=seed, variant=v)
         return None
 
@@ -260,14 +343,41 @@ class Ledger:
                     continue
                 self.storage.set_trial_user_attr(t._trial_id, "host", socket.gethostname())
                 self.storage.set_trial_user_attr(t._trial_id, "pid", os.getpid())
+                self._first_heartbeat(t._trial_id)
                 v, seed = self.by_key[key]
                 return Item(number=t.number, trial_id=t._trial_id, key=key, seed=seed, variant=v)
 
     def _done_elsewhere(self, key: str, number: int) -> bool:
+        """Another attempt of the same trial id is complete, or running and older (of two duplicates that
+        start at once, the older one runs and the newer one is skipped: never both, never neither)."""
         from optuna.trial import TrialState
 
         return any(t.user_attrs.get("trial_id") == key and t.number != number and
-                   t.state in (TrialState.COMPLETE, TrialState.RUNNING) for t in self.trials())
+                   (t.state == TrialState.COMPLETE or (t.state == TrialState.RUNNING and t.number < number))
+                   for t in self.trials())
+
+    def _first_heartbeat(self, trial_id: int) -> None:
+        """Record a heartbeat as soon as a trial is ours: one that never had any is never found stale."""
+        if self.heartbeat:
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(trial_id)
+
+    def fail_stale(self) -> None:
+        """RDB storages with heartbeats: fail the running trials whose worker sent no heartbeat within the
+        grace period; the storage's retry callback queues each again (optuna's `fail_stale_trials`)."""
+        if not self.heartbeat:
+            return
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(self.study)
+
+    def running(self) -> int:
+        """How many trials are running (on any worker)."""
+        from optuna.trial import TrialState
+
+        return len(self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.RUNNING,)))
 
     def variant(self, item: Item) -> Variant:
         return item.variant
@@ -296,10 +406,13 @@ class Ledger:
 
     def reap_dead_local_workers(self) -> int:
         """A RUNNING trial whose worker process on this host no longer exists was killed (SIGKILL,
-        power loss): record it as failed with kind `died`, so `sync` queues it again. (RDB storages
-        with heartbeats detect dead workers on other hosts too: see `fail_stale`.)"""
+        power loss): record it as failed with kind `died`, so `sync` queues it again. RDB storages
+        with heartbeats leave this to `fail_stale`, which detects dead workers on every host (and a pid
+        says little across containers that share a host name)."""
         from optuna.trial import TrialState
 
+        if self.heartbeat:
+            return 0
         n = 0
         host = socket.gethostname()
         for t in self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.RUNNING,)):

@@ -1,5 +1,10 @@
 """Workers: take queued trials from the ledger, train them, record the outcome. Local parallelism
-is N worker processes on one ledger; remote machines join with `ablate worker --storage URL`."""
+is N worker processes on one ledger; remote machines join with `ablate worker --storage URL`.
+
+On RDB storages a worker records heartbeats while it trains, fails the trials of dead workers (no
+heartbeat within the grace period) before it takes work, and so retries them; with `linger` it also waits
+while other workers' trials still run, so that the last trials of a sweep are retried too if their worker
+dies."""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from typing import Any
 
 from ablate.config.load import LoadedStudy, load_study
 
-from .ledger import Ledger
+from .heartbeat import Heartbeat, StopEither
+from .ledger import DEFAULT_MAX_RETRY, Ledger
 from .results import write_results
 
 
@@ -29,8 +35,10 @@ class WorkerOptions:
     threads: int | None = None
     progress: bool = True
     max_trials: int | None = None
-    heartbeat: int | None = None
-    grace: int | None = None
+    heartbeat: int | None = None  # seconds; None: 30 on RDB storages; 0: off (journal files never have them)
+    grace: int | None = None  # seconds without a heartbeat before a trial is failed; None: 4x heartbeat
+    max_retry: int | None = DEFAULT_MAX_RETRY  # retries of a trial whose worker died (RDB storages)
+    linger: bool = True  # queue empty but trials running elsewhere: wait, to retry them if their worker dies
     log_prefix: str = ""
 
     def log(self, line: str) -> None:
@@ -48,48 +56,85 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
     from ablate.train.data import DataError
     from ablate.train.engine import TrialFailed, run_trial
 
-    ledger = Ledger(loaded, opts.storage, opts.results_root, opts.heartbeat, opts.grace)
+    ledger = Ledger(loaded, opts.storage, opts.results_root, opts.heartbeat, opts.grace, opts.max_retry)
     counts = None if ledger.search is not None else study_counts(loaded)
     stats = {"done": 0, "failed": 0}
+    waiting_said = False
     while opts.max_trials is None or stats["done"] + stats["failed"] < opts.max_trials:
         if stop is not None and stop.is_set():
             break
+        ledger.fail_stale()  # trials of dead workers: failed here, and queued again by the retry callback
         item = ledger.pop()
         if item is None:
+            if opts.linger and ledger.heartbeat and ledger.running():
+                if not waiting_said:
+                    opts.log(f"queue empty; {ledger.running()} trial(s) still running elsewhere: waiting, to retry "
+                             "them should their worker die (--no-linger to stop now)")
+                    waiting_said = True
+                if stop is not None:
+                    stop.wait(ledger.heartbeat)
+                else:
+                    time.sleep(ledger.heartbeat)
+                continue
             break
+        waiting_said = False
         v = ledger.variant(item)
         trial_dir = ledger.dir / "trials" / item.key
         opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
         start = time.time()
+        beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
         try:
-            metrics = run_trial(v, item.seed, trial_dir, device=opts.device, threads=opts.threads,
-                                progress=opts.progress, stop=stop,
-                                log=lambda line, key=item.key: opts.log(f"[{key}] {line}"))
+            with beat:
+                metrics = run_trial(v, item.seed, trial_dir, device=opts.device, threads=opts.threads,
+                                    progress=opts.progress, stop=StopEither(stop, beat.lost),
+                                    log=lambda line, key=item.key: opts.log(f"[{key}] {line}"))
         except KeyboardInterrupt:
-            ledger.fail(item, "interrupted; resumes from its last epoch checkpoint", kind="interrupted")
+            if beat.lost.is_set() and not (stop is not None and stop.is_set()):
+                _taken_over(opts, item)
+                continue
+            _record(opts, item, ledger.fail, item, "interrupted; resumes from its last epoch checkpoint",
+                    kind="interrupted")
             write_results(ledger, counts)
             raise
         except DataError as e:
-            ledger.fail(item, str(e), kind="data")  # not the trial's fault: queued again next run
+            _record(opts, item, ledger.fail, item, str(e), kind="data")  # not the trial's fault: queued again
             write_results(ledger, counts)
             raise
         except TrialFailed as e:
             stats["failed"] += 1
-            ledger.fail(item, str(e), kind="error", metrics={"wall_seconds": time.time() - start})
+            _record(opts, item, ledger.fail, item, str(e), kind="error", metrics={"wall_seconds": time.time() - start})
             opts.log(f"[{item.key}] {v.name}: FAILED: {e}")
         except Exception as e:  # noqa: BLE001 - any error of one trial is recorded; the sweep goes on
             stats["failed"] += 1
             tail = "".join(traceback.format_exception(e)[-6:])
-            ledger.fail(item, f"{type(e).__name__}: {e}", kind="error", traceback=tail,
-                        metrics={"wall_seconds": time.time() - start})
+            _record(opts, item, ledger.fail, item, f"{type(e).__name__}: {e}", kind="error", traceback=tail,
+                    metrics={"wall_seconds": time.time() - start})
             opts.log(f"[{item.key}] {v.name}: FAILED: {type(e).__name__}: {e}")
         else:
-            stats["done"] += 1
-            ledger.complete(item, _plain(metrics))
-            opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} "
-                     f"in {time.time() - start:.0f}s")
+            if _record(opts, item, ledger.complete, item, _plain(metrics)):
+                stats["done"] += 1
+                opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} "
+                         f"in {time.time() - start:.0f}s")
         write_results(ledger, counts)
     return stats
+
+
+def _record(opts: WorkerOptions, item: Any, fn: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
+    """Record a trial's outcome; False when the trial is no longer ours (another worker failed it for
+    missing heartbeats and retries it: that attempt's outcome is the one that counts)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        fn(*args, **kwargs)
+    except UpdateFinishedTrialError:
+        _taken_over(opts, item)
+        return False
+    return True
+
+
+def _taken_over(opts: WorkerOptions, item: Any) -> None:
+    opts.log(f"[{item.key}] this attempt was failed by another worker (its heartbeats did not arrive in time) "
+             "and is retried there; dropping it here")
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
