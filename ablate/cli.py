@@ -179,6 +179,8 @@ def worker(
     grace: GraceOpt = None,
     max_retry: MaxRetryOpt = 3,
     linger: LingerOpt = True,
+    nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes per trial: data-parallel training with "
+                                                "torch DDP (gloo on CPU, NCCL with one GPU each on CUDA).")] = 1,
 ) -> None:
     """Join a running study as one more worker (e.g. on another machine with --storage postgresql://...).
 
@@ -190,7 +192,8 @@ def worker(
 
     loaded = load_study(study, set_ or [])
     work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials,
-                               heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger))
+                               heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger,
+                               nproc=nproc_per_node))
 
 
 @app.command()

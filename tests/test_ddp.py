@@ -52,3 +52,18 @@ def test_a_diverging_ddp_trial_fails_on_every_rank(variant, tmp_path: Path) -> N
     bad = variant.__class__(**{**variant.__dict__, "recipe": variant.recipe.model_copy(update={"lr": 1e30})})
     with pytest.raises(TrialFailed, match="non-finite loss"):
         run_trial_ddp(bad, 0, tmp_path / "bad", 2, device="cpu", threads=1)
+
+
+def test_worker_runs_trials_data_parallel(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    path = tmp_path / "ddp.yaml"
+    path.write_text(STUDY.replace("epochs: 2", "epochs: 1") + "variants:\n  - {name: a}\n  - {name: b, set: "
+                    "{kernel_size: 5}}\n")
+    results = tmp_path / "results"
+    r = run_cli("run", str(path), "--results", str(results), "--enqueue-only", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("worker", str(path), "--results", str(results), "--nproc-per-node", "2", "--no-linger", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(results / "ddp" / "results.csv")
+    assert list(df["status"]) == ["done", "done"] and (df["epochs"] == 1).all()

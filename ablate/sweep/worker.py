@@ -39,6 +39,7 @@ class WorkerOptions:
     grace: int | None = None  # seconds without a heartbeat before a trial is failed; None: 4x heartbeat
     max_retry: int | None = DEFAULT_MAX_RETRY  # retries of a trial whose worker died (RDB storages)
     linger: bool = True  # queue empty but trials running elsewhere: wait, to retry them if their worker dies
+    nproc: int = 1  # processes per trial (DDP); rank 0's results reach the ledger through this worker
     log_prefix: str = ""
 
     def log(self, line: str) -> None:
@@ -85,9 +86,15 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
         beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
         try:
             with beat:
-                metrics = run_trial(v, item.seed, trial_dir, device=opts.device, threads=opts.threads,
-                                    progress=opts.progress, stop=StopEither(stop, beat.lost),
-                                    log=lambda line, key=item.key: opts.log(f"[{key}] {line}"))
+                if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
+                    from ablate.train.ddp import run_trial_ddp
+
+                    metrics = run_trial_ddp(v, item.seed, trial_dir, opts.nproc, device=opts.device,
+                                            threads=opts.threads)
+                else:
+                    metrics = run_trial(v, item.seed, trial_dir, device=opts.device, threads=opts.threads,
+                                        progress=opts.progress, stop=StopEither(stop, beat.lost),
+                                        log=lambda line, key=item.key: opts.log(f"[{key}] {line}"))
         except KeyboardInterrupt:
             if beat.lost.is_set() and not (stop is not None and stop.is_set()):
                 _taken_over(opts, item)
