@@ -81,7 +81,7 @@ def test_missing_file_and_bad_set() -> None:
 def test_validate_prints_a_summary() -> None:
     r = run_cli("validate", str(STUDIES / "roadmap.yaml"))
     assert r.returncode == 0, r.stderr
-    assert "18 variants (steps)" in r.stdout and len(r.stdout.strip().splitlines()) == 1
+    assert "17 variants (steps)" in r.stdout and len(r.stdout.strip().splitlines()) == 1
 
 
 def test_roadmap_flops_match_the_paper(empty_cache: Path) -> None:
@@ -89,10 +89,9 @@ def test_roadmap_flops_match_the_paper(empty_cache: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "Warning" not in r.stderr and "TorchScript" not in r.stderr  # fvcore's chatter stays hidden
     rows = json.loads(r.stdout)
-    assert len(rows) == 18
+    assert len(rows) == 17
     assert rows[0]["params"] == 25_557_032  # timm resnet50
-    assert rows[-2]["params"] == 28_589_128  # timm convnext_tiny
-    assert rows[-1]["params"] == 28_288_354  # timm swin_tiny
+    assert rows[-1]["params"] == 28_589_128  # timm convnext_tiny
     for row in rows:
         assert abs(row["gflops"] - row["ref_gflops"]) <= 0.1, row
         assert set(row) >= {"name", "group", "id", "params", "gflops", "gflops_train"}
@@ -147,3 +146,12 @@ def test_env_cache_dir_is_used(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert len(list((cache / "counts").glob("*.json"))) == 2  # paper scale + trained scale
     assert os.environ["ABLATE_CACHE_DIR"] != str(cache)
+
+
+def test_a_timm_model_is_counted_like_the_others() -> None:
+    r = run_cli("flops", str(STUDIES / "references.yaml"), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["Swin-T"]["params"] == 28_288_354 and rows["Swin-T"]["kind"] == "timm"
+    assert abs(rows["Swin-T"]["gflops"] - 4.5) <= 0.1
+    assert rows["ConvNeXt-B"]["params"] == 88_591_464

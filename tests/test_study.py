@@ -21,18 +21,19 @@ def write(path: Path, data: dict | str) -> Path:
 def test_roadmap_walks_from_resnet50_to_convnext_tiny() -> None:
     s = load_study(STUDIES / "roadmap.yaml")
     names = [v.name for v in s.variants]
-    assert names[0].startswith("ResNet-50") and names[-2].startswith("separate downsampling")
+    assert names[0].startswith("ResNet-50") and names[-1].startswith("separate downsampling")
     assert len({v.id for v in s.variants}) == len(s.variants)
     groups = {v.group for v in s.variants}
     assert {"macro design", "ResNeXt", "inverted bottleneck", "large kernel", "micro design"} <= groups
     assert s.variants[0].net == preset("resnet50")  # classic recipe: no stochastic depth
-    final = s.variants[-2].net
+    final = s.variants[-1].net
     assert final.model_dump(exclude={"drop_path", "stem_width"}) == \
         preset("convnext_tiny").model_dump(exclude={"drop_path", "stem_width"})
     assert final.drop_path == 0.1  # from the modern recipe
     kernels = [v.net.kernel_size for v in s.variants if v.net]
     assert kernels[kernels.index(11) + 1] == 7  # the kernel sweep ends on 7, the value the paper keeps
-    assert s.variants[-1].timm == "swin_tiny_patch4_window7_224"
+    refs = load_study(STUDIES / "references.yaml")
+    assert refs.variants[-1].timm == "swin_tiny_patch4_window7_224" and refs.variants[-1].net is None
     assert all(v.reference and v.reference.top1 and v.reference.gflops for v in s.variants)
 
 
