@@ -82,6 +82,7 @@ def flops(
     if df["ref_gflops"].isna().all():
         cols.remove("ref_gflops")
     show = df[cols].copy()
+    show["group"] = show["group"].fillna("-")
     show["params"] = show["params"].map(lambda p: f"{int(p):,}" if p == p and p is not None else "-")
     print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.3f}"))
 
