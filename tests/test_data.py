@@ -218,3 +218,20 @@ def test_imagefolder(tmp_path: Path):
     assert sum(len(y) for _, y in data.val.epoch(0)) == 6
     with pytest.raises(DataError, match="train"):
         load_data(DataSpec(dataset="imagefolder", root=str(tmp_path / "nope")), Recipe(), 0, "cpu")
+
+
+def test_batch_erasing_follows_timm_random_erasing() -> None:
+    from ablate.train.data import BatchErasing
+
+    torch.manual_seed(0)
+    x = torch.zeros(4000, 1, 32, 32)
+    out = BatchErasing(0.25)(x)
+    erased = (out != 0).flatten(1)
+    hit = erased.any(1)
+    assert 0.22 < hit.float().mean().item() < 0.28  # probability per image
+    share = erased[hit].float().mean(1)  # erased area of the images hit: timm's 2 % .. 1/3 of the image
+    assert share.min().item() >= 0.015 and share.max().item() <= 0.40
+    assert 0.12 < share.mean().item() < 0.22
+    rows = erased[hit].view(-1, 32, 32).any(2)  # every erased region is one rectangle
+    cols = erased[hit].view(-1, 32, 32).any(1)
+    assert (erased[hit].sum(1) == rows.sum(1) * cols.sum(1)).all()

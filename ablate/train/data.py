@@ -6,7 +6,7 @@ CPU proxy stays compute-bound. `imagefolder` streams files through timm transfor
 torch DataLoader.
 
 Randomness: shuffling and crop boxes come from a private generator seeded by (seed, epoch);
-RandAugment (torchvision) and random erasing (timm) draw from the global torch / `random`
+RandAugment (torchvision) and random erasing (`BatchErasing`) draw from the global torch / `random`
 RNGs, which the engine re-seeds from (seed, epoch) at the start of every epoch. An epoch's
 batches are therefore a function of (seed, epoch) alone, which is what makes resume exact.
 
@@ -99,6 +99,36 @@ class BatchSource:
         raise NotImplementedError
 
 
+class BatchErasing:
+    """Random erasing as timm's `RandomErasing(p, mode="pixel")` (area 2-33 %, log-uniform aspect 0.3-3.3,
+    per-pixel normal noise), for a whole batch at once. timm's version loops over the images in Python
+    (~2.4 ms per batch of 128 here: a third of the data time of the quick proxy); this one builds all
+    boxes as one mask (~0.4 ms). One difference: where timm retries a box that does not fit (up to 10
+    times), this clamps it to the image."""
+
+    def __init__(self, probability: float, min_area: float = 0.02, max_area: float = 1 / 3,
+                 min_aspect: float = 0.3):
+        self.probability, self.min_area, self.max_area = probability, min_area, max_area
+        self.log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
+
+    def __call__(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        dev = x.device
+        area = (torch.rand(b, device=dev) * (self.max_area - self.min_area) + self.min_area) * h * w
+        lo, hi = self.log_aspect
+        aspect = torch.exp(torch.rand(b, device=dev) * (hi - lo) + lo)
+        bh = torch.sqrt(area * aspect).round().clamp(1, h - 1)
+        bw = torch.sqrt(area / aspect).round().clamp(1, w - 1)
+        top = (torch.rand(b, device=dev) * (h - bh + 1)).floor()
+        left = (torch.rand(b, device=dev) * (w - bw + 1)).floor()
+        rows = torch.arange(h, device=dev).view(1, h, 1)
+        cols = torch.arange(w, device=dev).view(1, 1, w)
+        box = ((rows >= top.view(b, 1, 1)) & (rows < (top + bh).view(b, 1, 1))
+               & (cols >= left.view(b, 1, 1)) & (cols < (left + bw).view(b, 1, 1)))
+        box &= (torch.rand(b, device=dev) < self.probability).view(b, 1, 1)
+        return torch.where(box.unsqueeze(1), torch.randn_like(x), x)
+
+
 class TensorSource(BatchSource):
     """An in-memory uint8 split, augmented per batch on `device`."""
 
@@ -120,10 +150,7 @@ class TensorSource(BatchSource):
         self.randaugment = _RandAugment(recipe.randaugment, mean) if (train and recipe and recipe.randaugment) else None
         self.erasing = None
         if train and recipe and recipe.random_erasing > 0:
-            from timm.data.random_erasing import RandomErasing
-
-            # timm's batched form (loops over the batch in Python, cheap at these sizes); 'pixel' = timm's default
-            self.erasing = RandomErasing(recipe.random_erasing, mode="pixel", device=str(self.device))
+            self.erasing = BatchErasing(recipe.random_erasing)
         self.data_seconds = 0.0
 
     def __len__(self) -> int:
