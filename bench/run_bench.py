@@ -93,9 +93,9 @@ def data_share(threads: int) -> None:
 
 SWEEP = """
 name: bench-workers
-model: {depths: [1, 1, 1], dims: [32, 64, 128], stem: patchify, patch_size: 2, expansion: 2.0}
-data: {dataset: synthetic, image_size: 32, train_subset: 4096, val_subset: 512}
-recipe: {preset: classic, epochs: 2, batch_size: 128, warmup_epochs: 0, lr: 0.05}
+model: {depths: [1, 1, 1], dims: [16, 32, 64], stem: patchify, patch_size: 2, expansion: 2.0}
+data: {dataset: synthetic, image_size: 16, train_subset: 4096, val_subset: 256}
+recipe: {preset: classic, epochs: 2, batch_size: 64, warmup_epochs: 0, lr: 0.05}
 grid: {kernel_size: [1, 3, 5, 7], activation: [relu, gelu, silu]}
 """
 
