@@ -35,3 +35,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: small tensors, the same arithmetic every run, and a shared 2-core machine
+    where 2 threads crawl."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,12 +19,8 @@ PLAIN = dict(crop_scale=None, hflip=0.0, randaugment=None, random_erasing=0.0)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: these tensors are small, and a shared 2-core machine makes 2 threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here on one intra-op thread (see conftest.one_thread)."""
 
 
 @pytest.fixture

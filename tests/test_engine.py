@@ -27,12 +27,8 @@ TIMING = ("epoch_seconds", "train_img_per_s")
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: fast on a shared 2-core machine, and the same arithmetic every run."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every test here on one intra-op thread (see conftest.one_thread)."""
 
 
 def variant(tmp_path: Path, *overrides: str) -> Variant:

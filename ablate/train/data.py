@@ -90,10 +90,12 @@ class BatchSource:
 
     num_samples: int
     batch_size: int
+    drop_last: bool
     data_seconds: float = 0.0
 
     def __len__(self) -> int:
-        raise NotImplementedError
+        n, b = self.num_samples, self.batch_size
+        return n // b if self.drop_last else math.ceil(n / b)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         raise NotImplementedError
@@ -152,10 +154,6 @@ class TensorSource(BatchSource):
         if train and recipe and recipe.random_erasing > 0:
             self.erasing = BatchErasing(recipe.random_erasing)
         self.data_seconds = 0.0
-
-    def __len__(self) -> int:
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         gen = torch.Generator().manual_seed(_seed_of(self.seed, epoch, 1))
@@ -297,10 +295,6 @@ class LoaderSource(BatchSource):
         self.seed, self.train, self.workers = seed, train, workers
         self.drop_last = train and self.num_samples > batch_size
         self.data_seconds = 0.0
-
-    def __len__(self) -> int:
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
         gen = torch.Generator().manual_seed(_seed_of(self.seed, epoch, 1))
