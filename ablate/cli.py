@@ -137,6 +137,8 @@ def run(
     from ablate.sweep.results import write_results
     from ablate.sweep.worker import WorkerOptions, run_workers, study_counts, work
 
+    if not enqueue_only:
+        _check_data(loaded)
     counts = _count(loaded, use_cache=True)
     ledger = Ledger(loaded, storage, results, heartbeat, grace, max_retry)
     queued = ledger.sync(retry_failed=retry_failed)
@@ -225,6 +227,32 @@ def report(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None, res
     loaded = load_study(study, set_ or [])
     for path in write_report(loaded, results, out, storage):
         print(path)
+
+
+def _check_data(loaded) -> None:
+    """Every dataset of the study can be read, before anything is written (a missing dataset is a
+    one-line error, not a ledger full of failed trials)."""
+    import json
+
+    from ablate.train.data import DataError, load_data
+
+    seen: set[str] = set()
+    for v in loaded.variants:
+        key = json.dumps(v.data.model_dump(mode="json"), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        if v.data.dataset == "imagefolder":  # scanning ImageNet's folders takes minutes: check they exist
+            root = Path(v.data.root or "")
+            missing = [s for s in ("train", "val") if not v.data.root or not (root / s).is_dir()]
+            if missing:
+                raise StudyError(loaded.file, "data.root", f"imagefolder needs {root}/train and {root}/val "
+                                 f"class folders ({root / missing[0]} is missing)")
+            continue
+        try:
+            load_data(v.data, v.recipe, 0, "cpu")
+        except DataError as e:
+            raise StudyError(loaded.file, "data", str(e)) from None
 
 
 def _print_status(ledger, to=sys.stderr) -> None:

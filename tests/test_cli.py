@@ -155,3 +155,14 @@ def test_a_timm_model_is_counted_like_the_others() -> None:
     assert rows["Swin-T"]["params"] == 28_288_354 and rows["Swin-T"]["kind"] == "timm"
     assert abs(rows["Swin-T"]["gflops"] - 4.5) <= 0.1
     assert rows["ConvNeXt-B"]["params"] == 88_591_464
+
+
+def test_run_with_missing_data_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nmodel: {preset: convnext_atto}\ndata: {dataset: cifar10, root: " + str(tmp_path / "no")
+                     + "}\nrecipe: {epochs: 1}\n")
+    r = run_cli("run", str(study), "--results", str(tmp_path / "results"), cwd=tmp_path, env={"ABLATE_OFFLINE": "1"})
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{study}: data: cifar10:"), r.stderr
+    assert not (tmp_path / "results").exists()
