@@ -14,8 +14,8 @@ from ablate.config.errors import StudyError
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Architecture ablation studies of ConvNets: one YAML study file, one command.\n\n"
-         "A study names a base network, the variants to compare (steps, variants or a grid), the data and the "
-         "training recipe. See studies/ for examples and README.md for the field reference.",
+         "A study names a base network, the variants to compare (steps, variants, a grid or a search), the data "
+         "and the training recipe. See studies/ for examples and README.md for the field reference.",
 )
 
 StudyArg = Annotated[Path, typer.Argument(help="The study file (YAML).", show_default=False)]
@@ -216,8 +216,10 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Folder holding reports/<stu
 @app.command()
 def report(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None, results: ResultsOpt = Path("results"),
            out: OutOpt = Path("reports")) -> None:
-    """Charts and a report of results/<study>/ into reports/<study>/: roadmap/grid charts, accuracy vs cost,
-    training curves, report.md and a self-contained report.html.
+    """Charts and a report (report.md, self-contained report.html) of results/<study>/ into reports/<study>/.
+
+    Roadmap or grid/search charts, accuracy vs GFLOPs and vs throughput with the Pareto front, training curves,
+    the table with changes vs the previous step and the paper, seed-noise flags, Spearman agreement.
 
     Works while a study is still running or has failed trials: those rows are shown as such.
     """
