@@ -61,6 +61,6 @@ def test_init_follows_the_family() -> None:
     # timm's ResNet zeroes the last BN of every block: the residual branch starts as identity
     assert all(float(b.norm3.weight.detach().abs().sum()) == 0 for s in res.stages for b in s.blocks)
     cnx = build(preset("convnext_tiny"))
-    w = cnx.stages[2].blocks[0].conv2.weight
+    w = cnx.stages[2].blocks[0].conv2.weight.detach()
     assert 0.015 < float(w.std()) < 0.025  # trunc_normal(std=0.02)
     assert float(cnx.stages[2].blocks[0].layer_scale.gamma.max()) == pytest.approx(1e-6)
