@@ -137,9 +137,9 @@ def run(
     from ablate.sweep.results import write_results
     from ablate.sweep.worker import WorkerOptions, run_workers, study_counts, work
 
+    counts = _count(loaded, use_cache=True)  # first: its worker processes fork before any torch op runs here
     if not enqueue_only:
         _check_data(loaded)
-    counts = _count(loaded, use_cache=True)
     ledger = Ledger(loaded, storage, results, heartbeat, grace, max_retry)
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)

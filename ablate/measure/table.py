@@ -69,9 +69,10 @@ def _count_one(item: tuple[str, tuple[dict[str, Any], int, int, str]]) -> tuple[
 
 def _count_all(todo: dict[str, tuple[dict[str, Any], int, int, str]]) -> Iterator[tuple[str, Counts | None]]:
     """Count in two forked processes when there is enough work: tracing is mostly single-threaded
-    Python, so two processes finish a roadmap in about half the time. Fork shares the imported
-    torch/timm (no second 4 s import); only used on Linux, where fork is the default and safe here
-    because the parent has run no torch op yet."""
+    Python, so two processes finish a roadmap in about half the time. When the parent has not
+    imported torch yet (`ablate flops`), the workers are forked first and import torch/timm/fvcore
+    themselves, one per core at the same time: the ~5 s import then overlaps instead of adding up.
+    Otherwise they inherit the parent's imports. Only on Linux (fork); never after a torch op."""
     import multiprocessing as mp
     import os
 
@@ -80,16 +81,25 @@ def _count_all(todo: dict[str, tuple[dict[str, Any], int, int, str]]) -> Iterato
     if len(items) < 4 or procs < 2 or sys.platform != "linux":
         yield from map(_count_one, items)
         return
-    import torch
+    if "torch" in sys.modules:
+        _import_counter()  # imported once, before the fork (and no torch op has run: fork is safe)
+    with mp.get_context("fork").Pool(procs, initializer=_init_counter) as pool:
+        yield from pool.imap_unordered(_count_one, items)
 
-    import ablate.nn.net  # noqa: F401  (imported once, before the fork)
+
+def _import_counter() -> None:
+    import ablate.nn.net  # noqa: F401  (torch, timm)
 
     from .counts import import_fvcore
 
     import_fvcore()
 
-    with mp.get_context("fork").Pool(procs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        yield from pool.imap(_count_one, items)
+
+def _init_counter() -> None:
+    import torch
+
+    _import_counter()
+    torch.set_num_threads(1)  # two processes on two cores
 
 
 def _timm_model(name: str, num_classes: int, in_chans: int, image_size: int) -> Any:
