@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from .errors import StudyError, did_you_mean, from_validation, join
 from .net import NetConfig
-from .presets import PRESETS, preset_fields, preset_reference
-from .study import DATASETS, DataSpec, Recipe, Reference, Study
+from .presets import PRESETS, preset_fields
+from .study import DataSpec, Recipe, Reference, Study
 
 NET_FIELDS = tuple(NetConfig.model_fields)
 SECTIONS = ("recipe", "data", "model")  # dotted prefixes a step's `set:` may use
@@ -423,13 +423,8 @@ def check_timm_name(name: Any, file: str, where: str) -> None:
 
 def timm_model_names() -> list[str]:
     """timm's model names, cached per timm version (listing them means importing timm: 2.5 s)."""
-    from importlib.metadata import version
-
-    from ablate.measure.counts import cache_dir
-
-    path = cache_dir().parent / f"timm-models-{version('timm')}.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(_timm_names_path().read_text())
     except (OSError, ValueError):
         pass
     import timm
@@ -437,13 +432,17 @@ def timm_model_names() -> list[str]:
     return sorted(timm.list_models())
 
 
-def _remember_timm_names(names: list[str]) -> None:
-    """Cache the name list, only once a study has been found valid (a bad study writes nothing)."""
+def _timm_names_path() -> Path:
     from importlib.metadata import version
 
     from ablate.measure.counts import cache_dir
 
-    path = cache_dir().parent / f"timm-models-{version('timm')}.json"
+    return cache_dir().parent / f"timm-models-{version('timm')}.json"
+
+
+def _remember_timm_names(names: list[str]) -> None:
+    """Cache the name list, only once a study has been found valid (a bad study writes nothing)."""
+    path = _timm_names_path()
     if path.exists():
         return
     try:
@@ -455,8 +454,4 @@ def _remember_timm_names(names: list[str]) -> None:
         pass
 
 
-def describe_datasets() -> str:
-    return ", ".join(DATASETS)
-
-
-__all__ = ["LoadedStudy", "Variant", "load_study", "preset_reference", "apply_overrides", "deep_merge"]
+__all__ = ["LoadedStudy", "Variant", "load_study", "apply_overrides", "deep_merge"]

@@ -379,9 +379,6 @@ class Ledger:
 
         return len(self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.RUNNING,)))
 
-    def variant(self, item: Item) -> Variant:
-        return item.variant
-
     def complete(self, item: Item, metrics: dict[str, Any]) -> None:
         from optuna.trial import TrialState
 

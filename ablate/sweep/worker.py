@@ -79,7 +79,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
                 continue
             break
         waiting_said = False
-        v = ledger.variant(item)
+        v = item.variant
         trial_dir = ledger.dir / "trials" / item.key
         opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
         start = time.time()
