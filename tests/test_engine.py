@@ -15,7 +15,7 @@ from ablate.config.study import Recipe
 from ablate.train import engine
 from ablate.train.engine import TrialFailed, run_trial
 
-REFERENCE = Path("/work/shared/reference/training_recipe.yaml")
+REFERENCE = Path(__file__).resolve().parents[1] / "ablate" / "reference" / "training_recipe.yaml"
 TINY = """
 name: tiny
 model: {depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 1}

@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import StudyError, did_you_mean, from_validation, join
-from .net import NetConfig
+from .net import NetConfig, without_defaults
 from .presets import PRESETS, preset_fields
 from .study import DataSpec, Recipe, Reference, Study
 
@@ -155,10 +155,21 @@ class Variant:
     data: DataSpec
     reference: Reference | None
     id: str
+    # What differs from the variant it is compared with (the previous step, or the base model for
+    # variants/grid points): {"depths": [old, new], "recipe.opt": [old, new], ...}; see `config_changes`.
+    changes: dict[str, tuple[Any, Any]] | None = None
 
     @property
     def kind(self) -> str:
         return "timm" if self.timm else "ablate"
+
+    def resolved(self) -> dict[str, Any]:
+        """Flat view of what was built and how it was trained: network fields (paper scale, after the recipe's
+        network overrides), `recipe.<field>` and `data.<field>`; a timm model appears as `timm`."""
+        out: dict[str, Any] = dict(self.net.canonical()) if self.net else {"timm": self.timm}
+        out.update({f"recipe.{k}": v for k, v in self.recipe.model_dump(mode="json").items()})
+        out.update({f"data.{k}": v for k, v in self.data.model_dump(mode="json").items()})
+        return out
 
     def trial_id(self, seed: int) -> str:
         return f"{self.id}-s{seed}"
@@ -201,7 +212,7 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedSt
     for key, values in study.grid.items():
         if not values:
             raise StudyError(file, f"grid.{key}", "empty list: give at least one value")
-    variants = _expand(study, raw, file)
+    variants = _with_changes(_expand(study, raw, file), study)
     if study.exclude:
         known = [v.name for v in variants]
         for i, name in enumerate(study.exclude):
@@ -255,6 +266,43 @@ def _expand(study: Study, raw: dict[str, Any], file: str) -> list[Variant]:
         name = str(study.model.get("preset") or study.model.get("timm") or study.name)
         out.append(_variant(study, base, 0, name, None, None, file, "model"))
     return out
+
+
+def config_changes(before: Variant | None, after: Variant) -> dict[str, tuple[Any, Any]]:
+    """Every resolved field (network, `recipe.*`, `data.*`) whose value differs between two variants."""
+    if before is None:
+        return {}
+    a, b = before.resolved(), after.resolved()
+    return {k: (a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)}
+
+
+def _with_changes(variants: list[Variant], study: Study) -> list[Variant]:
+    """Steps are compared with the previous step; variants and grid points with the first variant."""
+    import dataclasses
+
+    out = []
+    for i, v in enumerate(variants):
+        before = (variants[i - 1] if study.steps else variants[0]) if i > 0 else None
+        out.append(dataclasses.replace(v, changes=config_changes(before, v)))
+    return out
+
+
+def changes_text(changes: dict[str, tuple[Any, Any]] | None, limit: int = 6) -> str:
+    """`depths [3,4,6,3]→[3,3,9,3]; kernel_size 3→7`; a recipe preset switch is shown as one item
+    (`recipe classic→modern (+13 recipe fields)`), and more than `limit` items end in `(+N more)`."""
+    if not changes:
+        return ""
+    items = dict(changes)
+    parts = []
+    if "recipe.preset" in items:
+        old, new = items.pop("recipe.preset")
+        rest = [k for k in items if k.startswith("recipe.")]
+        for k in rest:
+            items.pop(k)
+        parts.append(f"recipe {old}→{new}" + (f" (+{len(rest)} recipe fields)" if rest else ""))
+    parts += [f"{k} {_show(a)}→{_show(b)}" for k, (a, b) in items.items()]
+    more = len(parts) - limit
+    return "; ".join(parts[:limit]) + (f"; (+{more} more)" if more > 0 else "")
 
 
 def search_variant(loaded: LoadedStudy, params: dict[str, Any], index: int) -> Variant:
@@ -346,12 +394,14 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
         train_net = _scaled(net, study, data, file)
         _check_size(net, study.measure.flops_image_size, file, "measure.flops_image_size", name)
         _check_size(train_net, data.resolved("image_size"), file, "data.image_size", name)
+    # Fields at their default stay out of the hash (see NetConfig.identity): adding a field whose default
+    # reproduces the old behaviour keeps every existing id, so finished trials stay finished.
     ident = {
-        "net": net.canonical() if net else {"timm": timm_name},
-        "train": train_net.canonical() if train_net else {"in": data.resolved("in_chans"),
-                                                           "classes": data.resolved("num_classes")},
-        "data": data.model_dump(mode="json", exclude={"root"}),
-        "recipe": recipe.model_dump(mode="json"),
+        "net": net.identity() if net else {"timm": timm_name},
+        "train": train_net.identity() if train_net else {"in": data.resolved("in_chans"),
+                                                          "classes": data.resolved("num_classes")},
+        "data": without_defaults(data.model_dump(mode="json", exclude={"root"}), DataSpec),
+        "recipe": without_defaults(recipe.model_dump(mode="json"), Recipe),
     }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
     return Variant(index=index, name=name, group=group, net=net, train_net=train_net, timm=timm_name,

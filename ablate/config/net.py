@@ -53,8 +53,11 @@ class NetConfig(BaseModel):
         "`one`: a single one, after the 1x1 conv that sets the hidden width.")
     norm: str = Field("batch", description=f"Normalization layer, one of {', '.join(NORMS)}.")
     norms: Literal["all", "one"] = Field(
-        "all",
-        description="`all`: after every conv (and on the projection shortcut). `one`: after the spatial conv only.")
+        "all", description="Norms inside the residual branch. `all`: after every conv. `one`: after the spatial "
+        "conv only. (The projection shortcut's norm is `shortcut_norm`.)")
+    shortcut_norm: bool = Field(
+        True, description="A norm after the 1x1 projection conv of a shortcut (only where a block changes shape, "
+        "i.e. with `downsample: block`). The paper's 'fewer norms' step keeps it: it names the block's norms only.")
     downsample: Literal["block", "separate"] = Field(
         "block", description="`block`: stride in the first block of a stage + projection shortcut. "
         "`separate`: norm + 2x2 stride-2 conv between stages, a norm after the stem and one before the classifier.")
@@ -62,8 +65,12 @@ class NetConfig(BaseModel):
         None, gt=0, description="Initial value of the per-channel residual scale; null = off.")
     drop_path: float = Field(0.0, ge=0, lt=1, description="Stochastic depth rate (linearly increasing over blocks).")
     init: Literal["resnet", "convnext"] = Field(
-        "resnet", description="Weight init as in timm: `resnet` (kaiming fan-out, last norm of each block zeroed) "
-        "or `convnext` (truncated normal, std 0.02).")
+        "resnet", description="Weight init as in timm: `resnet` (kaiming fan-out convs) or `convnext` (truncated "
+        "normal, std 0.02, zero biases).")
+    zero_init_last: bool | None = Field(
+        None, description="Start every residual branch at zero (Goyal et al. 2017): the branch's last norm gets "
+        "zero weight, or, when the branch ends without a norm (`norms: one`), its last conv gets zero weight and "
+        "bias. null = as the `init` family does it (timm: `resnet` yes, `convnext` no).")
     in_chans: PositiveInt = Field(3, description="Input channels (set from the data when training).")
     num_classes: PositiveInt = Field(1000, description="Classifier outputs (set from the data when training).")
 
@@ -138,6 +145,11 @@ class NetConfig(BaseModel):
             out.append(n)
         return out
 
+    @property
+    def zero_init(self) -> bool:
+        """Whether the residual branches start at zero (`zero_init_last` resolved against `init`)."""
+        return self.init == "resnet" if self.zero_init_last is None else self.zero_init_last
+
     def canonical(self) -> dict:
         """The fields with derived defaults filled in, so equal networks hash equally."""
         d = self.model_dump(mode="json")
@@ -145,6 +157,35 @@ class NetConfig(BaseModel):
         if self.stem != "patchify":
             d["patch_size"] = None
         return d
+
+    def identity(self) -> dict:
+        """`canonical()` without the fields left at their default: what a variant id hashes. A field added
+        later with a default that reproduces the old network leaves every existing id unchanged."""
+        return without_defaults(self.canonical(), type(self))
+
+
+def without_defaults(values: dict, model: type[BaseModel]) -> dict:
+    """`values` (a JSON dump of `model`) without the keys whose value equals that field's default."""
+    import json
+
+    out = {}
+    for key, value in values.items():
+        field = model.model_fields.get(key)
+        if field is not None and not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            if json.dumps(value, sort_keys=True, default=str) == json.dumps(_jsonable(default), sort_keys=True,
+                                                                            default=str):
+                continue
+        out[key] = value
+    return out
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
 
 
 class FieldError(ValueError):

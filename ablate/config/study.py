@@ -58,9 +58,12 @@ class Recipe(_Strict):
     weight_decay: float = Field(0.05, ge=0, description="Weight decay.")
     momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (SGD).")
     sched: Literal["cosine", "step"] = Field("cosine", description="Learning-rate schedule after warmup.")
-    warmup_epochs: float = Field(20, ge=0, description="Linear warmup epochs.")
+    warmup_epochs: float = Field(20, ge=0, description="Linear warmup epochs. Left out of a study, the preset's "
+                                 "value scaled to `epochs` (modern: 20 of 300 epochs; 4 epochs -> 0.27).")
     min_lr: float = Field(1e-6, ge=0, description="Floor of the cosine schedule.")
-    decay_milestones: tuple[int, ...] = Field((30, 60, 80), description="Epochs where `step` multiplies lr by 0.1.")
+    decay_milestones: tuple[float, ...] = Field(
+        (30, 60, 80), description="Epochs where `step` multiplies lr by 0.1. Left out of a study, the preset's "
+        "milestones scaled to `epochs` (classic: 30/60/80 of 90 epochs; 4 epochs -> 1.33/2.67/3.56).")
     randaugment: str | None = Field("rand-m9-mstd0.5-inc1", description="timm RandAugment spec; null = off.")
     mixup: float = Field(0.8, ge=0, description="Mixup alpha; 0 = off.")
     cutmix: float = Field(1.0, ge=0, description="CutMix alpha; 0 = off.")
@@ -82,7 +85,7 @@ class Recipe(_Strict):
         if isinstance(data, dict):
             preset = data.get("preset", "modern")
             if preset in RECIPES:
-                return {**RECIPES[preset], **data}
+                return {**scaled_preset(preset, data.get("epochs")), **data}
         return data
 
     @property
@@ -90,7 +93,7 @@ class Recipe(_Strict):
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch
 
 
-# Paper's Table 5 (ImageNet-1K, ConvNeXt-T) and the torchvision ResNet-50 recipe; ../shared/reference.
+# Paper's Table 5 (ImageNet-1K, ConvNeXt-T) and the torchvision ResNet-50 recipe; ablate/reference/training_recipe.yaml.
 RECIPES: dict[str, dict[str, Any]] = {
     "modern": dict(epochs=300, opt="adamw", base_lr=4e-3, base_batch=4096, weight_decay=0.05, sched="cosine",
                    warmup_epochs=20, randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0,
@@ -100,6 +103,19 @@ RECIPES: dict[str, dict[str, Any]] = {
                     cutmix=0.0, random_erasing=0.0, label_smoothing=0.0, drop_path=None, layer_scale=None,
                     ema=None),
 }
+
+
+def scaled_preset(name: str, epochs: Any) -> dict[str, Any]:
+    """The preset's fields with its schedule (warmup, step milestones) stretched to `epochs`, so that a recipe
+    shortened for a proxy keeps its shape: the classic recipe still decays at 1/3, 2/3 and 8/9 of the run,
+    the modern one still warms up for the first 1/15. Values a study gives itself are used as given."""
+    preset = dict(RECIPES[name])
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 and epochs != preset["epochs"]:
+        f = epochs / preset["epochs"]
+        preset["warmup_epochs"] = round(preset["warmup_epochs"] * f, 4)
+        if "decay_milestones" in preset:
+            preset["decay_milestones"] = tuple(round(m * f, 4) for m in preset["decay_milestones"])
+    return preset
 
 
 class Scale(_Strict):

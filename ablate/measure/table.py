@@ -155,6 +155,8 @@ def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> d
         "ref_gflops": ref.gflops if ref else None,
         "ref_params": ref.params if ref else None,
         "ref_top1": ref.top1 if ref else None,
+        # resolved fields that differ from the previous step (steps) or the first variant: {field: [old, new]}
+        "changes": {k: list(ab) for k, ab in (v.changes or {}).items()},
     }
     if paper:
         row["breakdown"] = {k: round(x / 1e9, 4) for k, x in paper.breakdown.items()}

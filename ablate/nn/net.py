@@ -85,9 +85,14 @@ class Block(nn.Module):
         return self.act3(x + shortcut)
 
     def zero_init_last(self) -> None:
-        """Start the residual branch at zero, as timm's ResNet does (`zero_init_last=True`)."""
+        """Start the residual branch at zero (timm's ResNet `zero_init_last=True`): the last norm's weight,
+        or, when the branch ends in a conv (`norms: one`), that conv's weight and bias."""
         if getattr(self.norm3, "weight", None) is not None:
             nn.init.zeros_(self.norm3.weight)
+        else:
+            nn.init.zeros_(self.conv3.weight)
+            if self.conv3.bias is not None:
+                nn.init.zeros_(self.conv3.bias)
 
 
 class Stage(nn.Module):
@@ -153,7 +158,7 @@ class Net(nn.Module):
             for j in range(depth):
                 stride = 2 if (not separate and i > 0 and j == 0) else 1
                 blocks.append(Block(prev, dim, cfg.hidden(i), stride, cfg.kernel_size, cfg.groups, spatial_first,
-                                    norms, acts, layers, cfg.layer_scale, drop_rates[n], cfg.norms == "all"))
+                                    norms, acts, layers, cfg.layer_scale, drop_rates[n], cfg.shortcut_norm))
                 prev, n = dim, n + 1
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages)
@@ -180,8 +185,10 @@ class Net(nn.Module):
                     nn.init.zeros_(m.bias)
             elif self.cfg.init == "resnet" and isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if self.cfg.init == "resnet" and isinstance(m, Block):
-                m.zero_init_last()
+        if self.cfg.zero_init:  # after the loop: a zeroed last conv must not be re-initialised by it
+            for m in self.modules():
+                if isinstance(m, Block):
+                    m.zero_init_last()
 
 
 def build(cfg: NetConfig, init: bool = True) -> Net:

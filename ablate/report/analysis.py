@@ -4,107 +4,91 @@ Nothing here reads or writes files or draws. Inputs are the rows of results/<stu
 variant x seed, any status) and the per-epoch rows of trials/*/metrics.csv; outputs feed charts.py and
 writer.py.
 
-Statistics use numpy/math only: scipy is not a dependency of ablate, so the Student-t tail (paired t-test)
-is computed here from the regularized incomplete beta function (Numerical Recipes' continued fraction).
+Evidence rules (DESIGN.md): a change is judged only by the study's own seeds (paired t-test over the seeds
+both variants finished, 95 % t-interval of the mean difference); with one seed nothing is judged. Every
+number a reader compares carries its interval: step means (t-interval over seeds), changes (paired
+t-interval), rank correlation with the paper (bootstrap over seeds). Statistics come from scipy.stats.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 # Two steps differ "within noise" when a paired t-test over shared seeds gives p >= ALPHA.
 ALPHA = 0.05
+CONFIDENCE = 0.95
+# A paper change at least this large (top-1 points) is beyond the paper's own seed noise (its seed std is
+# 0.02-0.18): those steps are the fair test of whether a proxy reproduces the paper's direction.
+BIG_STEP = 0.4
+BOOTSTRAP_RESAMPLES = 2000
 # Groups whose rows are reference models, not steps of the roadmap: no change vs the previous step.
 REFERENCE_GROUPS = ("reference",)
 STATE_LABEL = {"failed": "failed", "new": "not run", "queued": "queued", "running": "running",
                "interrupted": "interrupted", "skipped": "skipped"}
+UNJUDGED = "not judged (1 seed)"
 
 
 # ---------------------------------------------------------------- statistics
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-14:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_two_sided_p(t: float, df: float) -> float:
-    """P(|T| >= |t|) for Student's t with df degrees of freedom."""
-    if not math.isfinite(t):
-        return 0.0
-    return betainc(df / 2.0, 0.5, df / (df + t * t))
+def t_interval(values: Any, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean of `values` (NaNs dropped). Bounds are NaN with
+    fewer than 2 values; equal values give a zero-width interval."""
+    x = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna().to_numpy(float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    sem = float(stats.sem(x))
+    if sem == 0.0:
+        return mean, mean, mean
+    lo, hi = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem)
+    return mean, float(lo), float(hi)
 
 
 def paired_test(a: pd.Series, b: pd.Series) -> dict[str, float]:
-    """Paired t-test of b - a over the seeds both have (Series indexed by seed).
+    """Paired t-test of b - a over the seeds both have (Series indexed by seed), with the 95 % t-interval
+    of the mean difference.
 
-    Returns n (shared seeds), mean and sd of the differences, t and the two-sided p (NaN when n < 2).
-    Identical differences on every seed (sd = 0) give p = 0 for a non-zero mean, 1 for zero.
+    Returns n (shared seeds), mean and sd of the differences, t, the two-sided p and the interval bounds
+    `lo`/`hi` (NaN when n < 2). Identical differences on every seed (sd = 0) give p = 0 for a non-zero
+    mean, 1 for zero, and a zero-width interval.
     """
-    d = (b - a).dropna()
+    a = pd.to_numeric(a, errors="coerce")
+    b = pd.to_numeric(b, errors="coerce")
+    shared = a.dropna().index.intersection(b.dropna().index)
+    d = (b.loc[shared] - a.loc[shared]).astype(float)
     n = len(d)
-    out = {"n": float(n), "mean": float(d.mean()) if n else math.nan, "sd": math.nan, "t": math.nan, "p": math.nan}
+    mean, lo, hi = t_interval(d.to_numpy())
+    out = {"n": float(n), "mean": mean, "sd": math.nan, "t": math.nan, "p": math.nan, "lo": lo, "hi": hi}
     if n < 2:
         return out
     sd = float(d.std(ddof=1))
     out["sd"] = sd
     if sd == 0.0:
-        out["t"] = math.inf if out["mean"] else 0.0
-        out["p"] = 0.0 if out["mean"] else 1.0
+        out["t"] = math.inf if mean else 0.0
+        out["p"] = 0.0 if mean else 1.0
         return out
-    t = out["mean"] / (sd / math.sqrt(n))
-    out.update(t=t, p=t_two_sided_p(t, n - 1))
+    res = stats.ttest_rel(b.loc[shared].astype(float), a.loc[shared].astype(float))
+    out.update(t=float(res.statistic), p=float(res.pvalue))
     return out
 
 
 def spearman(x: Any, y: Any) -> tuple[float, int]:
-    """Spearman's rho (Pearson correlation of average ranks; ties share their mean rank) and the number of
-    pairs used (pairs with a missing value are dropped). NaN when fewer than 3 pairs or a constant side."""
+    """Spearman's rho (scipy; ties share their mean rank) and the number of pairs used (pairs with a missing
+    value are dropped). NaN when fewer than 3 pairs or a constant side."""
     frame = pd.DataFrame({"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float)}).dropna()
     n = len(frame)
-    if n < 3:
+    if n < 3 or frame["x"].nunique() < 2 or frame["y"].nunique() < 2:
         return math.nan, n
-    rx, ry = frame["x"].rank(method="average").to_numpy(), frame["y"].rank(method="average").to_numpy()
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    den = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-    return (float((rx * ry).sum()) / den if den else math.nan), n
+    return float(stats.spearmanr(frame["x"], frame["y"]).statistic), n
 
 
 def pareto_mask(cost: Any, value: Any, lower_cost_is_better: bool = True) -> np.ndarray:
@@ -167,6 +151,7 @@ def variant_table(df: pd.DataFrame, kind: str = "steps") -> pd.DataFrame:
             "train_img_per_s": _median(done, "train_img_per_s"), "infer_img_per_s": _median(done, "infer_img_per_s"),
             "top1_mean": float(top1.mean()) if top1.notna().any() else math.nan,
             "top1_std": float(top1.std(ddof=1)) if top1.notna().sum() >= 2 else math.nan,
+            "top1_lo": t_interval(top1)[1], "top1_hi": t_interval(top1)[2],
             "top5_mean": _mean(done, "top5"), "ema_top1_mean": _mean(done, "ema_top1"),
             "wall_seconds": _mean(done, "wall_seconds") * len(done) if len(done) else math.nan,
             "ref_top1": _first(g, "ref_top1"), "ref_top1_std": _first(g, "ref_top1_std"),
@@ -196,50 +181,57 @@ def _mean(g: pd.DataFrame, col: str) -> float:
 
 
 def typical_seed_std(table: pd.DataFrame) -> float:
-    """The paper's typical seed std of top-1 (median of the references' top1_std), NaN if none is given."""
+    """The paper's typical seed std of top-1 (median of the references' top1_std), NaN if none is given.
+    Context only: no verdict is ever based on it (a proxy's own noise is what matters)."""
     s = pd.to_numeric(table.get("ref_top1_std"), errors="coerce").dropna()
     return float(s.median()) if len(s) else math.nan
 
 
-def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Add `vs` (the row compared with), `delta`, `ref_delta`, `p`, `pairs` and `noise` to the table.
+def seed_values(df: pd.DataFrame) -> dict[str, pd.Series]:
+    """variant id -> finished top-1 per seed (a Series indexed by seed)."""
+    done = df[df["status"] == "done"]
+    return {vid: pd.to_numeric(g.set_index("seed")["top1"], errors="coerce") for vid, g in done.groupby("id")}
 
-    Compared with: the previous step for `steps` studies (reference-group rows are skipped: they are
-    not steps of the roadmap), the first variant otherwise. With >= 2 seeds both rows finished, a paired
-    t-test over the shared seeds decides (`noise` = "within noise" when p >= ALPHA, else "real").
-    With one seed the change is compared with the paper's typical seed std sigma: |delta| < 2*sqrt(2)*sigma
-    (the 95% band of a difference of two single runs) is "within paper noise". The proxy's own seed noise
-    is usually larger, so this flags too few steps, never too many. Without sigma: "1 seed: cannot judge".
+
+def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Add `vs` (the row compared with), `delta` with its 95 % interval `delta_lo`/`delta_hi`, `ref_delta`,
+    `p`, `pairs` and `noise` to the table.
+
+    Compared with: the previous step for `steps` studies (reference-group rows are skipped: they are not
+    steps of the roadmap), the first variant otherwise. With >= 2 seeds both rows finished, a paired t-test
+    over the shared seeds decides: `noise` = "real" when p < ALPHA, else "within noise"; `delta` is then the
+    mean of the paired differences and the interval its t-interval. With fewer shared seeds the change is
+    listed but not judged (`noise` = UNJUDGED): nothing else (e.g. the paper's noise) may stand in for the
+    study's own seeds.
     """
     t = table.copy()
-    by_seed = {vid: pd.to_numeric(g.set_index("seed")["top1"], errors="coerce")
-               for vid, g in df[df["status"] == "done"].groupby("id")}
-    sigma = typical_seed_std(t)
-    cols: dict[str, list[Any]] = {k: [] for k in ("vs", "delta", "ref_delta", "p", "pairs", "noise")}
+    by_seed = seed_values(df)
+    keys = ("vs", "delta", "delta_lo", "delta_hi", "ref_delta", "p", "pairs", "noise")
+    cols: dict[str, list[Any]] = {k: [] for k in keys}
+    empty = pd.Series(dtype=float)
     for i, row in t.iterrows():
         j = _compare_with(t, int(i), kind)
         if j is None:
-            for k, v in (("vs", ""), ("delta", math.nan), ("ref_delta", math.nan), ("p", math.nan),
-                         ("pairs", 0), ("noise", "")):
+            for k, v in zip(keys, ("", math.nan, math.nan, math.nan, math.nan, math.nan, 0, ""), strict=True):
                 cols[k].append(v)
             continue
         prev = t.loc[j]
-        delta = row["top1_mean"] - prev["top1_mean"]
-        empty = pd.Series(dtype=float)
         test = paired_test(by_seed.get(prev["id"], empty), by_seed.get(row["id"], empty))
+        paired = test["n"] >= 2
+        delta = test["mean"] if paired else row["top1_mean"] - prev["top1_mean"]
         cols["vs"].append(prev["name"])
         cols["delta"].append(delta)
+        cols["delta_lo"].append(test["lo"] if paired else math.nan)
+        cols["delta_hi"].append(test["hi"] if paired else math.nan)
         cols["ref_delta"].append(row["ref_top1"] - prev["ref_top1"])
         cols["p"].append(test["p"])
         cols["pairs"].append(int(test["n"]))
         if not math.isfinite(delta):
             verdict = ""
-        elif test["n"] >= 2:
+        elif paired:
             verdict = "within noise" if test["p"] >= ALPHA else "real"
-        elif math.isfinite(sigma):
-            verdict = "within paper noise" if abs(delta) < 2 * math.sqrt(2) * sigma else "above paper noise"
         else:
-            verdict = "1 seed: cannot judge"
+            verdict = UNJUDGED
         cols["noise"].append(verdict)
     for k, v in cols.items():
         t[k] = v
@@ -257,36 +249,101 @@ def _compare_with(t: pd.DataFrame, i: int, kind: str) -> int | None:
     return None
 
 
-def vs_baseline(table: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+def vs_baseline(table: pd.DataFrame, df: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str | None]:
     """Change of measured and paper top-1 against one baseline row: the first non-reference row that has
-    both a measured mean and a paper top-1. Adds `base_delta` and `ref_base_delta`; returns the name."""
+    both a measured mean and a paper top-1. Adds `base_delta` (with its paired 95 % interval `base_lo`/
+    `base_hi` when `df` gives >= 2 shared seeds) and `ref_base_delta`; returns the baseline's name."""
     t = table.copy()
     ok = t["top1_mean"].notna() & t["ref_top1"].notna() & ~t["group"].isin(REFERENCE_GROUPS)
+    t["base_lo"], t["base_hi"] = math.nan, math.nan
     if not ok.any():
         t["base_delta"], t["ref_base_delta"] = math.nan, math.nan
         return t, None
     b = t[ok].iloc[0]
     t["base_delta"] = t["top1_mean"] - b["top1_mean"]
     t["ref_base_delta"] = t["ref_top1"] - b["ref_top1"]
+    if df is not None:
+        by_seed = seed_values(df)
+        base = by_seed.get(b["id"], pd.Series(dtype=float))
+        for i, row in t.iterrows():
+            test = paired_test(base, by_seed.get(row["id"], pd.Series(dtype=float)))
+            if test["n"] >= 2 and row["id"] != b["id"]:
+                t.loc[i, ["base_delta", "base_lo", "base_hi"]] = [test["mean"], test["lo"], test["hi"]]
     return t, str(b["name"])
 
 
-def agreement(table: pd.DataFrame) -> dict[str, Any]:
-    """How well the measured ordering follows the paper's, over non-reference rows.
+def _steps_matrix(table: pd.DataFrame, df: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The non-reference rows with a paper top-1, and their top-1 per seed (rows x shared seeds), using only
+    the seeds every one of those rows finished; None when fewer than 2 such seeds."""
+    t = table[~table["group"].isin(REFERENCE_GROUPS) & table["ref_top1"].notna() & table["top1_mean"].notna()]
+    if df is None or t.empty:
+        return t, None
+    by_seed = seed_values(df)
+    per = [by_seed.get(vid, pd.Series(dtype=float)).dropna() for vid in t["id"]]
+    shared = sorted(set.intersection(*(set(s.index) for s in per))) if per else []
+    if len(shared) < 2:
+        return t, None
+    return t, np.array([[float(s.loc[k]) for k in shared] for s in per])
 
-    rho_levels: Spearman rho between measured mean top-1 and paper top-1 over rows having both.
-    rho_deltas: Spearman rho between the step-to-step changes (`delta` vs `ref_delta`) where both exist.
-    sign: how many of those changes have the same sign (a zero change in the paper counts as agreeing
-    with anything within noise, i.e. it is left out).
+
+def _rhos(means: np.ndarray, ref: np.ndarray, prev: list[int | None]) -> tuple[float, float]:
+    """rho of levels and of step changes (row i vs row prev[i]) for one set of per-row means."""
+    d = np.array([means[i] - means[j] if j is not None else np.nan for i, j in enumerate(prev)])
+    rd = np.array([ref[i] - ref[j] if j is not None else np.nan for i, j in enumerate(prev)])
+    return spearman(means, ref)[0], spearman(d, rd)[0]
+
+
+def agreement(table: pd.DataFrame, df: pd.DataFrame | None = None, kind: str = "steps") -> dict[str, Any]:
+    """How well the measured ordering follows the paper's, over non-reference rows with a paper value.
+
+    rho_levels / rho_deltas: Spearman rho between measured mean top-1 and paper top-1, and between the
+    changes (each step vs the previous one; variants vs the first), with a percentile-bootstrap 95 % interval
+    over seeds (scipy.stats.bootstrap resamples the shared seeds, the same resample for every step, so the
+    pairing of seeds across steps is kept) when >= 2 seeds are shared; `seeds` is that number.
+    big_*: the steps whose paper change is >= BIG_STEP points (beyond the paper's own noise): how many,
+    how many have the paper's sign in the measured change, and how many of those are `real` by the study's
+    own paired test.
     """
-    t = table[~table["group"].isin(REFERENCE_GROUPS)]
-    rho_l, n_l = spearman(t["top1_mean"], t["ref_top1"])
-    d = t[["delta", "ref_delta"]].dropna() if "delta" in t else pd.DataFrame(columns=["delta", "ref_delta"])
-    rho_d, n_d = spearman(d["delta"], d["ref_delta"])
-    signed = d[d["ref_delta"] != 0]
-    same = int((np.sign(signed["delta"]) == np.sign(signed["ref_delta"])).sum())
-    return {"rho_levels": rho_l, "n_levels": n_l, "rho_deltas": rho_d, "n_deltas": n_d,
-            "sign_agree": same, "sign_n": len(signed)}
+    t, m = _steps_matrix(table, df)
+    ref = t["ref_top1"].to_numpy(float)
+    pos = list(range(len(t)))
+    prev: list[int | None] = [None if i == 0 else (i - 1 if kind == "steps" else 0) for i in pos]
+    means = t["top1_mean"].to_numpy(float)
+    rho_l, rho_d = _rhos(means, ref, prev)
+    out: dict[str, Any] = {"rho_levels": rho_l, "n_levels": len(t), "rho_deltas": rho_d,
+                           "n_deltas": max(len(t) - 1, 0), "seeds": 0 if m is None else m.shape[1],
+                           "rho_levels_ci": (math.nan, math.nan), "rho_deltas_ci": (math.nan, math.nan)}
+    if m is not None and len(t) >= 3:
+        for j, key in enumerate(("rho_levels_ci", "rho_deltas_ci")):
+            def stat(idx: np.ndarray, j: int = j) -> float:
+                return _rhos(m[:, idx.astype(int)].mean(axis=1), ref, prev)[j]
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = stats.bootstrap((np.arange(m.shape[1]),), stat, vectorized=False, paired=False,
+                                      n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                                      confidence_level=CONFIDENCE, random_state=np.random.default_rng(0))
+            lo, hi = res.confidence_interval
+            out[key] = (float(lo), float(hi))
+    # sign agreement on the big steps, from the table's own deltas (vs the previous step)
+    full = table[~table["group"].isin(REFERENCE_GROUPS)]
+    big = full[pd.to_numeric(full.get("ref_delta"), errors="coerce").abs() >= BIG_STEP] if "ref_delta" in full \
+        else full.iloc[0:0]
+    big = big[big["delta"].notna()]
+    same = np.sign(big["delta"]) == np.sign(big["ref_delta"])
+    out.update(big_n=len(big), big_same=int(same.sum()),
+               big_same_real=int((same & (big["noise"] == "real")).sum()),
+               big_names=[str(x) for x in big["name"]])
+    return out
+
+
+def fmt_rho(rho: float, ci: tuple[float, float], seeds: int) -> str:
+    """`0.41 [−0.05, 0.74], 3 seeds` (or `0.41 (1 seed: no interval)`)."""
+    if not math.isfinite(rho):
+        return "— (constant or too few values)"
+    if seeds >= 2 and all(math.isfinite(c) for c in ci):
+        return f"{rho:.2f} [{ci[0]:.2f}, {ci[1]:.2f}], {seeds} seeds"
+    return f"{rho:.2f} ({'1 seed' if seeds < 2 else 'too few values'}: no interval)"
 
 
 # ---------------------------------------------------------------- curves and grids
@@ -324,7 +381,7 @@ def grid_effect(table: pd.DataFrame, key: str, others: list[str]) -> pd.DataFram
     t = table.copy()
     t["series"] = [", ".join(f"{o}={_show(r[o])}" for o in others) for _, r in t.iterrows()] if others else ""
     t["value"] = t[key].map(_show)
-    return t[["series", "value", key, "top1_mean", "top1_std", "n", "state"]]
+    return t[["series", "value", key, "top1_mean", "top1_std", "top1_lo", "top1_hi", "n", "state"]]
 
 
 def _show(v: Any) -> str:
@@ -345,9 +402,16 @@ def fmt(x: Any, digits: int = 2, signed: bool = False) -> str:
     return f"{xf:+.{digits}f}" if signed else f"{xf:.{digits}f}"
 
 
-def findings(table: pd.DataFrame, kind: str) -> list[str]:
-    """Sentences the numbers support: what helped, what hurt, what lies within noise, the best variant,
-    the agreement with the paper, and what is missing. Each sentence names its rows and numbers."""
+def fmt_ci(lo: Any, hi: Any, digits: int = 2, signed: bool = False) -> str:
+    """` [lo, hi]` for a 95 % interval, '' when there is none."""
+    a, b = fmt(lo, digits, signed), fmt(hi, digits, signed)
+    return "" if "—" in (a, b) else f" [{a}, {b}]"
+
+
+def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None) -> list[str]:
+    """Sentences the study's own numbers support: the best variant, what helped or hurt beyond the study's
+    own seed noise (with intervals), what lies within it, the agreement with the paper (with intervals),
+    and what is missing. With one seed no change is judged. Each sentence names its rows and numbers."""
     out: list[str] = []
     if table.empty:
         return ["The study has no variants."]
@@ -357,48 +421,59 @@ def findings(table: pd.DataFrame, kind: str) -> list[str]:
     else:
         best = done.loc[done["top1_mean"].idxmax()]
         out.append(f"Best measured top-1: **{best['name']}** with {fmt(best['top1_mean'])}"
-                   + (f" ± {fmt(best['top1_std'])}" if math.isfinite(best["top1_std"]) else "")
-                   + f" (n = {int(best['n'])}).")
+                   + fmt_ci(best.get("top1_lo"), best.get("top1_hi")) + f" (n = {int(best['n'])}"
+                   + (", 95 % CI" if int(best["n"]) >= 2 else "") + ").")
     what = "the previous step" if kind == "steps" else f"'{table.iloc[0]['name']}'"
     judged = table[table["delta"].notna()] if "delta" in table else table.iloc[0:0]
-    real = judged[judged["noise"].isin(["real", "above paper noise"])]
-    helped = real[real["delta"] > 0]
-    hurt = real[real["delta"] < 0]
-    noise = judged[judged["noise"].isin(["within noise", "within paper noise"])]
-    unjudged = judged[judged["noise"] == "1 seed: cannot judge"]
 
     def names(rows: pd.DataFrame) -> str:
-        return ", ".join(f"{r['name']} ({fmt(r['delta'], signed=True)})" for _, r in rows.iterrows())
+        return ", ".join(f"{r['name']} ({fmt(r['delta'], signed=True)}"
+                         f"{fmt_ci(r['delta_lo'], r['delta_hi'], signed=True)})" for _, r in rows.iterrows())
 
-    if len(helped):
-        out.append(f"Helped (vs {what}, beyond noise): {names(helped)}.")
-    if len(hurt):
-        out.append(f"Hurt (vs {what}, beyond noise): {names(hurt)}.")
-    if len(noise):
-        how = ("paired t-test over shared seeds, p ≥ 0.05" if (noise["pairs"] >= 2).all() else
-               "paired t-test where ≥ 2 seeds, else |Δ| < 2√2 × the paper's typical seed std")
-        out.append(f"Within seed noise ({how}) — do not read these as effects: {names(noise)}.")
-    if len(unjudged):
-        out.append(f"One seed and no reference seed std: these changes cannot be judged against noise: "
-                   f"{names(unjudged)}. Run more seeds (`seeds: [0, 1, 2]`).")
-    if (judged["noise"] == "above paper noise").any():
-        out.append("Where fewer than 2 seeds are shared the noise check uses the paper's ImageNet seed std; a "
-                   "proxy's own seed noise is usually larger, so those steps marked beyond noise may still be noise.")
-    if len(judged) and (judged["pairs"] == 2).any():
-        out.append("With 2 seeds a paired t-test has 1 degree of freedom: only very consistent changes reach "
-                   "p < 0.05.")
-    agree = agreement(table)
-    if agree["n_levels"] >= 3 or agree["n_deltas"] >= 3:
-        parts = []
-        if agree["n_levels"] >= 3:
-            parts.append(f"Spearman ρ between measured and paper top-1 over {agree['n_levels']} steps: "
-                         f"{fmt(agree['rho_levels'])}")
-        if agree["n_deltas"] >= 3:
-            parts.append(f"between step-to-step changes over {agree['n_deltas']} steps: {fmt(agree['rho_deltas'])}")
-        if agree["sign_n"]:
-            parts.append(f"the change has the paper's sign in {agree['sign_agree']} of {agree['sign_n']} steps")
-        out.append("Agreement with the paper: " + "; ".join(parts) + ".")
-    elif table["ref_top1"].notna().any():
+    unjudged = judged[judged["noise"] == UNJUDGED]
+    tested = judged[judged["noise"].isin(["real", "within noise"])]
+    if len(unjudged) and tested.empty:
+        out.append("1 seed: changes not judged; run with `seeds: [0, 1, 2]`. A single run per variant cannot "
+                   "tell an effect from seed noise, so none of these changes is a finding. Changes (vs "
+                   f"{what}, unjudged): {names(unjudged)}.")
+    elif len(judged):
+        real = tested[tested["noise"] == "real"]
+        helped, hurt = real[real["delta"] > 0], real[real["delta"] < 0]
+        noise = tested[tested["noise"] == "within noise"]
+        n_min, n_max = int(tested["pairs"].min()), int(tested["pairs"].max())
+        seeds = f"{n_min}" if n_min == n_max else f"{n_min}-{n_max}"
+        how = f"paired t-test over {seeds} shared seeds, p < {ALPHA:g}; 95 % interval of the change"
+        if len(helped):
+            out.append(f"Helped (vs {what}; {how}): {names(helped)}.")
+        if len(hurt):
+            out.append(f"Hurt (vs {what}; {how}): {names(hurt)}.")
+        if len(noise):
+            out.append(f"Within the study's own seed noise (p ≥ {ALPHA:g}) — not findings: {names(noise)}.")
+        if not len(real) and len(noise):
+            out.append("No change is beyond the study's own seed noise: more seeds (or a larger proxy) are needed "
+                       "to resolve effects of this size.")
+        if len(unjudged):
+            out.append(f"Fewer than 2 shared seeds, not judged: {names(unjudged)}.")
+        if n_min == 2:
+            out.append("With 2 seeds a paired t-test has 1 degree of freedom: its intervals are wide and only very "
+                       "consistent changes reach p < 0.05.")
+    if agree is not None and agree["n_levels"] >= 3:
+        seeds = agree["seeds"]
+        parts = [f"Spearman ρ between measured and paper top-1 over {agree['n_levels']} steps: "
+                 f"{fmt_rho(agree['rho_levels'], agree['rho_levels_ci'], seeds)}",
+                 f"between step changes over {agree['n_deltas']} steps: "
+                 f"{fmt_rho(agree['rho_deltas'], agree['rho_deltas_ci'], seeds)}"]
+        if agree["big_n"]:
+            parts.append(f"the measured change has the paper's sign in {agree['big_same']} of the {agree['big_n']} "
+                         f"steps whose paper change is ≥ {BIG_STEP:g} points"
+                         + (f" ({agree['big_same_real']} of them beyond the study's own noise)" if seeds >= 2
+                            else ""))
+        out.append("Agreement with the paper (bootstrap 95 % intervals over seeds): " + "; ".join(parts) + ".")
+        ci = agree["rho_levels_ci"]
+        if seeds >= 2 and math.isfinite(ci[0]) and ci[0] <= 0 <= ci[1]:
+            out.append("The interval of ρ (levels) contains 0: this run cannot show that the proxy ranks the steps "
+                       "like the paper.")
+    elif table["ref_top1"].notna().any() and kind == "steps":
         out.append("Too few finished steps with a paper value (< 3) to compare orderings with the paper.")
     missing = table[~table["state"].isin(["done"])]
     if len(missing):

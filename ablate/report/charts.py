@@ -58,14 +58,16 @@ def _missing_label(row: pd.Series) -> str:
 # ---------------------------------------------------------------- roadmap
 
 
-def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title: str) -> Figure:
+def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title: str,
+                  agree: dict[str, Any] | None = None) -> Figure:
     """The paper's Figure 2 for measured numbers: one horizontal bar per step, top to bottom in study order,
     grouped into sections, GFLOPs (paper scale) beside each bar, failed or missing steps hatched grey.
 
-    Left panel: measured top-1 (mean over seeds, error bar = seed std when n >= 2) on the proxy's own scale.
-    Right panel (when the study has paper values): change vs the baseline step in top-1 points, measured
-    beside the paper's — levels on two datasets are not comparable, changes at least share a unit.
-    `table` is analysis.vs_baseline(variant_table(...))[0].
+    Left panel: measured top-1 (mean over seeds, whiskers = 95 % t-interval over seeds when n >= 2) on the
+    proxy's own scale. Right panel (when the study has paper values): change vs the baseline step in top-1
+    points (whiskers = paired 95 % t-interval over shared seeds), measured beside the paper's — levels on two
+    datasets are not comparable, changes at least share a unit. `table` is analysis.vs_baseline(...)[0];
+    `agree` (analysis.agreement) puts rho with its interval and the big-step sign count under the title.
     """
     n = len(table)
     names = [str(s) for s in table["name"]]
@@ -76,7 +78,7 @@ def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title
     name_w = max(len(s) for s in names) * CHAR_IN + 0.15
     bars_w, delta_w, gap, right = 4.6, 3.0, 0.35, 0.25
     width = group_w + name_w + bars_w + (gap + delta_w if has_ref else 0) + right
-    top, bottom = 0.95, 0.75
+    top, bottom = 1.15, 0.75
     height = n * ROW_IN + top + bottom
     fig = _figure(width, height)
     fx = lambda inch: inch / width  # noqa: E731 - inches -> figure fraction
@@ -106,10 +108,13 @@ def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title
 
     # measured bars
     mean = table["top1_mean"].to_numpy(float)
-    std = np.nan_to_num(table["top1_std"].to_numpy(float), nan=0.0)
+    # half-widths of the 95 % intervals (asymmetric-safe: lower and upper separately); 0 without an interval
+    err_lo = np.nan_to_num(mean - table["top1_lo"].to_numpy(float), nan=0.0)
+    err_hi = np.nan_to_num(table["top1_hi"].to_numpy(float) - mean, nan=0.0)
+    has_ci = np.isfinite(table["top1_lo"].to_numpy(float))
     have = np.isfinite(mean)
     if have.any():
-        lo_v, hi_v = float(np.min(mean[have] - std[have])), float(np.max(mean[have] + std[have]))
+        lo_v, hi_v = float(np.min(mean[have] - err_lo[have])), float(np.max(mean[have] + err_hi[have]))
         span = max(hi_v - lo_v, 0.5)
         lo = math.floor((lo_v - 0.25 * span) * 2) / 2
         hi = hi_v + 0.75 * span  # room for the value and GFLOPs text
@@ -119,14 +124,13 @@ def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title
     for i, row in enumerate(table.itertuples(index=False)):
         gfl = f"{row.gflops:.2f} GFLOPs" if math.isfinite(row.gflops) else ""
         if have[i]:
-            err = std[i] if row.n >= 2 else None
+            err = [[err_lo[i]], [err_hi[i]]] if has_ci[i] else None
             ax.barh(i, mean[i] - lo, left=lo, height=0.62, color=colors[groups[i]], zorder=2,
                     xerr=err, error_kw={"ecolor": "#222", "capsize": 2.5, "lw": 1})
-            text = f"{mean[i]:.2f}" + (f" ± {std[i]:.2f}" if row.n >= 2 else "")
+            text = f"{mean[i]:.2f}" + (f" [{mean[i] - err_lo[i]:.1f}, {mean[i] + err_hi[i]:.1f}]" if has_ci[i] else "")
             if row.state != "done":
                 text += f" ({row.n}/{row.seeds} seeds)"
-            ax.text(mean[i] + (std[i] if row.n >= 2 else 0) + 0.015 * (hi - lo), i, f"{text}   {gfl}",
-                    va="center", fontsize=8)
+            ax.text(mean[i] + err_hi[i] + 0.015 * (hi - lo), i, f"{text}   {gfl}", va="center", fontsize=8)
         else:
             ax.barh(i, 0.45 * (hi - lo), left=lo, height=0.62, color=MISSING, hatch="///", edgecolor="#777",
                     lw=0.5, zorder=2, alpha=0.6)
@@ -141,11 +145,12 @@ def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title
 
     if has_ref:
         d, rd = table["base_delta"].to_numpy(float), table["ref_base_delta"].to_numpy(float)
-        xe = np.where((table["n"].to_numpy() >= 2) & (table["name"].to_numpy() != baseline), std, 0)
-        dax.barh(y - 0.18, np.nan_to_num(d), height=0.34, color=MEASURED, zorder=2, xerr=xe,
+        dlo = np.nan_to_num(d - table["base_lo"].to_numpy(float), nan=0.0)
+        dhi = np.nan_to_num(table["base_hi"].to_numpy(float) - d, nan=0.0)
+        dax.barh(y - 0.18, np.nan_to_num(d), height=0.34, color=MEASURED, zorder=2, xerr=[dlo, dhi],
                  error_kw={"capsize": 2, "lw": 0.8})
         dax.barh(y + 0.18, np.nan_to_num(rd), height=0.34, color=PAPER, zorder=2)
-        vals = np.concatenate([(d + xe)[np.isfinite(d)], (d - xe)[np.isfinite(d)], rd[np.isfinite(rd)], [0.0]])
+        vals = np.concatenate([(d + dhi)[np.isfinite(d)], (d - dlo)[np.isfinite(d)], rd[np.isfinite(rd)], [0.0]])
         m = max(float(np.max(np.abs(vals))), 0.5) * 1.15
         dax.set_xlim(min(-0.15 * m, float(vals.min()) * 1.15), max(0.15 * m, float(vals.max()) * 1.15))
         dax.axvline(0, color="#333", lw=0.8, zorder=3)
@@ -165,11 +170,20 @@ def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title
         dax.legend(handles=[Patch(color=MEASURED, label=f"measured ({dataset})"),
                             Patch(color=PAPER, label="paper (ImageNet-1K)")],
                    loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=7.5, frameon=False)
-    note = ("left: measured top-1, own scale" + (", error bar = seed std" if (table["n"] >= 2).any() else "")
-            + ("; right: change vs the baseline step, measured vs paper (levels on two datasets are not "
-               "comparable)" if has_ref else ""))
-    fig.text(0.01, 1 - 0.3 / height, title, fontsize=11, fontweight="bold", va="top")
-    fig.text(0.01, 1 - 0.62 / height, note, fontsize=8, color="#444", va="top")
+    seeds = int(table["n"].max()) if len(table) else 0
+    note = ("left: measured top-1, own scale" + (", whiskers = 95 % CI over seeds" if has_ci.any() else
+                                                  f" ({seeds} seed{'s' * (seeds != 1)}: no interval)")
+            + ("; right: change vs the baseline step (paired 95 % CI), measured vs paper" if has_ref else ""))
+    if agree is not None and agree.get("n_levels", 0) >= 3:
+        from .analysis import fmt_rho
+
+        k = agree["seeds"]
+        note += (f"\nagreement with the paper: ρ levels {fmt_rho(agree['rho_levels'], agree['rho_levels_ci'], k)}"
+                 f"; ρ changes {fmt_rho(agree['rho_deltas'], agree['rho_deltas_ci'], k)}")
+        if agree.get("big_n"):
+            note += f"; paper's sign on {agree['big_same']}/{agree['big_n']} steps with |paper Δ| ≥ 0.4"
+    fig.text(0.01, 1 - 0.25 / height, title, fontsize=11, fontweight="bold", va="top")
+    fig.text(0.01, 1 - 0.52 / height, note, fontsize=8, color="#444", va="top", linespacing=1.4)
     return fig
 
 
@@ -264,7 +278,7 @@ def tradeoff_chart(table: pd.DataFrame, dataset: str, title: str) -> Figure:
             ax.text(0.5, 0.5, "no finished variant with this measurement", transform=ax.transAxes, ha="center",
                     fontsize=9, color="#777")
             continue
-        err = np.nan_to_num(t["top1_std"].to_numpy(float))
+        err = np.nan_to_num(t["top1_hi"].to_numpy(float) - yv) if "top1_hi" in t else np.zeros(len(t))  # 95 % CI
         for i in np.flatnonzero(ok):
             ax.errorbar(x[i], yv[i], yerr=err[i] if err[i] else None, fmt="o", ms=5.5,
                         color=colors[str(t.loc[i, "group"])], ecolor="#555", elinewidth=0.8, capsize=2, zorder=3)
@@ -346,7 +360,7 @@ def curves_chart(curves: pd.DataFrame, title: str, dataset: str) -> Figure:
 
 def grid_field_chart(effect: pd.DataFrame, key: str, dataset: str, title: str) -> Figure:
     """Top-1 against the values of one swept field (in sweep order), one line per combination of the
-    other swept fields; error bars = seed std; unfinished values are marked on the axis."""
+    other swept fields; error bars = 95 % t-interval over seeds; unfinished values are marked on the axis."""
     values = list(dict.fromkeys(effect["value"]))
     fig = _figure(max(5.5, 0.8 * len(values) + 2.5), 4.2)
     ax = fig.add_axes((0.13, 0.14, 0.6 if effect["series"].nunique() > 1 else 0.82, 0.72))
@@ -357,7 +371,7 @@ def grid_field_chart(effect: pd.DataFrame, key: str, dataset: str, title: str) -
     for k, (series, g) in enumerate(effect.groupby("series", sort=False)):
         x = np.array([xs[v] for v in g["value"]], dtype=float)
         y = g["top1_mean"].to_numpy(float)  # NaN breaks the line: no segment is drawn across a missing value
-        e = np.nan_to_num(g["top1_std"].to_numpy(float))
+        e = np.nan_to_num(g["top1_hi"].to_numpy(float) - y) if "top1_hi" in g else np.zeros(len(g))
         ax.errorbar(x, y, yerr=np.where(e > 0, e, np.nan) if (e > 0).any() else None, fmt="-o", ms=5, capsize=3,
                     color=PALETTE[k % len(PALETTE)], label=series or None)
         missing += [(k, int(xi), str(st)) for xi, yi, st in zip(x, y, g["state"], strict=True) if not np.isfinite(yi)]
