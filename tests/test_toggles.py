@@ -61,14 +61,44 @@ def test_norms_one_leaves_one_norm_per_block_after_the_spatial_conv() -> None:
         for b in blocks(net):
             norms = [n for n in ("norm1", "norm2", "norm3") if not isinstance(getattr(b, n), nn.Identity)]
             assert norms == [norm_after]
-            if isinstance(b.shortcut, nn.Sequential):
-                assert not hasattr(b.shortcut, "norm")  # no norm on the projection either
+            if isinstance(b.shortcut, nn.Sequential):  # the projection's norm is its own field: it stays
+                assert isinstance(b.shortcut.norm, nn.BatchNorm2d)
         removed, added, changed = diff(base, one)
         assert removed and all(v[0] == "BatchNorm2d" for v in removed.values())
         assert not added
         # convs keep their shapes, groups and strides (they gain a bias where BN no longer follows)
         assert not changed
         forward_ok(one)
+
+
+def test_shortcut_norm_is_its_own_field() -> None:
+    net = build(with_(BASE, {"shortcut_norm": False}), init=False)
+    projections = [b.shortcut for b in blocks(net) if isinstance(b.shortcut, nn.Sequential)]
+    assert projections and all(not hasattr(p, "norm") and p.conv.bias is not None for p in projections)
+    removed, added, _ = diff(BASE, with_(BASE, {"shortcut_norm": False}))
+    assert set(removed) == {k for k in removed if ".shortcut.norm" in k} and removed and not added
+
+
+@pytest.mark.parametrize("update, zeroed", [
+    ({}, "norm3"),  # ResNet: the last norm of the branch starts at zero (timm's zero_init_last)
+    ({"norms": "one"}, "conv3"),  # no last norm any more: the last conv starts at zero, the branch still does
+    ({"zero_init_last": False}, None),
+    ({"init": "convnext"}, None),  # timm's ConvNeXt has no zero-init ...
+    ({"init": "convnext", "zero_init_last": True}, "norm3"),  # ... unless asked
+])
+def test_zero_init_last_starts_every_residual_branch_at_zero(update: dict, zeroed: str | None) -> None:
+    torch.manual_seed(0)
+    net = build(with_(BASE, update))
+    for b in blocks(net):
+        last = getattr(b, zeroed or "conv3")
+        zero = bool((last.weight == 0).all()) and (last.bias is None or bool((last.bias == 0).all()))
+        assert zero == (zeroed is not None), (update, zeroed)
+    if zeroed:  # the residual branches add nothing at init: each block passes its shortcut through
+        net.eval()
+        b = blocks(net)[1]
+        x = torch.randn(2, b.conv1.in_channels, 8, 8)
+        with torch.no_grad():
+            assert torch.equal(b(x), b.act3(b.shortcut(x)))
 
 
 def test_spatial_conv_first_puts_the_kxk_conv_first() -> None:
