@@ -139,8 +139,10 @@ def run(
 
     counts = _count(loaded, use_cache=True)  # first: its worker processes fork before any torch op runs here
     if not enqueue_only:
+        _check_device(device)
         _check_data(loaded)
     ledger = Ledger(loaded, storage, results, heartbeat, grace, max_retry)
+    ledger.expect_current_data()  # results trained on other data (data.root changed) are trained again
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
     print(f"{loaded.name}: {total} trials, {queued['done']} already done, {queued['queued']} queued "
@@ -150,6 +152,7 @@ def run(
         return
     opts = WorkerOptions(storage=storage, results_root=results, device=device, heartbeat=heartbeat, grace=grace,
                          max_retry=max_retry, linger=linger)
+    codes = [0]
     if workers == 1:
         work(loaded, opts)
     else:
@@ -162,12 +165,33 @@ def run(
             bar.refresh()
 
         try:
-            run_workers(loaded, set_ or [], workers, opts, on_poll=poll)
+            codes = run_workers(loaded, set_ or [], workers, opts, on_poll=poll)
         finally:
             bar.close()
     path = write_results(ledger, None if ledger.search is not None else study_counts(loaded))
     _print_status(ledger)
     print(f"results: {path}", file=sys.stderr)
+    if 2 in codes:
+        raise typer.Exit(2)  # a worker stopped on an environment fault (its line is above)
+    if 130 in codes:
+        raise KeyboardInterrupt
+    _exit_summary(ledger, study)
+
+
+def _exit_summary(ledger, study: Path) -> None:
+    """Exit 1 with a one-line summary unless every trial asked for is done."""
+    from ablate.sweep.results import results_frame
+
+    df = results_frame(ledger)
+    total = ledger.search.trials if ledger.search is not None else len(df)
+    done = int((df["status"] == "done").sum())
+    if done >= total:
+        return
+    counts = df[df["status"] != "done"]["status"].value_counts().to_dict()
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+    hint = " (see `ablate status`; --retry-failed trains failed ones again)" if counts.get("failed") else ""
+    print(f"{study}: {done} of {total} trials done; {parts or f'{total - done} not run'}{hint}", file=sys.stderr)
+    raise typer.Exit(1)
 
 
 @app.command()
@@ -194,9 +218,14 @@ def worker(
     from ablate.sweep.worker import WorkerOptions, work
 
     loaded = load_study(study, set_ or [])
-    work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials,
-                               heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger,
-                               nproc=nproc_per_node))
+    _check_device(device)
+    stats = work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials,
+                                       heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger,
+                                       nproc=nproc_per_node))
+    if stats["failed"]:
+        print(f"{study}: {stats['failed']} of {stats['done'] + stats['failed']} trials this worker ran failed "
+              "(see `ablate status`)", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -207,7 +236,9 @@ def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
     from ablate.sweep.ledger import Ledger
 
     loaded = load_study(study, set_ or [])
-    _print_status(Ledger(loaded, storage, results), to=sys.stdout)
+    ledger = Ledger(loaded, storage, results, readonly=True)  # reads only: writes and creates nothing
+    ledger.expect_current_data()
+    _print_status(ledger, to=sys.stdout)
 
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder holding reports/<study>/ (written).")]
@@ -257,12 +288,38 @@ def _check_data(loaded) -> None:
             raise StudyError(loaded.file, "data", str(e)) from None
 
 
-def _print_status(ledger, to=sys.stderr) -> None:
+def _check_device(device: str | None) -> None:
+    """A --device that cannot train is a one-line error before anything is queued or trained."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise StudyError("--device", "", f"'{device}' is not a device; valid: cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise StudyError("--device", "", f"'{device}': no CUDA GPU is available on this machine")
+        if dev.index is not None and dev.index >= n:
+            raise StudyError("--device", "", f"'{device}': this machine has {n} CUDA GPU(s) (cuda:0..cuda:{n - 1})")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise StudyError("--device", "", f"'{device}': MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise StudyError("--device", "", f"'{device}': {dev.type} devices are not supported; valid: cpu, cuda, "
+                         "cuda:N, mps")
+
+
+def _print_status(ledger, to=None) -> None:
     from ablate.sweep.results import results_frame
+
+    to = to or sys.stderr  # looked up now: sys.stderr may have been replaced since import
 
     df = results_frame(ledger)
     counts = df["status"].value_counts().to_dict()
-    order = ["done", "running", "queued", "interrupted", "failed", "new"]
+    order = ["done", "running", "queued", "interrupted", "stale", "failed", "new"]
     line = ", ".join(f"{counts.get(k, 0)} {k}" for k in order if counts.get(k, 0))
     print(f"{ledger.loaded.name}: {len(df)} trials: {line}", file=to)
     cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
@@ -276,6 +333,12 @@ def _print_status(ledger, to=sys.stderr) -> None:
     if not done.empty:
         best = done.loc[done["top1"].idxmax()]
         print(f"best so far: {best['name']} (seed {best['seed']}): top-1 {best['top1']:.2f}", file=to)
+    note = ledger.version_note()
+    if note:
+        print(note, file=to)
+    if counts.get("stale"):
+        print(f"note: {counts['stale']} finished trial(s) were trained on other data than data.root holds now "
+              "(stale): `ablate run` trains them again", file=to)
 
 
 def _retry_notes(ledger) -> dict[str, str]:
@@ -310,11 +373,29 @@ def _count(loaded, use_cache: bool) -> list[dict]:
 
 
 def main() -> None:
-    """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
+    """Entry point: user errors are one line on stderr and exit code 2, never a traceback. SIGTERM (what a
+    scheduler sends on pre-emption) is handled like Ctrl-C: the running trial is marked interrupted, exit 130."""
+    import os
+    import signal
+
+    pid = os.getpid()
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        if os.getpid() != pid:  # a forked helper (the FLOPs counting pool): die as by default
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app()
     except StudyError as e:
         print(e, file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # the environment: a full or read-only disk, a lost file system
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{where}{e.strerror or e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # data problems are user errors too, but live in the (torch-importing) train package
         if type(e).__name__ == "DataError":

@@ -1,8 +1,8 @@
 """The one writer of reports/<study>/: reads results/<study>/, runs the analysis, saves the charts and
 writes report.md and report.html (one self-contained file: images embedded as data: URIs).
 
-A report is built from whatever results.csv holds: a study still running, or with failed trials, gets
-a report in which those rows are shown as such (never dropped).
+A report is built from the ledger (read-only; results.csv is only an export): a study still running, or
+with failed trials, gets a report in which those rows are shown as such (never dropped).
 """
 
 from __future__ import annotations
@@ -30,15 +30,51 @@ Block = tuple[Any, ...]
 # ---------------------------------------------------------------- reading
 
 
-def read_results(loaded: LoadedStudy, study_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """results.csv restricted to the study file's variants (matched by id), plus a `new` row for every
-    variant x seed it does not have yet. Returns the table and notes about what did not match."""
-    path = study_dir / "results.csv"
-    if not path.is_file():
+def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The study file's trials as the ledger (the source of truth, opened read-only) holds them: one row per
+    variant x seed in study order, `new` for those not run yet (results.csv is only an export). Returns the
+    table and notes about what was left out."""
+    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.results import known_counts, results_frame
+
+    ledger = Ledger(loaded, storage, study_dir.parent, readonly=True)
+    if ledger.study is None:
+        if (study_dir / "results.csv").is_file():  # an export without its ledger (e.g. copied from elsewhere)
+            return _read_export(loaded, study_dir / "results.csv", ledger.where)
         raise StudyError(loaded.file, "results", f"no results yet: run `ablate run {loaded.file}` first "
-                         f"(no {path})")
-    df = pd.read_csv(path)
+                         f"(no ledger in {ledger.where})")
+    ledger.expect_current_data()
+    df = results_frame(ledger, known_counts(ledger))
     notes: list[str] = []
+    known = ledger.known()
+    other = {t.user_attrs.get("name", "?") for t in ledger.trials()
+             if t.user_attrs.get("trial_id") not in known and t.state.name != "PRUNED"}
+    if other:
+        notes.append(f"trials of {len(other)} variant(s) in the ledger belong to another version of the study "
+                     f"(their variant ids differ from this study file's, e.g. other `--set` overrides) and are "
+                     f"left out: {', '.join(sorted(map(str, other)))}.")
+    for note in (ledger.version_note(), f"{(df['status'] == 'stale').sum()} finished trial(s) were trained on "
+                 "other data than data.root holds now (stale) and are not counted as done."
+                 if (df["status"] == "stale").any() else None):
+        if note:
+            notes.append(note)
+    df = df.sort_values(["index", "seed"], kind="stable").reset_index(drop=True)
+    return df, notes
+
+
+def _read_export(loaded: LoadedStudy, path: Path, ledger: str) -> tuple[pd.DataFrame, list[str]]:
+    """results.csv alone (no ledger to read), restricted to the study file's variants (matched by id), plus a
+    `new` row for every variant x seed it does not have. A damaged file is a one-line error."""
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError, OSError) as e:  # pandas' EmptyDataError/ParserError are ValueErrors
+        raise StudyError(str(path), "", f"unreadable results table ({_one_line(e)}) and no ledger in {ledger} to "
+                         "rebuild it from") from None
+    missing = [c for c in ("id", "seed", "status", "name") if c not in df.columns]
+    if missing:
+        raise StudyError(str(path), missing[0], f"not an ablate results table (no '{missing[0]}' column) and no "
+                         f"ledger in {ledger} to rebuild it from")
+    notes = [f"Built from {path} alone: no ledger in {ledger}."]
     ids = {v.id for v in loaded.variants}
     stale = df[~df["id"].isin(ids)]
     if len(stale):
@@ -105,7 +141,7 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
     t0 = time.perf_counter()
     study_dir = Path(results_dir) / loaded.name
     out = Path(reports_dir) / loaded.name
-    df, notes = read_results(loaded, study_dir)
+    df, notes = read_results(loaded, study_dir, storage)
     kind = loaded.kind
     table = A.variant_table(df, kind)
     dataset = loaded.study.data.dataset
@@ -154,7 +190,8 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
 
             from ablate.sweep.ledger import open_storage
 
-            ostudy = optuna.load_study(study_name=name, storage=open_storage(storage, study_dir))
+            ostudy = optuna.load_study(study_name=name, storage=open_storage(storage, study_dir,
+                                                                                  readonly=True))
             for stem, fig in C.search_charts(ostudy).items():
                 save(fig, stem, "optuna: " + stem.replace("search_", "search ").replace("_", " "))
         except Exception as e:  # a report without the search charts beats no report

@@ -5,8 +5,20 @@ heartbeats on RDB storages); this module only decides *what* to enqueue and how 
 
 Trial user attributes: `trial_id` (`<variant id>-s<seed>`), `variant_id`, `name`, `group`,
 `index`, `seed`, `config` (the resolved network/recipe/data as JSON); once running `host`, `pid`;
-once finished the metrics, or `fail_reason`, `fail_kind` (`error` | `interrupted` | `died` | `data`) and
-`traceback`.
+once finished the metrics, or `fail_reason`, `fail_kind` (`error` | `interrupted` | `died` | `data` | `io`) and
+`traceback`. Provenance, set when a worker takes the trial: `code_version` (ablate's version and git commit)
+and `data_fingerprint` (of the data files the trial reads, `ablate.train.data.data_fingerprint`). A finished
+trial whose data fingerprint differs from that of the data the study names now is `stale`: not done, and
+trained again.
+
+Reading commands (`status`, `report`) open the ledger read-only (`readonly=True`): they append nothing and
+create nothing for a study never run. A journal file whose last record is torn (a full disk, a crash
+mid-write) is repaired before the next write (a backup is kept); garbage before the last record is a
+one-line `LedgerError` naming the file and the line.
+
+One ledger (study name) belongs to one study file: the file's name is recorded in the optuna study's user
+attributes; another file with the same `name:` is refused. A worker only takes queued trials of its own
+study file version and leaves the others alone (another version of the study may be running).
 
 Dead workers: on a local journal file, a RUNNING trial whose worker process (same host) is gone is failed
 with kind `died` (`reap_dead_local_workers`). On RDB storages (PostgreSQL, ...) workers record heartbeats
@@ -21,19 +33,50 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ablate
+from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, Variant
 
 # Reasons that are not the trial's own fault: such a trial is queued again automatically.
-RESUMABLE = ("interrupted", "died")
+RESUMABLE = ("interrupted", "died", "data", "io")
+
+
+class LedgerError(StudyError):
+    """The ledger cannot be opened or written (bad --storage, damaged journal, full disk): one line, exit 2."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(where, "", problem)
+
+
+@functools.cache
+def code_version() -> str:
+    """ablate's version, plus `+g<commit>` (and `.dirty` when ablate/ has uncommitted changes) in a git checkout."""
+    here = Path(__file__).resolve().parents[1]
+    try:
+        def git(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10)
+
+        head = git("rev-parse", "--short=10", "HEAD")
+        if head.returncode != 0:
+            return ablate.__version__
+        dirty = git("diff", "--quiet", "HEAD", "--", ".").returncode == 1
+        return f"{ablate.__version__}+g{head.stdout.strip()}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return ablate.__version__
 
 
 def variant_config(v: Variant) -> dict[str, Any]:
@@ -82,13 +125,15 @@ def rdb_url(url: str) -> str:
 
 
 def open_storage(url: str | None, results_dir: Path, heartbeat: int | None = None, grace: int | None = None,
-                 max_retry: int | None = DEFAULT_MAX_RETRY) -> Any:
+                 max_retry: int | None = DEFAULT_MAX_RETRY, readonly: bool = False) -> Any:
     """None -> the embedded journal file results/<study>/ledger.journal; a path -> that journal file;
     anything with '://' -> an optuna RDB storage (sqlite:///, postgresql://, mysql://).
 
     RDB storages get heartbeats every `heartbeat` seconds (default 30; 0 turns them off), a grace period
     (default 4x the heartbeat) after which a silent trial is failed, and a callback that retries such a
-    trial up to `max_retry` times. Journal files ignore these (a dead local worker is found by its pid)."""
+    trial up to `max_retry` times. Journal files ignore these (a dead local worker is found by its pid).
+
+    `readonly`: None when there is no ledger yet (nothing is created). Every problem is a `LedgerError`."""
     import optuna
 
     if is_rdb_url(url):
@@ -100,12 +145,171 @@ def open_storage(url: str | None, results_dir: Path, heartbeat: int | None = Non
             kwargs.update(heartbeat_interval=int(heartbeat), grace_period=int(grace or 4 * heartbeat),
                           heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                               max_retry=max_retry))
-        return optuna.storages.RDBStorage(rdb_url(str(url)), **kwargs)
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+        return _rdb_storage(str(url), readonly, kwargs)
+    from optuna.storages.journal import JournalStorage
 
     path = Path(url) if url else results_dir / "ledger.journal"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    if readonly and not path.exists():
+        return None
+    if path.is_dir():
+        raise LedgerError(str(path), "is a folder, not a ledger journal file")
+    try:
+        if not readonly:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        backend = safe_journal(str(path), repair=not readonly)
+        return JournalStorage(backend)
+    except LedgerError:
+        raise
+    except OSError as e:
+        raise LedgerError(str(path), f"cannot open the ledger: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - optuna's replay of a record it cannot apply
+        raise LedgerError(str(path), f"not an ablate/optuna ledger journal ({type(e).__name__}: {_first_line(e)})") \
+            from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _rdb_storage(url: str, readonly: bool, kwargs: dict[str, Any]) -> Any:
+    """optuna's RDBStorage, with every way a URL can be wrong as one LedgerError (password never shown)."""
+    import optuna
+    from sqlalchemy.engine import make_url
+
+    shown = safe_url(url) or ""
+    try:
+        parsed = make_url(url)
+    except Exception as e:  # noqa: BLE001 - sqlalchemy's ArgumentError / ValueError: malformed URL
+        raise LedgerError("--storage", f"'{_hide(url, None)}' is not a storage URL ({_first_line(e)}); e.g. "
+                          "postgresql://user@host/db, sqlite:///ledger.db, or a journal file path") from None
+    password = parsed.password
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            file = Path(db)
+            if file.is_dir():
+                raise LedgerError("--storage", f"{shown}: {db} is a folder, not an SQLite database")
+            if file.is_file():
+                with open(file, "rb") as fh:
+                    head = fh.read(16)
+                if head and head != b"SQLite format 3\x00":
+                    raise LedgerError("--storage", f"{shown}: {db} is not an SQLite database")
+            elif readonly:
+                return None
+    try:
+        storage = optuna.storages.RDBStorage(rdb_url(url), **kwargs)
+    except ModuleNotFoundError as e:
+        raise LedgerError("--storage", f"{shown}: the database driver '{e.name}' is not installed "
+                          f"(pip install it)") from None
+    except Exception as e:  # noqa: BLE001 - refused connection, unknown dialect, bad host, ...
+        cause = getattr(e, "orig", None) or e
+        raise LedgerError("--storage", f"{shown}: cannot open: {_hide(_first_line(cause), password)}") from None
+    return storage
+
+
+def _hide(text: str, password: str | None) -> str:
+    """`text` with a URL's password (or, unparsed, anything between user: and @) masked."""
+    import re
+
+    if password:
+        text = text.replace(password, "***")
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+
+@contextlib.contextmanager
+def _journal_lock(path: Path) -> Iterator[None]:
+    """optuna's own lock of a journal file (the one its appends take)."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@functools.cache
+def _safe_backend_class() -> type:
+    from optuna.storages.journal import JournalFileBackend
+
+    class SafeJournalFileBackend(JournalFileBackend):
+        """Before each append, a torn last record (left by a write cut short) is cut off under the lock;
+        without this the next record is appended onto it and optuna can no longer read the journal."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            path = Path(self._file_path)
+            if _torn(path):
+                with _journal_lock(path):
+                    _repair_tail(path)
+            super().append_logs(logs)
+
+    return SafeJournalFileBackend
+
+
+def safe_journal(path: str, repair: bool = True) -> Any:
+    """A journal file backend that survives a torn last record (a full disk, a crash mid-write).
+
+    Opened for writing (`repair`), a last line without its newline is cut off after a copy of the file is
+    kept as `<journal>.torn-<time>.bak` (one line on stderr says so); so is one found before any later
+    append. Opened read-only the file is only checked (optuna's reader skips a torn last line). A record
+    that is not JSON before the last line is a LedgerError naming the file and the line."""
+    file = Path(path)
+    _check_journal(file)
+    if repair and file.exists() and _torn(file):
+        with _journal_lock(file):
+            _repair_tail(file)
+    return _safe_backend_class()(path)
+
+
+def _torn(file: Path) -> bool:
+    size = file.stat().st_size
+    if size == 0:
+        return False
+    with open(file, "rb") as fh:
+        fh.seek(size - 1)
+        return fh.read(1) != b"\n"
+
+
+def _repair_tail(file: Path) -> None:
+    """Cut a torn last record (no newline at the end), keeping a backup of the whole file first."""
+    if not file.exists() or not _torn(file):
+        return
+    data = file.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    backup = file.with_name(f"{file.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.bak")
+    try:
+        shutil.copyfile(file, backup)
+        with open(file, "r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as e:
+        raise LedgerError(str(file), f"its last record is torn and it cannot be repaired: {e.strerror or e}") \
+            from None
+    print(f"{file}: dropped a torn last record ({len(data) - keep} bytes, an interrupted write); "
+          f"backup in {backup}", file=sys.stderr, flush=True)
+
+
+def _check_journal(file: Path) -> None:
+    """Every line but a torn last one must be a JSON record: else one LedgerError with the line number."""
+    if not file.exists():
+        return
+    with open(file, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    last = len(lines) - 1  # after the final newline: b"" when the file ends with one, else the torn record
+    for i, line in enumerate(lines):
+        if i == last or not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            what = "not a ledger record" if i else "not an ablate/optuna ledger journal"
+            raise LedgerError(str(file), f"line {i + 1}: {what} (damaged journal; restore it from a backup, "
+                              "or move it away to start the study afresh)")
 
 
 def heartbeat_interval(storage: Any) -> int | None:
@@ -127,25 +331,54 @@ class Item:
 
 class Ledger:
     def __init__(self, loaded: LoadedStudy, storage: str | None = None, results_root: Path = Path("results"),
-                 heartbeat: int | None = None, grace: int | None = None, max_retry: int | None = DEFAULT_MAX_RETRY):
+                 heartbeat: int | None = None, grace: int | None = None, max_retry: int | None = DEFAULT_MAX_RETRY,
+                 readonly: bool = False):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.loaded = loaded
         self.dir = Path(results_root) / loaded.name
         self.storage_url = storage
-        self.storage = open_storage(storage, self.dir, heartbeat, grace, max_retry)
-        self.heartbeat = heartbeat_interval(self.storage)
+        self.readonly = readonly
+        self.where = safe_url(storage) or str(self.dir / "ledger.journal")
+        self.storage = open_storage(storage, self.dir, heartbeat, grace, max_retry, readonly=readonly)
+        self.heartbeat = heartbeat_interval(self.storage) if self.storage is not None else None
         search = loaded.study.search
         self.search = search if search is not None and search.sampler != "grid" else None
         sampler = None
         if self.search is not None:  # optuna's samplers; grid searches are expanded and enqueued like `grid:`
             sampler = (optuna.samplers.TPESampler(seed=self.search.seed) if self.search.sampler == "tpe"
                        else optuna.samplers.RandomSampler(seed=self.search.seed))
-        self.study = optuna.create_study(study_name=loaded.name, storage=self.storage, direction="maximize",
-                                         load_if_exists=True, sampler=sampler)
-        self.sid = self.study._study_id
+        self.study = None
+        if self.storage is not None:
+            try:  # load first: optuna's create_study appends a record to a journal even when the study exists
+                self.study = optuna.load_study(study_name=loaded.name, storage=self.storage, sampler=sampler)
+            except KeyError:
+                if not readonly:
+                    with self._lock():
+                        self.study = optuna.create_study(study_name=loaded.name, storage=self.storage,
+                                                         direction="maximize", load_if_exists=True, sampler=sampler)
+        self.sid = self.study._study_id if self.study is not None else None
+        with contextlib.nullcontext() if readonly or self.study is None else self._lock():
+            self._check_owner()
         self.by_key = {v.trial_id(s): (v, s) for v in loaded.variants for s in loaded.study.seeds}
+        self.data_fp: dict[str, str | None] = {}  # data spec (JSON) -> fingerprint of the data it reads now
+        self.check_data = False  # `expect_current_data()`: finished trials on other data count as stale
+
+    def _check_owner(self) -> None:
+        """One study name, one study file: refuse another file whose `name:` is already taken in this ledger."""
+        if self.study is None:
+            return
+        mine = Path(self.loaded.file).name
+        owner = self.study.user_attrs.get("study_file")
+        if owner is None:
+            if not self.readonly:
+                self.study.set_user_attr("study_file", mine)
+            return
+        if owner != mine:
+            raise StudyError(self.loaded.file, "name", f"'{self.loaded.name}' is already the name of the study in "
+                             f"{owner} (ledger {self.where}); give this study another name: (or use another "
+                             "--results/--storage)")
 
     def known(self) -> dict[str, tuple[Variant, int]]:
         """The study's (variant, seed) by trial id: its fixed variants, plus those a search has sampled."""
@@ -163,17 +396,83 @@ class Ledger:
     # ---- reading
 
     def trials(self) -> list[Any]:
-        """All attempts; one failed by a live worker for missing heartbeats reads as fail_kind `died`."""
+        """All attempts; one failed by a live worker for missing heartbeats reads as fail_kind `died`, and so
+        does a running one whose worker process (on this host, journal ledgers) is gone (not written here)."""
         from optuna.trial import TrialState
 
+        if self.study is None:
+            return []
         out = []
+        host = socket.gethostname()
         for t in self.storage.get_all_trials(self.sid, deepcopy=False):
             if t.state == TrialState.FAIL and "fail_kind" not in t.user_attrs:
                 t = copy.copy(t)  # never edit the storage's own object
                 who = f"{t.user_attrs.get('host', '?')} pid {t.user_attrs.get('pid', '?')}"
                 t.user_attrs = {**t.user_attrs, "fail_kind": "died", "fail_reason": f"worker {who} {STALE_REASON}"}
+            elif t.state == TrialState.RUNNING and not self.heartbeat and _dead_here(t, host):
+                t = copy.copy(t)
+                t.state = TrialState.FAIL
+                t.user_attrs = {**t.user_attrs, "fail_kind": "died",
+                                "fail_reason": f"worker process {t.user_attrs.get('pid')} died"}
             out.append(t)
         return out
+
+    # ---- provenance: code version and data fingerprint
+
+    def expect_current_data(self) -> None:
+        """From now on, a finished trial whose recorded data fingerprint differs from that of the data its
+        variant reads now is `stale` (not done). Data that cannot be read now is not checked."""
+        self.check_data = True
+
+    def fingerprint(self, v: Variant) -> str | None:
+        """The fingerprint of the data `v` reads (cached per data spec); None when it cannot be read."""
+        from ablate.train.data import DataError, data_fingerprint
+
+        key = json.dumps(v.data.model_dump(mode="json"), sort_keys=True)
+        if key not in self.data_fp:
+            try:
+                self.data_fp[key] = data_fingerprint(v.data)
+            except DataError:
+                self.data_fp[key] = None
+        return self.data_fp[key]
+
+    def is_stale(self, t: Any) -> bool:
+        """A finished trial trained on other data than its variant (as the study names it now) reads."""
+        from optuna.trial import TrialState
+
+        if not self.check_data or t.state != TrialState.COMPLETE:
+            return False
+        got = t.user_attrs.get("data_fingerprint")
+        known = self.by_key.get(t.user_attrs.get("trial_id"))
+        if got is None or known is None:
+            return False
+        now = self.fingerprint(known[0])
+        return now is not None and got != now
+
+    def provenance(self, item: Item, data_fingerprint: str | None) -> None:
+        """Record on a trial being trained which code trains it, on which data."""
+        self.storage.set_trial_user_attr(item.trial_id, "code_version", code_version())
+        if data_fingerprint is not None:
+            self.storage.set_trial_user_attr(item.trial_id, "data_fingerprint", data_fingerprint)
+
+    def versions(self) -> dict[str, int]:
+        """Code version -> how many of the study's finished trials it trained (unknown: before versions were
+        recorded)."""
+        out: dict[str, int] = {}
+        keys = self.known()
+        for key, t in self.latest().items():
+            if key in keys and t.state.name == "COMPLETE":
+                v = str(t.user_attrs.get("code_version", "unknown"))
+                out[v] = out.get(v, 0) + 1
+        return out
+
+    def version_note(self) -> str | None:
+        """One line when the study's results come from more than one code version."""
+        versions = self.versions()
+        if len(versions) < 2:
+            return None
+        parts = ", ".join(f"{v} ({n} trial{'s' * (n != 1)})" for v, n in sorted(versions.items()))
+        return f"note: results come from {len(versions)} code versions: {parts}"
 
     def history(self) -> dict[str, list[Any]]:
         """Our trial id -> all its attempts (queued ones too, not skipped duplicates), oldest first."""
@@ -191,12 +490,16 @@ class Ledger:
         rank = {TrialState.COMPLETE: 4, TrialState.RUNNING: 3, TrialState.WAITING: 2, TrialState.FAIL: 1,
                 TrialState.PRUNED: 0}
         best: dict[str, Any] = {}
+
+        def score(t: Any) -> tuple[float, int]:  # a stale result ranks below a queued attempt, above a failure
+            return (1.5 if self.is_stale(t) else rank[t.state], t.number)
+
         for t in self.trials():
             key = t.user_attrs.get("trial_id")
             if key is None:
                 continue
             old = best.get(key)
-            if old is None or (rank[t.state], t.number) > (rank[old.state], old.number):
+            if old is None or score(t) > score(old):
                 best[key] = t
         return best
 
@@ -225,7 +528,7 @@ class Ledger:
                 return self._sync_search(latest, retry_failed)
             for key, (v, seed) in self.by_key.items():
                 t = latest.get(key)
-                if t is not None and t.state == TrialState.COMPLETE:
+                if t is not None and t.state == TrialState.COMPLETE and not self.is_stale(t):
                     done += 1
                     continue
                 if t is not None and t.state in (TrialState.RUNNING, TrialState.WAITING):
@@ -245,7 +548,7 @@ class Ledger:
         queued = done = 0
         known = self.known()
         for key, t in latest.items():
-            if t.state == TrialState.COMPLETE:
+            if t.state == TrialState.COMPLETE and not self.is_stale(t):
                 done += 1
             elif t.state == TrialState.FAIL and key in known and (
                     t.user_attrs.get("fail_kind") in RESUMABLE or retry_failed):
@@ -325,7 +628,10 @@ class Ledger:
         if self.search is not None:
             return self._ask()
         while True:
-            waiting = self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.WAITING,))
+            # only this study file's trials: a queued trial of another version of the study (edited, other
+            # --set overrides) is left alone for the workers of that version
+            waiting = [t for t in self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.WAITING,))
+                       if t.user_attrs.get("trial_id") in self.by_key]
             if not waiting:
                 return None
             for t in sorted(waiting, key=lambda t: t.number):
@@ -335,10 +641,8 @@ class Ledger:
                 except RuntimeError:  # finished meanwhile (optuna raises UpdateFinishedTrialError)
                     continue
                 key = t.user_attrs.get("trial_id")
-                if key not in self.by_key or self._done_elsewhere(key, t.number):
-                    # queued by an older version of the study file, or a duplicate from a concurrent enqueue
-                    self.storage.set_trial_user_attr(t._trial_id, "skipped", "not in the study" if key not in
-                                                     self.by_key else "already complete")
+                if self._done_elsewhere(key, t.number):  # a duplicate from a concurrent enqueue
+                    self.storage.set_trial_user_attr(t._trial_id, "skipped", "already complete")
                     self.storage.set_trial_state_values(t._trial_id, TrialState.PRUNED)
                     continue
                 self.storage.set_trial_user_attr(t._trial_id, "host", socket.gethostname())
@@ -353,7 +657,8 @@ class Ledger:
         from optuna.trial import TrialState
 
         return any(t.user_attrs.get("trial_id") == key and t.number != number and
-                   (t.state == TrialState.COMPLETE or (t.state == TrialState.RUNNING and t.number < number))
+                   ((t.state == TrialState.COMPLETE and not self.is_stale(t)) or
+                    (t.state == TrialState.RUNNING and t.number < number))
                    for t in self.trials())
 
     def _first_heartbeat(self, trial_id: int) -> None:
@@ -377,6 +682,8 @@ class Ledger:
         """How many trials are running (on any worker)."""
         from optuna.trial import TrialState
 
+        if self.study is None:
+            return 0
         return len(self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.RUNNING,)))
 
     def complete(self, item: Item, metrics: dict[str, Any]) -> None:
@@ -408,13 +715,13 @@ class Ledger:
         says little across containers that share a host name)."""
         from optuna.trial import TrialState
 
-        if self.heartbeat:
+        if self.heartbeat or self.study is None:
             return 0
         n = 0
         host = socket.gethostname()
         for t in self.storage.get_all_trials(self.sid, deepcopy=False, states=(TrialState.RUNNING,)):
             pid = t.user_attrs.get("pid")
-            if t.user_attrs.get("host") == host and isinstance(pid, int) and not _alive(pid):
+            if _dead_here(t, host):
                 try:
                     self.storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker process {pid} died")
                     self.storage.set_trial_user_attr(t._trial_id, "fail_kind", "died")
@@ -423,6 +730,12 @@ class Ledger:
                 except RuntimeError:
                     pass
         return n
+
+
+def _dead_here(t: Any, host: str) -> bool:
+    """A running trial whose worker process was on this host and is gone."""
+    pid = t.user_attrs.get("pid")
+    return t.user_attrs.get("host") == host and isinstance(pid, int) and not _alive(pid)
 
 
 def _alive(pid: int) -> bool:

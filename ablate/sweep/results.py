@@ -13,7 +13,7 @@ from typing import Any
 
 from ablate.config.net import NetConfig
 
-from .ledger import Ledger
+from .ledger import RESUMABLE, Ledger
 
 METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
            "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
@@ -30,8 +30,10 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
     for key, (v, seed) in ledger.known().items():
         t = latest.get(key)
         status = STATUS[t.state.name] if t is not None else "new"
-        if status == "failed" and t.user_attrs.get("fail_kind") in ("interrupted", "died", "data"):
+        if status == "failed" and t.user_attrs.get("fail_kind") in RESUMABLE:
             status = "interrupted"
+        if status == "done" and ledger.is_stale(t):
+            status = "stale"  # trained on other data than data.root holds now: not done
         attrs = t.user_attrs if t is not None else {}
         c = by_variant.get(v.id, {})
         ref = v.reference
@@ -107,5 +109,9 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) ->
 
 def _atomic(path: Path, write: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temp file behind
+        raise

@@ -20,11 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, load_study
 
 from .heartbeat import Heartbeat, StopEither
 from .ledger import DEFAULT_MAX_RETRY, Ledger
 from .results import write_results
+
+
+class EnvironmentFault(StudyError):
+    """Not the trial's fault (a full or read-only disk, a lost file system): the trial is left resumable and
+    the worker stops; the CLI prints the one line and exits 2."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(where, "", problem)
 
 
 @dataclass
@@ -58,6 +67,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
     from ablate.train.engine import TrialFailed, run_trial
 
     ledger = Ledger(loaded, opts.storage, opts.results_root, opts.heartbeat, opts.grace, opts.max_retry)
+    ledger.expect_current_data()  # a result on other data does not make a re-queued attempt a duplicate
     counts = None if ledger.search is not None else study_counts(loaded)
     stats = {"done": 0, "failed": 0}
     waiting_said = False
@@ -85,6 +95,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
         start = time.time()
         beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
         try:
+            _start_on_this_data(ledger, item, trial_dir, opts)
             with beat:
                 if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
                     from ablate.train.ddp import run_trial_ddp
@@ -107,6 +118,16 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
             _record(opts, item, ledger.fail, item, str(e), kind="data")  # not the trial's fault: queued again
             write_results(ledger, counts)
             raise
+        except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
+            where = e.filename or str(trial_dir)
+            with contextlib.suppress(OSError):  # the ledger may be on the same full disk: then the trial stays
+                _record(opts, item, ledger.fail, item, f"{where}: {e.strerror or e}", kind="io")  # running and
+                write_results(ledger, counts)  # reads as died (resumable) once this process is gone
+            for tmp in trial_dir.glob("*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            raise EnvironmentFault(where, f"{e.strerror or e} (while training trial {item.key}; it is left "
+                                   "resumable: fix the cause and run again)") from None
         except TrialFailed as e:
             stats["failed"] += 1
             _record(opts, item, ledger.fail, item, str(e), kind="error", metrics={"wall_seconds": time.time() - start})
@@ -124,6 +145,23 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
                          f"in {time.time() - start:.0f}s")
         write_results(ledger, counts)
     return stats
+
+
+def _start_on_this_data(ledger: Ledger, item: Any, trial_dir: Path, opts: WorkerOptions) -> None:
+    """Record which code and which data train this attempt; a checkpoint left by an attempt on other data
+    (data.root now names other files) is not resumed."""
+    from ablate.train.data import data_fingerprint
+
+    fp = data_fingerprint(item.variant.data)  # DataError: the data cannot be read
+    ledger.provenance(item, fp)
+    stamp = trial_dir / "data.fingerprint"
+    if stamp.is_file() and stamp.read_text().strip() != fp:
+        opts.log(f"[{item.key}] the data changed since the last attempt (fingerprint {stamp.read_text().strip()} "
+                 f"-> {fp}): starting over")
+        for name in ("checkpoint.pt", "metrics.csv"):
+            (trial_dir / name).unlink(missing_ok=True)
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fp + "\n")
 
 
 def _record(opts: WorkerOptions, item: Any, fn: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
@@ -165,13 +203,31 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     opts.log_prefix = f"w{index} "
-    with contextlib.suppress(KeyboardInterrupt):
-        work(load_study(path, overrides), opts, stop)
+    parent = os.getppid()
+
+    def orphaned() -> None:  # the parent was killed (SIGKILL: it could not stop us): stop as if asked to
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                opts.log("the parent `ablate run` is gone: stopping (the trial stays resumable)")
+                stop.set()
+
+    threading.Thread(target=orphaned, name="orphan-watch", daemon=True).start()
+    try:
+        stats = work(load_study(path, overrides), opts, stop)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except StudyError as e:  # an environment fault or unreadable data: one line, exit 2
+        opts.log(str(e))
+        sys.exit(2)
+    if stop.is_set():
+        sys.exit(130)
+    sys.exit(1 if stats["failed"] else 0)
 
 
 def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerOptions,
-                on_poll: Callable[[], None] | None = None) -> None:
-    """Start n worker processes (each with its share of the CPU threads, or its own GPU) and wait."""
+                on_poll: Callable[[], None] | None = None) -> list[int]:
+    """Start n worker processes (each with its share of the CPU threads, or its own GPU) and wait; return
+    their exit codes (0 done, 1 a trial failed, 2 environment fault, 130 stopped)."""
     ctx = mp.get_context("spawn")  # fresh interpreters: no forked torch state
     cores = os.cpu_count() or 1
     procs = []
@@ -201,6 +257,7 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
     finally:
         if on_poll:
             on_poll()
+    return [p.exitcode if p.exitcode is not None and p.exitcode >= 0 else 130 for p in procs]
 
 
 def _gpu_for(i: int) -> str | None:
