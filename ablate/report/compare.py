@@ -1,0 +1,217 @@
+"""`ablate compare`: several studies side by side — e.g. one roadmap under proxies of different budgets —
+each with its agreement with the paper (rho with bootstrap intervals, big-step sign agreement) and its cost.
+
+Steps are matched by name across studies; a step one study has and another lacks is listed, not dropped.
+Everything is read from the studies' ledgers (read-only); the only files written are
+reports/compare-<name>/{compare.md, compare.html, compare.png, compare.svg, compare.csv}.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.config.errors import StudyError
+from ablate.config.load import LoadedStudy
+
+from . import analysis as A
+
+# Images in the full training split, for the cost of a study that trains on all of it.
+TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}
+
+
+@dataclass
+class StudyResult:
+    """One study's per-step table, agreement with the paper and cost."""
+
+    loaded: LoadedStudy
+    table: pd.DataFrame
+    agree: dict[str, Any]
+    cost: dict[str, float]
+
+
+def study_cost(loaded: LoadedStudy, df: pd.DataFrame) -> dict[str, float]:
+    """What the finished trials cost: trained images (train-set size x epochs run), trial-seconds (the sum of
+    the trials' wall time: CPU- or GPU-seconds of one device each) and wall time from the first trial's start
+    to the last one's end when the ledger knows it."""
+    done = df[df["status"] == "done"]
+    by_id = {v.id: v for v in loaded.variants}
+    images = 0.0
+    for _, r in done.iterrows():
+        v = by_id.get(r["id"])
+        n = (v.data.train_subset or TRAIN_IMAGES.get(v.data.dataset, math.nan)) if v else math.nan
+        images += n * float(pd.to_numeric(r.get("epochs"), errors="coerce") or 0)
+    seconds = float(pd.to_numeric(done.get("wall_seconds"), errors="coerce").sum()) if len(done) else 0.0
+    start = pd.to_datetime(done.get("started"), errors="coerce") if "started" in done else None
+    end = pd.to_datetime(done.get("finished"), errors="coerce") if "finished" in done else None
+    wall = (end.max() - start.min()).total_seconds() if start is not None and end is not None and len(done) \
+        and start.notna().any() and end.notna().any() else math.nan
+    return {"trials_done": float(len(done)), "trials": float(len(df)), "train_images": images,
+            "trial_seconds": seconds, "wall_seconds": wall}
+
+
+def read_study(loaded: LoadedStudy, results_dir: Path, storage: str | None = None) -> StudyResult:
+    from .writer import read_results
+
+    df, _notes = read_results(loaded, Path(results_dir) / loaded.name, storage)
+    if not (df["status"] == "done").any():
+        raise StudyError(loaded.file, "results", f"no finished trial yet: run `ablate run {loaded.file}` first")
+    table = A.variant_table(df, loaded.kind)
+    table, _ = A.vs_baseline(table, df)
+    return StudyResult(loaded, table, A.agreement(table, df, loaded.kind), study_cost(loaded, df))
+
+
+def step_table(results: list[StudyResult]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per step name (in the order of first appearance): the paper's top-1 and change, and per study
+    its mean top-1 with the 95 % interval, its change vs the previous step with the paired interval, and the
+    verdict. Returns the table and notes on steps not shared by every study."""
+    names: list[str] = []
+    for r in results:
+        names += [n for n in r.table["name"] if n not in names]
+    rows = []
+    for name in names:
+        row: dict[str, Any] = {"step": name}
+        for r in results:
+            hit = r.table[r.table["name"] == name]
+            tag = r.loaded.name
+            if hit.empty:
+                row.update({f"{tag}:top1": math.nan, f"{tag}:lo": math.nan, f"{tag}:hi": math.nan,
+                            f"{tag}:delta": math.nan, f"{tag}:dlo": math.nan, f"{tag}:dhi": math.nan,
+                            f"{tag}:verdict": "(no such step)"})
+                continue
+            h = hit.iloc[0]
+            row.setdefault("paper top1", h["ref_top1"])
+            row.setdefault("paper delta", h["ref_delta"])
+            row.update({f"{tag}:top1": h["top1_mean"], f"{tag}:lo": h["top1_lo"], f"{tag}:hi": h["top1_hi"],
+                        f"{tag}:delta": h["delta"], f"{tag}:dlo": h["delta_lo"], f"{tag}:dhi": h["delta_hi"],
+                        f"{tag}:verdict": h["noise"]})
+        rows.append(row)
+    notes = []
+    for r in results:
+        missing = [n for n in names if n not in set(r.table["name"])]
+        if missing:
+            notes.append(f"`{r.loaded.name}` has no step named: {', '.join(missing)}.")
+    return pd.DataFrame(rows), notes
+
+
+def summary_table(results: list[StudyResult]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        a, c, s = r.agree, r.cost, r.loaded.study
+        rows.append({
+            "study": r.loaded.name, "file": r.loaded.file, "seeds": a["seeds"] or int(r.table["n"].max()),
+            "steps": a["n_levels"], "rho_levels": a["rho_levels"], "rho_levels_lo": a["rho_levels_ci"][0],
+            "rho_levels_hi": a["rho_levels_ci"][1], "rho_changes": a["rho_deltas"],
+            "rho_changes_lo": a["rho_deltas_ci"][0], "rho_changes_hi": a["rho_deltas_ci"][1],
+            "big_same_sign": a["big_same"], "big_steps": a["big_n"], "big_same_real": a["big_same_real"],
+            "image_size": s.data.resolved("image_size"), "train_subset": s.data.train_subset,
+            "epochs": s.recipe.epochs, "width": s.scale.width, "depth": s.scale.depth,
+            "trials_done": int(c["trials_done"]), "trials": int(c["trials"]), "train_images": c["train_images"],
+            "trial_seconds": c["trial_seconds"], "wall_seconds": c["wall_seconds"],
+        })
+    return pd.DataFrame(rows)
+
+
+def agreement_chart(summary: pd.DataFrame, title: str) -> Any:
+    """Agreement with the paper (Spearman rho of levels and of changes, 95 % bootstrap whiskers) against the
+    study's cost in trial-seconds (log axis), one point per study."""
+    from .charts import PALETTE, _figure
+
+    fig = _figure(7.2, 4.4)
+    ax = fig.add_axes((0.1, 0.13, 0.62, 0.74))
+    ax.set_xscale("log")
+    for k, r in summary.reset_index(drop=True).iterrows():
+        x = r["trial_seconds"] if r["trial_seconds"] > 0 else math.nan
+        color = PALETTE[k % len(PALETTE)]
+        for key, marker, dx in (("rho_levels", "o", 0.97), ("rho_changes", "s", 1.03)):
+            y, lo, hi = r[key], r[f"{key}_lo"], r[f"{key}_hi"]
+            if not (math.isfinite(x) and math.isfinite(y)):
+                continue
+            err = [[y - lo], [hi - y]] if math.isfinite(lo) and math.isfinite(hi) else None
+            ax.errorbar(x * dx, y, yerr=err, fmt=marker, color=color, ms=6, capsize=3,
+                        mfc=color if marker == "o" else "white")
+        ax.annotate(str(r["study"]), (x, r["rho_levels"]) if math.isfinite(r["rho_levels"]) else (x, 0),
+                    textcoords="offset points", xytext=(7, 5), fontsize=7.5, color=color)
+    ax.axhline(0, color="#555", lw=0.8)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("cost: trial-seconds (sum of the trials' wall time, log scale)", fontsize=9)
+    ax.set_ylabel("Spearman ρ with the paper", fontsize=9)
+    ax.grid(color="#e4e4e4", lw=0.6)
+    ax.tick_params(labelsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], marker="o", ls="", color="#444", label="ρ of step levels"),
+                       Line2D([], [], marker="s", ls="", color="#444", mfc="white", label="ρ of step changes")],
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False)
+    fig.text(0.01, 0.97, title, fontsize=10.5, fontweight="bold", va="top")
+    fig.text(0.01, 0.925, "whiskers: 95 % bootstrap interval over seeds (none with 1 seed)", fontsize=7.5,
+             color="#444", va="top")
+    return fig
+
+
+def _rho_cell(r: pd.Series, key: str) -> str:
+    ci = (r[f"{key}_lo"], r[f"{key}_hi"])
+    return A.fmt_rho(r[key], ci, int(r["seeds"]) if math.isfinite(ci[0]) else 1)
+
+
+def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Path, name: str | None = None,
+                  storage: str | None = None) -> list[Path]:
+    """Read every study (all must have finished trials: else StudyError before anything is written), then
+    write reports/compare-<name>/."""
+    from .writer import _html, _markdown, _slug
+
+    results = [read_study(s, results_dir, storage) for s in loaded]  # raises before anything is written
+    name = _slug(name or "-".join(s.name for s in loaded))[:100]
+    out = Path(reports_dir) / f"compare-{name}"
+    summary = summary_table(results)
+    steps, notes = step_table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    fig = agreement_chart(summary, f"{name}: agreement with the paper vs cost")
+    fig.savefig(out / "compare.png", dpi=130)
+    fig.savefig(out / "compare.svg")
+    summary.to_csv(out / "compare.csv", index=False, float_format="%.4f")
+    blocks: list[tuple[Any, ...]] = [("h", 1, f"Comparison: {', '.join(s.name for s in loaded)}"),
+                                     ("p", f"generated {time.strftime('%Y-%m-%d %H:%M')}; steps matched by name.")]
+    head = ["study", "seeds", "steps", "ρ levels [95% CI]", "ρ changes [95% CI]", "paper's sign (|paper Δ| ≥ 0.4)",
+            "image px", "train images", "epochs", "width × depth", "trials", "trained images", "trial-seconds",
+            "wall (s)"]
+    rows = [[str(r["study"]), str(r["seeds"]), str(r["steps"]), _rho_cell(r, "rho_levels"),
+             _rho_cell(r, "rho_changes"), f"{r['big_same_sign']} of {r['big_steps']} ({r['big_same_real']} real)",
+             str(r["image_size"]), str(r["train_subset"] or "all"), str(r["epochs"]),
+             f"{r['width']:g} × {r['depth']:g}",
+             f"{r['trials_done']}/{r['trials']}", f"{r['train_images']:,.0f}", A.fmt(r["trial_seconds"], 0),
+             A.fmt(r["wall_seconds"], 0)] for _, r in summary.iterrows()]
+    blocks += [("h", 2, "Agreement with the paper and cost"), ("table", head, rows),
+               ("img", "compare.png", "agreement vs cost"), ("p", "_Agreement with the paper against cost._")]
+    tags = [s.name for s in loaded]
+    shead = ["step", "paper top-1", "paper Δ"] + [f"{t}: top-1 [95% CI]" for t in tags] + \
+        [f"{t}: Δ [95% CI]" for t in tags]
+    srows = []
+    for _, r in steps.iterrows():
+        cells = [str(r["step"]), A.fmt(r.get("paper top1")), A.fmt(r.get("paper delta"), signed=True)]
+        cells += [A.fmt(r[f"{t}:top1"]) + A.fmt_ci(r[f"{t}:lo"], r[f"{t}:hi"]) for t in tags]
+        cells += [(A.fmt(r[f"{t}:delta"], signed=True) + A.fmt_ci(r[f"{t}:dlo"], r[f"{t}:dhi"], signed=True)
+                   + (f" ({r[f'{t}:verdict']})" if r[f"{t}:verdict"] else "")) for t in tags]
+        srows.append(cells)
+    blocks += [("h", 2, "Per step"), ("table", shead, srows)]
+    if notes:
+        blocks += [("h", 2, "Steps not shared by every study"), ("ul", notes)]
+    blocks += [("h", 2, "How to read this"), ("ul", [
+        "ρ: Spearman rank correlation with the paper's ImageNet top-1 over the steps, of the levels and of the "
+        "step-to-step changes; 95 % percentile-bootstrap interval over each study's shared seeds.",
+        f"paper's sign: of the steps whose paper change is ≥ {A.BIG_STEP:g} points (beyond the paper's own seed "
+        "noise), how many changes have the paper's sign here, and how many of those are `real` by the study's "
+        "own paired test.",
+        "cost: trained images = train-set size × epochs over finished trials; trial-seconds = sum of the trials' "
+        "wall time (one device each); wall = first trial start to last trial end.",
+    ])]
+    (out / "compare.md").write_text(_markdown(blocks))
+    (out / "compare.html").write_text(_html(blocks, out, f"compare {name} — ablate"))
+    return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv")]
+
