@@ -25,12 +25,25 @@ SetOpt = Annotated[list[str] | None, typer.Option(
          "e.g. --set recipe.epochs=1 --set data.train_subset=2000.")]
 
 
+AllowLargeOpt = Annotated[bool, typer.Option(
+    "--allow-large", help="Build networks beyond the size limits (5 billion parameters, 1 TiB of activations per "
+    "training step, both estimated from the study), on hardware that takes them.")]
+
+
+def _check_sizes(loaded, allow_large: bool) -> None:
+    if not allow_large:
+        from ablate.config.checks import check_sizes
+
+        check_sizes(loaded)
+
+
 @app.command()
-def validate(study: StudyArg, set_: SetOpt = None) -> None:
+def validate(study: StudyArg, set_: SetOpt = None, allow_large: AllowLargeOpt = False) -> None:
     """Check a study file and print a one-line summary (or the one-line error, exit code 2)."""
     from ablate.config.load import load_study
 
     loaded = load_study(study, set_ or [])
+    _check_sizes(loaded, allow_large)
     s = loaded.study
     seeds = len(s.seeds)
     if s.search is not None and s.search.sampler != "grid":
@@ -51,6 +64,7 @@ def flops(
     breakdown: Annotated[bool, typer.Option(help="Add GFLOPs per part (stem, stage1..N, head) at the paper's size.")]
     = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Count again instead of reading the cache.")] = False,
+    allow_large: AllowLargeOpt = False,
 ) -> None:
     """FLOPs and parameters of every variant, without training.
 
@@ -63,6 +77,7 @@ def flops(
     from ablate.config.load import load_study
 
     loaded = load_study(study, set_ or [])
+    _check_sizes(loaded, allow_large)
     rows = _count(loaded, use_cache=not no_cache)
     if format == "json":
         print(json.dumps(rows, indent=1))
@@ -124,6 +139,7 @@ def run(
     grace: GraceOpt = None,
     max_retry: MaxRetryOpt = 3,
     linger: LingerOpt = True,
+    allow_large: AllowLargeOpt = False,
 ) -> None:
     """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
 
@@ -133,6 +149,7 @@ def run(
     from ablate.config.load import load_study
 
     loaded = load_study(study, set_ or [])
+    _check_sizes(loaded, allow_large)
     from ablate.sweep.ledger import Ledger, safe_url
     from ablate.sweep.results import write_results
     from ablate.sweep.worker import WorkerOptions, run_workers, study_counts, work
@@ -208,6 +225,7 @@ def worker(
     linger: LingerOpt = True,
     nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes per trial: data-parallel training with "
                                                 "torch DDP (gloo on CPU, NCCL with one GPU each on CUDA).")] = 1,
+    allow_large: AllowLargeOpt = False,
 ) -> None:
     """Join a running study as one more worker (e.g. on another machine with --storage postgresql://...).
 
@@ -218,6 +236,7 @@ def worker(
     from ablate.sweep.worker import WorkerOptions, work
 
     loaded = load_study(study, set_ or [])
+    _check_sizes(loaded, allow_large)
     _check_device(device)
     stats = work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials,
                                        heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger,

@@ -267,7 +267,7 @@ def test_three_workers_share_a_postgres_study(tmp_path: Path, pg_url: str) -> No
 
 def test_killed_worker_trial_is_retried_by_a_live_worker(tmp_path: Path, pg_url: str) -> None:
     path = study(tmp_path, "pgkill", ["{name: a, set: {kernel_size: 3}}", "{name: b, set: {kernel_size: 5}}",
-                                      "{name: raises, set: {recipe.opt: nosuchopt}}"], epochs=3, n=2048)
+                                      "{name: raises, set: {recipe.opt: fusedadam}}"], epochs=3, n=2048)
     results = tmp_path / "results"
     hb = ("--heartbeat", "1", "--grace", "4")
     r = run_cli("run", str(path), "--storage", pg_url, "--results", str(results), "--enqueue-only", *hb,

@@ -43,8 +43,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: merged by construct_mapping (own keys win)
+            continue
         key = loader.construct_object(key_node, deep=deep)
         line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            raise _DuplicateKey(f"line {line}", f"a key must be a plain value, not a {type(key).__name__}") from None
         if key in seen:
             raise _DuplicateKey(str(key), f"given twice (lines {seen[key]} and {line}); YAML would keep only the last")
         seen[key] = line
@@ -54,17 +60,29 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+MAX_STUDY_BYTES = 1 << 20  # a study file is a page of YAML: a bigger "study" is some other file
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
+        if path.exists() and not path.is_file():
+            raise StudyError(str(path), "", "not a regular file (a folder or a device); a study is a YAML file")
+        if path.exists() and path.stat().st_size > MAX_STUDY_BYTES:
+            raise StudyError(str(path), "", f"{path.stat().st_size:,} bytes: too big for a study file (at most "
+                             f"{MAX_STUDY_BYTES:,}); is it the right file?")
         text = path.read_text()
     except FileNotFoundError:
         raise StudyError(str(path), "", "no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise StudyError(str(path), "", f"cannot read: {e}") from None
+    except UnicodeDecodeError:
+        raise StudyError(str(path), "", "cannot read: not UTF-8 text (a study is a YAML file)") from None
+    except OSError as e:
+        raise StudyError(str(path), "", f"cannot read: {e.strerror or e}") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except _DuplicateKey as e:
         raise StudyError(str(path), e.key, e.problem) from None
+    except RecursionError:
+        raise StudyError(str(path), "", "invalid YAML: nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
@@ -75,6 +93,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise StudyError(str(path), "", f"a study is a mapping of keys (name:, model:, ...), not a {kind}")
+    if not any(isinstance(k, str) and (k in Study.model_fields or k == "extends") for k in data):
+        # some other YAML file: say so, without echoing what it holds
+        raise StudyError(str(path), "", f"not a study file: none of its {len(data)} keys is a study field (name:, "
+                         "model:, data:, recipe:, steps:, variants:, grid:, search:, extends:, ...)")
     return data
 
 
@@ -98,9 +120,71 @@ def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     target = (path.parent / parent).resolve()
     if target in _chain or target == path.resolve():
         raise StudyError(str(path), "extends", f"'{parent}' extends itself (cycle)")
-    if not target.is_file():
+    if not target.exists():
         raise StudyError(str(path), "extends", f"'{parent}' not found (looked for {target})")
+    if not target.is_file():
+        raise StudyError(str(path), "extends", f"'{parent}' is not a regular file (a folder or a device)")
     return deep_merge(load_raw(target, (*_chain, path.resolve())), data)
+
+
+def _chain(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(file, its own YAML) of a study file and each file up its `extends:` chain, the study file first."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    current: Path | None = path
+    while current is not None and len(out) < 50:
+        data = read_yaml(current)
+        out.append((str(current), data))
+        parent = data.get("extends")
+        current = (current.resolve().parent / parent).resolve() if isinstance(parent, str) and parent else None
+    return out
+
+
+def _blame(err: StudyError, path: Path, overrides: list[str]) -> StudyError:
+    """A problem at a field the study file inherits (and does not set itself, nor --set) is reported under
+    the `extends:` parent that wrote it."""
+    import re
+
+    if err.file != str(path) or not err.path or err.path.startswith(("--set", "line ", "extends")):
+        return err
+    given = [join("", [int(x) if x.isdigit() else x for x in o.partition("=")[0].strip().split(".")])
+             for o in overrides]  # steps.1.set.x -> steps[1].set.x
+    if any(err.path == key or err.path.startswith((f"{key}.", f"{key}[")) for key in given):
+        return err
+    try:
+        chain = _chain(path)
+    except StudyError:
+        return err
+    tokens = re.findall(r"\[\d+\]|[^.\[\]]+", err.path)
+
+    def match(node: Any, rest: list[str]) -> tuple[int, bool]:
+        """How many tokens of the path this file defines, and whether a value of it replaces its parents'."""
+        if not rest:
+            return 0, not isinstance(node, dict)
+        if isinstance(node, dict):
+            for n in range(len(rest), 0, -1):  # dotted keys (`set: {recipe.lr: ...}`) first
+                key = ".".join(rest[:n])
+                if key in node:
+                    depth, final = match(node[key], rest[n:])
+                    return n + depth, final
+            return 0, False
+        if isinstance(node, list):  # a list replaces the parents' list
+            i = int(rest[0][1:-1]) if rest[0].startswith("[") else -1
+            if 0 <= i < len(node):
+                depth, _ = match(node[i], rest[1:])
+                return 1 + depth, True
+            return 0, True
+        return 0, True
+
+    owner, best = chain[0][0], -1
+    for file, data in chain:
+        depth, final = match(data, tokens)
+        if depth > best:
+            owner, best = file, depth
+        if final and depth > 0:
+            break
+    if owner == err.file:
+        return err
+    return StudyError(owner, err.path, f"{err.problem} (inherited by {err.file} through extends:)")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> dict[str, Any]:
@@ -195,8 +279,17 @@ class LoadedStudy:
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedStudy:
-    """Read, merge, override, validate and expand a study file. Raises StudyError only."""
-    path = Path(path)
+    """Read, merge, override, validate and expand a study file. Raises StudyError only (naming the
+    `extends:` parent when the problem is in what the study inherits)."""
+    try:
+        return _load_study(Path(path), list(overrides or []))
+    except StudyError as e:
+        raise _blame(e, Path(path), list(overrides or [])) from None
+    except RecursionError:
+        raise StudyError(str(path), "", "nested too deeply") from None
+
+
+def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
     file = str(path)
     raw = apply_overrides(load_raw(path), list(overrides or []), file)
     try:
@@ -212,6 +305,7 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedSt
     for key, values in study.grid.items():
         if not values:
             raise StudyError(file, f"grid.{key}", "empty list: give at least one value")
+    _check_count(study, file)
     variants = _with_changes(_expand(study, raw, file), study)
     if study.exclude:
         known = [v.name for v in variants]
@@ -219,6 +313,8 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> LoadedSt
             if name not in known:
                 raise StudyError(file, f"exclude[{i}]", f"no variant named '{name}'{did_you_mean(name, known)}")
         variants = [v for v in variants if v.name not in study.exclude]
+        if not variants:
+            raise StudyError(file, "exclude", f"leaves no variant to run (it names all {len(known)})")
     ids: dict[str, str] = {}
     for v in variants:
         if v.id in ids:  # one id = one trial per seed: a second variant would silently share the first one's
@@ -424,10 +520,40 @@ def resolve_net(fields: dict[str, Any], file: str, prefix: str) -> tuple[NetConf
             raise StudyError(file, join(prefix, ["preset"]),
                              f"unknown preset '{name}'{did_you_mean(name, list(PRESETS))}; valid: {', '.join(PRESETS)}")
         values = {**preset_fields(name), **values}
+    _check_numbers(values, NetConfig, file, prefix)
     try:
         return NetConfig.model_validate(values), None
     except ValidationError as e:
         raise from_validation(e, file, prefix, NetConfig) from None
+
+
+def _check_count(study: Study, file: str) -> None:
+    """A grid's product is counted before it is expanded (a typo must not run for minutes at gigabytes)."""
+    from .checks import MAX_VARIANTS
+
+    space = study.grid or (study.search.space if study.search and study.search.sampler == "grid" else {})
+    where = "grid" if study.grid else "search.space"
+    n = math.prod(len(v) for v in space.values() if isinstance(v, list)) if space else 0
+    n = max(n, len(study.steps), len(study.variants))
+    if n > MAX_VARIANTS:
+        raise StudyError(file, where if space else ("steps" if study.steps else "variants"),
+                         f"{n:,} variants: more than {MAX_VARIANTS:,}; split the study or shrink the lists")
+
+
+def _check_numbers(values: dict[str, Any], model: Any, file: str, prefix: str) -> None:
+    """No YAML boolean (`kernel_size: yes` would become 1) and no inf/nan where `model` wants a number."""
+    from .checks import yaml_boolean_problem
+
+    for key, value in values.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue
+        problem = yaml_boolean_problem(value, field.annotation)
+        items = value if isinstance(value, list | tuple) else [value]
+        if not problem and any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            problem = f"must be a finite number (got {value})"
+        if problem:
+            raise StudyError(file, join(prefix, [key]), problem)
 
 
 def _check_size(net: NetConfig, size: int, file: str, where: str, name: str) -> None:

@@ -8,13 +8,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-Name = Annotated[str, Field(min_length=1, max_length=120)]
+from .checks import optimizer_problem, randaugment_problem, yaml_boolean_problem
+
+
+def _one_line(v: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError("a name is one line of text: no tabs, newlines or other control characters")
+    return v
+
+
+# a variant name: one line of printable text (a label in tables, charts and reports)
+Name = Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_one_line)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """No unknown keys, frozen, no inf/nan, and no YAML boolean (`yes`) where a number is meant."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_yaml_booleans(cls, v: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        problem = yaml_boolean_problem(v, field.annotation) if field is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
 
 DATASETS: dict[str, dict[str, int]] = {  # native image size, channels, classes
@@ -87,6 +108,29 @@ class Recipe(_Strict):
             if preset in RECIPES:
                 return {**scaled_preset(preset, data.get("epochs")), **data}
         return data
+
+    @field_validator("opt")
+    @classmethod
+    def _known_optimizer(cls, v: str) -> str:
+        problem = optimizer_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("randaugment")
+    @classmethod
+    def _valid_randaugment(cls, v: str | None) -> str | None:
+        problem = randaugment_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 < v[0] <= v[1] <= 1:
+            raise ValueError(f"[low, high] with 0 < low <= high <= 1 (a fraction of the image area); got {list(v)}")
+        return v
 
     @property
     def learning_rate(self) -> float:
@@ -191,11 +235,35 @@ class Search(_Strict):
     space: dict[str, list[Any] | Range] = Field(
         min_length=1, description="Field (or dotted recipe./data. path) -> list of choices or {low, high, step, log}.")
 
+    @field_validator("space", mode="before")
+    @classmethod
+    def _dimensions(cls, v: Any) -> Any:
+        """A `{low, high}` dimension's own problem (not pydantic's 'should be a valid list' of the union)."""
+        from pydantic import ValidationError
+
+        from .net import FieldError
+
+        if isinstance(v, dict):
+            for key, dim in v.items():
+                if isinstance(dim, dict):
+                    try:
+                        Range.model_validate(dim)
+                    except ValidationError as e:
+                        err = e.errors()[0]
+                        where = ".".join(str(p) for p in err["loc"])
+                        msg = err["msg"].removeprefix("Value error, ")
+                        raise FieldError(str(key), f"{where}: {msg}" if where else msg) from None
+                elif not isinstance(dim, list):
+                    raise FieldError(str(key), "a list of choices or {low, high, step, log}, not "
+                                     f"{type(dim).__name__}")
+        return v
+
 
 class Study(_Strict):
     """A study file: the base network, data, recipe, and the variants to compare."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Folder name under results/ and reports/.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
+                      description="Folder name under results/ and reports/.")
     description: str = ""
     model: dict[str, Any] = Field(default_factory=lambda: {"preset": "resnet50"},
                                   description="The base network: `preset:` and/or NetConfig fields, or `timm:`.")

@@ -340,18 +340,24 @@ def _method_notes(t: pd.DataFrame, kind: str) -> list[str]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return _md(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md(text: str) -> str:
+    """Text from a study (names, descriptions, reasons) escaped as report.html escapes it: markup in it is
+    shown, never rendered (markdown viewers render raw HTML)."""
+    return html.escape(str(text), quote=False)
 
 
 def _markdown(blocks: list[Block]) -> str:
     lines: list[str] = []
     for b in blocks:
         if b[0] == "h":
-            lines += ["#" * b[1] + " " + b[2], ""]
+            lines += ["#" * b[1] + " " + _md(b[2]), ""]
         elif b[0] == "p":
-            lines += [b[1], ""]
+            lines += [_md(b[1]), ""]
         elif b[0] == "ul":
-            lines += [f"- {item}" for item in b[1]] + [""]
+            lines += [f"- {_md(item)}" for item in b[1]] + [""]
         elif b[0] == "table":
             header, rows = b[1], b[2]
             lines.append("| " + " | ".join(header) + " |")
@@ -359,7 +365,7 @@ def _markdown(blocks: list[Block]) -> str:
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
             lines.append("")
         elif b[0] == "img":
-            lines += [f"![{b[2]}]({b[1]})", ""]
+            lines += [f"![{_md(b[2])}]({b[1]})", ""]
     return "\n".join(lines)
 
 

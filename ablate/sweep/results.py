@@ -101,10 +101,20 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) ->
     out = ledger.dir
     out.mkdir(parents=True, exist_ok=True)
     _atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
-    with contextlib.suppress(ImportError, ValueError):  # pyarrow missing: the CSV is the table of record
-        _atomic(out / "results.parquet", lambda p: df.to_parquet(p, index=False))
+    with contextlib.suppress(ImportError):  # pyarrow missing: the CSV is the table of record
+        _atomic(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
     _atomic(out / "summary.csv", lambda p: summary(df).to_csv(p, index=False, float_format="%.4f"))
     return out / "results.csv"
+
+
+def _parquet_safe(df: Any) -> Any:
+    """Arrow wants one type per column: a column mixing types (e.g. `groups`: 1 and 'depthwise') is written as
+    text, missing values kept missing."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object and len({type(v) for v in out[col].dropna()}) > 1:
+            out[col] = out[col].map(lambda v: v if v is None or v != v else str(v))
+    return out
 
 
 def _atomic(path: Path, write: Any) -> None:
