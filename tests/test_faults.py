@@ -94,3 +94,48 @@ def test_killing_the_parent_of_workers_stops_them(tmp_path: Path, sig: signal.Si
     assert states == ["FAIL:interrupted", "FAIL:interrupted"], states  # each stopped and said so, resumable
     r = run_cli("status", str(path), "--results", str(results), cwd=tmp_path)
     assert "2 interrupted" in r.stdout and "running" not in r.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A real 100 KiB file system (tmpfs): too small for a checkpoint of the tiny test network (~160 KiB)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): the injected-ENOSPC tests cover this")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_real_full_disk_leaves_the_trial_resumable(tmp_path: Path, small_disk: Path) -> None:
+    path = tmp_path / "full.yaml"
+    path.write_text(LONG.format(name="full").replace("epochs: 40", "epochs: 1").replace("  - {name: b, set: "
+                                                                                         "{kernel_size: 5}}\n", ""))
+    r = run_cli("run", str(path), "--results", str(small_disk), cwd=tmp_path, env={"ABLATE_OFFLINE": "1"})
+    assert r.returncode == 2, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{small_disk}/full/trials/") and "No space left on device" in last, r.stderr
+    assert "Traceback" not in r.stderr and not list(small_disk.rglob("*.tmp"))
+    r = run_cli("status", str(path), "--results", str(small_disk), cwd=tmp_path)
+    assert "1 interrupted" in r.stdout, r.stdout  # not failed by its own fault: a plain re-run retries it
+    subprocess.run(["mount", "-o", "remount,size=2m", str(small_disk)], check=True)
+    r = run_cli("run", str(path), "--results", str(small_disk), cwd=tmp_path, env={"ABLATE_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    assert kinds(path, small_disk) == ["COMPLETE:", "FAIL:io"]
+
+
+def test_a_full_disk_before_any_training_is_one_line(tmp_path: Path, small_disk: Path) -> None:
+    path = tmp_path / "full.yaml"
+    path.write_text(LONG.format(name="full"))
+    (small_disk / "filler").write_bytes(b"\0" * 97_000)
+    r = run_cli("run", str(path), "--results", str(small_disk), cwd=tmp_path, env={"ABLATE_OFFLINE": "1"})
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(str(small_disk)) and last.endswith("No space left on device"), r.stderr
+    assert "Traceback" not in r.stderr
+    (small_disk / "filler").unlink()
+    r = run_cli("status", str(path), "--results", str(small_disk), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr  # the ledger is still readable

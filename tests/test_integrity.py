@@ -374,3 +374,24 @@ def test_exit_1_when_a_trial_failed_after_finishing_the_rest(cli, tmp_path: Path
     assert cli("run", str(path))[0] == 1  # still not everything asked for is done
     code, _, err = cli("worker", str(path))
     assert code == 0  # nothing was queued for it, nothing failed
+
+
+# ---------------------------------------------------------------- 13. reports and exports that always work
+
+
+def test_report_of_a_search_study(cli, tmp_path: Path) -> None:
+    path = tmp_path / "se.yaml"
+    path.write_text(TINY.format(name="se", data=SYNTH) + "search: {sampler: random, trials: 2, seed: 1, space: "
+                    "{kernel_size: [1, 3, 5], recipe.lr: {low: 0.01, high: 0.1, log: true}}}\n")
+    assert cli("run", str(path))[0] == 0
+    code, out, err = cli("report", str(path))
+    assert code == 0, err
+    md = (tmp_path / "reports" / "se" / "report.md").read_text()
+    assert "2 done" in md
+
+
+def test_parquet_is_written_when_a_column_mixes_types(cli, tmp_path: Path) -> None:
+    path = write_study(tmp_path, variants="  - {name: dense}\n  - {name: dw, set: {groups: depthwise}}\n")
+    assert cli("run", str(path))[0] == 0
+    df = pd.read_parquet(tmp_path / "results" / "s" / "results.parquet")
+    assert list(df["groups"]) == ["1", "depthwise"] and list(df["status"]) == ["done", "done"]

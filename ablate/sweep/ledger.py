@@ -243,7 +243,12 @@ def _safe_backend_class() -> type:
             if _torn(path):
                 with _journal_lock(path):
                     _repair_tail(path)
-            super().append_logs(logs)
+            try:
+                super().append_logs(logs)
+            except OSError as e:  # a full disk: say which file (a torn record it left is cut off next time)
+                if e.filename is None:
+                    e.filename = str(path)
+                raise
 
     return SafeJournalFileBackend
 

@@ -122,6 +122,8 @@ def _atomic(path: Path, write: Any) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temp file behind
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # pandas' errors do not say which file
         raise

@@ -98,13 +98,56 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _WriteAll:
+    """The file torch.save writes to, so that a full disk is an OSError (ENOSPC) and the worker leaves the
+    trial resumable: given a path or a Python file, torch reports it as a RuntimeError ("unexpected pos"),
+    which reads as the trial's own fault. Errors are kept here (never raised into torch's C++ writer, which
+    would swallow them) and raised by `_save` once torch.save returns."""
+
+    def __init__(self, raw: Any, name: Path):
+        self.raw, self.name = raw, name
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view) and self.error is None:
+            try:
+                n = self.raw.write(view[done:])
+            except OSError as e:
+                self.error = e
+                break
+            if not n:
+                import errno
+
+                self.error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
+            done += n or 0
+        return len(view)
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.raw.flush()
+            except OSError as e:
+                self.error = e
+
+
 def _save(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically; through a Python file object, so a full disk is an OSError (ENOSPC), not torch's
-    RuntimeError, and the worker can tell it from the trial's own faults. No temp file is left behind."""
+    """Atomically; a full disk is an OSError (ENOSPC), never torch's RuntimeError (see `_WriteAll`). No temp
+    file is left behind."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
+        with open(tmp, "wb", buffering=0) as f:
+            out = _WriteAll(f, tmp)
+            try:
+                torch.save(payload, out)
+            except RuntimeError:
+                if out.error is None:
+                    raise
+            if out.error is not None:
+                if out.error.filename is None:
+                    out.error.filename = str(tmp)
+                raise out.error
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
