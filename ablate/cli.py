@@ -408,7 +408,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        app()
+        code = app(standalone_mode=False)  # click's usage errors come here too: one line, not a framed box
     except StudyError as e:
         print(e, file=sys.stderr)
         sys.exit(2)
@@ -417,10 +417,22 @@ def main() -> None:
         print(f"{where}{e.strerror or e}", file=sys.stderr)
         sys.exit(2)
     except Exception as e:  # data problems are user errors too, but live in the (torch-importing) train package
-        if type(e).__name__ == "DataError":
+        kinds = {c.__name__ for c in type(e).__mro__}
+        if "DataError" in kinds:
             print(e, file=sys.stderr)
             sys.exit(2)
+        if "Abort" in kinds:  # click's name for Ctrl-C
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        if "NoArgsIsHelpError" in kinds:  # plain `ablate`: the help
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(2)
+        if "ClickException" in kinds:  # a bad option or argument
+            ctx = getattr(e, "ctx", None)
+            print(f"{ctx.command_path if ctx else 'ablate'}: {e.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
+            sys.exit(getattr(e, "exit_code", 2))
         raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
