@@ -17,7 +17,7 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", [n for n in PRESETS if n in timm.list_models()])  # isotropic: test_convnextv2
 def test_preset_params_equal_timm(name: str) -> None:
     ours = n_params(build(preset(name), init=False))
     with torch.device("meta"):  # shapes only: no memory or init time for the 350M-parameter models

@@ -242,6 +242,8 @@ class Variant:
     # What differs from the variant it is compared with (the previous step, or the base model for
     # variants/grid points): {"depths": [old, new], "recipe.opt": [old, new], ...}; see `config_changes`.
     changes: dict[str, tuple[Any, Any]] | None = None
+    # `match:` solved: {"metric": "gflops", "target": 4.47, "multiplier": 1.23, "achieved": 4.46, "tolerance": 0.02}
+    match: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -306,7 +308,7 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
         if not values:
             raise StudyError(file, f"grid.{key}", "empty list: give at least one value")
     _check_count(study, file)
-    variants = _with_changes(_expand(study, raw, file), study)
+    variants = _with_changes(_matched(_expand(study, raw, file), study, file), study)
     if study.exclude:
         known = [v.name for v in variants]
         for i, name in enumerate(study.exclude):
@@ -408,7 +410,8 @@ def search_variant(loaded: LoadedStudy, params: dict[str, Any], index: int) -> V
                   data=dict(loaded.raw.get("data") or {}))
     state = base.apply(None, params, file, "search.space")
     name = ",".join(f"{k.split('.')[-1]}={_show(v)}" for k, v in params.items())
-    return _variant(study, state, index, name, "search", None, file, "search.space")
+    v = _variant(study, state, index, name, "search", None, file, "search.space")
+    return _matched([v], study, file, reference=resolve_net(dict(study.model), file, "model")[0])[0]
 
 
 def _check_search(study: Study, raw: dict[str, Any], file: str) -> None:
@@ -417,6 +420,9 @@ def _check_search(study: Study, raw: dict[str, Any], file: str) -> None:
 
     search = study.search
     assert search is not None
+    if search.sampler == "grid" and search.bounded:
+        raise StudyError(file, "search.flops" if search.flops is not None else "search.params",
+                         "cost bounds need a sampler that can ask again (tpe or random); grid trains every point")
     if search.sampler == "grid":
         for key, dim in search.space.items():
             if isinstance(dim, Range):
@@ -490,6 +496,12 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
         train_net = _scaled(net, study, data, file)
         _check_size(net, study.measure.flops_image_size, file, "measure.flops_image_size", name)
         _check_size(train_net, data.resolved("image_size"), file, "data.image_size", name)
+    return Variant(index=index, name=name, group=group, net=net, train_net=train_net, timm=timm_name,
+                   recipe=recipe, data=data, reference=reference, id=_digest(net, train_net, timm_name, data, recipe))
+
+
+def _digest(net: NetConfig | None, train_net: NetConfig | None, timm_name: str | None, data: DataSpec,
+            recipe: Recipe) -> str:
     # Fields at their default stay out of the hash (see NetConfig.identity): adding a field whose default
     # reproduces the old behaviour keeps every existing id, so finished trials stay finished.
     ident = {
@@ -499,9 +511,70 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
         "data": without_defaults(data.model_dump(mode="json", exclude={"root"}), DataSpec),
         "recipe": without_defaults(recipe.model_dump(mode="json"), Recipe),
     }
-    digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
-    return Variant(index=index, name=name, group=group, net=net, train_net=train_net, timm=timm_name,
-                   recipe=recipe, data=data, reference=reference, id=digest)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _matched(variants: list[Variant], study: Study, file: str, reference: NetConfig | None = None) -> list[Variant]:
+    """Variants with a `match:` (their own, or the study's) get the widths that put them on the target cost.
+
+    The solve counts networks (torch, in forked workers) only the first time: solutions are cached by what
+    determines them (see `ablate.measure.isocost`). The matched network is the variant (its id, its trained
+    network after `scale:`); the multiplier and the achieved cost are kept in `Variant.match`. A `reference`
+    target is the cost of `reference` (default: the first variant, unmatched)."""
+    import dataclasses
+    from functools import partial
+
+    specs = study.steps or study.variants
+    todo = []
+    for v in variants:
+        spec = specs[v.index].match if specs and v.group != "search" else None
+        m = spec or study.match
+        if m is None or v.name in study.exclude:
+            continue
+        where = f"{'steps' if study.steps else 'variants'}[{v.index}].match" if spec else "match"
+        if v.net is None:
+            raise StudyError(file, where, f"variant '{v.name}' is timm model '{v.timm}': only a network of "
+                             "NetConfig fields can be matched (its widths are scaled)")
+        todo.append((v, m, where))
+    if not todo:
+        return variants
+    from ablate.measure import isocost
+
+    size = study.measure.flops_image_size
+    jobs = []
+    for v, m, where in todo:
+        target = m.target
+        if target == "reference":
+            ref = reference if reference is not None else variants[0].net
+            if ref is None:
+                raise StudyError(file, where, "`reference` is the first variant's cost, and it is a timm model")
+            target = isocost.reference_cost(_paper(ref), m.metric, size)
+        jobs.append(isocost.Job(net=_paper(v.net).model_dump(mode="json"), metric=m.metric, target=float(target),
+                                tolerance=m.tolerance, divisor=m.divisor, image_size=size,
+                                train_of=partial(_train_of, study, v.data, file)))
+    solutions = isocost.solve_all(jobs)
+    out = {v.index: v for v in variants}
+    for (v, m, where), job, sol in zip(todo, jobs, solutions, strict=True):
+        if sol.error is not None:
+            shown = f"{job.target:.4g} GFLOPs" if m.metric == "gflops" else f"{job.target / 1e6:.4g} M parameters"
+            raise StudyError(file, where, f"variant '{v.name}' cannot be matched to {shown} within "
+                             f"{100 * m.tolerance:g} %: {sol.error}")
+        net = sol.apply(v.net)
+        train_net = _scaled(net, study, v.data, file)
+        info = {"metric": m.metric, "target": job.target, "multiplier": sol.multiplier, "achieved": sol.achieved,
+                "tolerance": m.tolerance}
+        out[v.index] = dataclasses.replace(v, net=net, train_net=train_net, match=info,
+                                           id=_digest(net, train_net, None, v.data, v.recipe))
+    return [out[v.index] for v in variants]
+
+
+def _paper(net: NetConfig) -> NetConfig:
+    return net.model_copy(update={"in_chans": 3, "num_classes": 1000})
+
+
+def _train_of(study: Study, data: DataSpec, file: str, net: NetConfig) -> tuple[NetConfig, int]:
+    """The network as trained (after `scale:`) and its image size: counted by the solve's workers ahead."""
+    return _scaled(net, study, data, file), data.resolved("image_size")
 
 
 def resolve_net(fields: dict[str, Any], file: str, prefix: str) -> tuple[NetConfig | None, str | None]:

@@ -38,6 +38,9 @@ class NetConfig(BaseModel):
     stem_width: PositiveInt | None = Field(
         None, description="Channels out of the stem; null means dims[0].")
     patch_size: PositiveInt = Field(4, description="Patch size (and stride) of the patchify stem.")
+    stem_norm: bool = Field(
+        True, description="A norm after the stem conv. The isotropic ConvNeXt (Liu et al. 2022, Section 3.4: a "
+        "16x16 patchify stem, then one stage of blocks at one width, no downsampling) has none.")
     dims: tuple[PositiveInt, ...] = Field(
         (256, 512, 1024, 2048), min_length=1, description="Residual-stream width of each stage.")
     expansion: float = Field(
@@ -58,6 +61,9 @@ class NetConfig(BaseModel):
     shortcut_norm: bool = Field(
         True, description="A norm after the 1x1 projection conv of a shortcut (only where a block changes shape, "
         "i.e. with `downsample: block`). The paper's 'fewer norms' step keeps it: it names the block's norms only.")
+    grn: bool = Field(
+        False, description="Global Response Normalization (ConvNeXt V2, Woo et al. 2023) on the input of the "
+        "block's last 1x1 conv (in the inverted bottleneck: after the activation on the 4x-wide features).")
     downsample: Literal["block", "separate"] = Field(
         "block", description="`block`: stride in the first block of a stage + projection shortcut. "
         "`separate`: norm + 2x2 stride-2 conv between stages, a norm after the stem and one before the classifier.")

@@ -20,8 +20,17 @@ CONVNEXT: dict[str, Any] = dict(stem="patchify", stem_width=None, patch_size=4, 
                                 activations="one", norm="layer", norms="one", downsample="separate",
                                 layer_scale=1e-6, init="convnext")
 
+# ConvNeXt V2 (Woo et al. 2023): the same network with GRN in every block and no layer scale.
+CONVNEXT_V2: dict[str, Any] = {**CONVNEXT, "grn": True, "layer_scale": None}
+# The isotropic ConvNeXt (Liu et al. 2022, Section 3.4): a 16x16 patchify stem without a norm, then one
+# stage of blocks at one width (no downsampling); no layer scale (the official code's default, 0 = off).
+ISOTROPIC: dict[str, Any] = {**CONVNEXT, "patch_size": 16, "stem_norm": False, "layer_scale": None}
+
 _TIMM = "timm 1.0 (random init, 1000 classes)"
 _CONVNEXT_PAPER = "Liu et al. 2022, Table 1 (ImageNet-1K, 224px)"
+# timm has no isotropic ConvNeXt: `params` is the count of the official code (facebookresearch/ConvNeXt,
+# models/convnext_isotropic.py), which the paper rounds to 22M / 87M / 306M.
+_ISOTROPIC_PAPER = "Liu et al. 2022, Table 2 (isotropic ConvNeXt, ImageNet-1K, 224px)"
 
 # name: (family base, overrides, reference data)
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
@@ -51,6 +60,23 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
                        dict(params=197_767_336, gflops=34.4, top1=84.3, source=_CONVNEXT_PAPER)),
     "convnext_xlarge": (CONVNEXT, dict(depths=(3, 3, 27, 3), dims=(256, 512, 1024, 2048)),
                         dict(params=350_196_968)),
+    "convnextv2_atto": (CONVNEXT_V2, dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)), dict(params=3_708_400)),
+    "convnextv2_femto": (CONVNEXT_V2, dict(depths=(2, 2, 6, 2), dims=(48, 96, 192, 384)), dict(params=5_233_240)),
+    "convnextv2_pico": (CONVNEXT_V2, dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512)), dict(params=9_066_280)),
+    "convnextv2_nano": (CONVNEXT_V2, dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640)), dict(params=15_623_800)),
+    "convnextv2_tiny": (CONVNEXT_V2, dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)), dict(params=28_635_496)),
+    "convnextv2_small": (CONVNEXT_V2, dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)),
+                         dict(params=50_318_440)),
+    "convnextv2_base": (CONVNEXT_V2, dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)),
+                        dict(params=88_717_800)),
+    "convnextv2_large": (CONVNEXT_V2, dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)),
+                         dict(params=197_956_840)),
+    "convnext_isotropic_small": (ISOTROPIC, dict(depths=(18,), dims=(384,)),
+                                 dict(params=22_308_712, gflops=4.3, top1=78.7, source=_ISOTROPIC_PAPER)),
+    "convnext_isotropic_base": (ISOTROPIC, dict(depths=(18,), dims=(768,)),
+                                dict(params=87_083_752, gflops=16.9, top1=82.0, source=_ISOTROPIC_PAPER)),
+    "convnext_isotropic_large": (ISOTROPIC, dict(depths=(36,), dims=(1024,)),
+                                 dict(params=305_905_640, gflops=59.7, top1=82.6, source=_ISOTROPIC_PAPER)),
 }
 
 

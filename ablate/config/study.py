@@ -189,6 +189,39 @@ class Reference(_Strict):
     note: str | None = None
 
 
+class Match(_Strict):
+    """Iso-cost: one width multiplier on every stage (and the stem) of a variant, solved so that its cost at
+    the paper's scale (`measure.flops_image_size`, 3 channels, 1000 classes) lands on a target."""
+
+    gflops: float | Literal["reference"] | None = Field(
+        None, description="Target GFLOPs (fvcore, as `ablate flops` counts them); `reference` = the first "
+        "variant's own (unmatched) cost, or the base model's when there is none.")
+    params: float | Literal["reference"] | None = Field(
+        None, description="Target parameter count (e.g. 28.6e6); `reference` as for gflops.")
+    tolerance: float = Field(0.02, gt=0, lt=1, description="Largest relative distance from the target.")
+    divisor: int = Field(8, gt=0, description="Widths are rounded to a multiple of this, and of what the "
+                         "network needs (a width that `groups` and `expansion` divide).")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Match:
+        given = [k for k in ("gflops", "params") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one target: gflops or params" + (f" (got {' and '.join(given)})"
+                                                                            if given else ""))
+        value = getattr(self, given[0])
+        if value != "reference" and value <= 0:
+            raise ValueError(f"{given[0]} must be positive (got {value})")
+        return self
+
+    @property
+    def metric(self) -> str:
+        return "gflops" if self.gflops is not None else "params"
+
+    @property
+    def target(self) -> float | str:
+        return self.gflops if self.gflops is not None else self.params  # type: ignore[return-value]
+
+
 class Step(_Strict):
     """One roadmap step: `set` applies to the previous step (cumulative)."""
 
@@ -198,6 +231,7 @@ class Step(_Strict):
         default_factory=dict, description="Network fields (or dotted recipe./data. paths) to change.")
     model: dict[str, Any] | None = Field(None, description="Replace the whole network (preset / timm / fields).")
     reference: Reference | None = None
+    match: Match | None = Field(None, description="Iso-cost target of this variant; null = the study's `match`.")
 
 
 class VariantSpec(Step):
@@ -234,6 +268,11 @@ class Search(_Strict):
     seed: int = Field(0, description="Sampler seed.")
     space: dict[str, list[Any] | Range] = Field(
         min_length=1, description="Field (or dotted recipe./data. path) -> list of choices or {low, high, step, log}.")
+    flops: tuple[float | None, float | None] | None = Field(
+        None, description="[low, high] GFLOPs at the paper's scale (null = open end): a sampled configuration "
+        "outside is rejected by counting it, before anything is trained, and the sampler asks again.")
+    params: tuple[float | None, float | None] | None = Field(
+        None, description="[low, high] parameters at the paper's scale (e.g. [20e6, 30e6]); as `flops`.")
 
     @field_validator("space", mode="before")
     @classmethod
@@ -258,6 +297,21 @@ class Search(_Strict):
                                      f"{type(dim).__name__}")
         return v
 
+    @field_validator("flops", "params")
+    @classmethod
+    def _ordered_bounds(cls, v: tuple[float | None, float | None] | None) -> tuple[float | None, float | None] | None:
+        if v is not None:
+            low, high = v
+            if low is None and high is None:
+                raise ValueError("give at least one bound")
+            if low is not None and high is not None and high < low:
+                raise ValueError(f"high ({high}) is below low ({low})")
+        return v
+
+    @property
+    def bounded(self) -> bool:
+        return self.flops is not None or self.params is not None
+
 
 class Study(_Strict):
     """A study file: the base network, data, recipe, and the variants to compare."""
@@ -276,6 +330,8 @@ class Study(_Strict):
     variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Cartesian product of field values.")
     search: Search | None = Field(None, description="An optuna search instead of a fixed list of variants.")
+    match: Match | None = Field(None, description="Iso-cost: every variant's widths scaled to land on one cost "
+                                "(e.g. {gflops: 4.47}); a step or variant may give its own.")
     exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
                                "proxy study that extends a full one: a reference model that cannot run at its size).")
 

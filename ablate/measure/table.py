@@ -22,14 +22,22 @@ def count_jobs(variant: Variant, flops_image_size: int) -> dict[str, tuple[str, 
     if variant.timm:
         paper = {"timm": variant.timm, "num_classes": 1000, "in_chans": 3}
         train = {"timm": variant.timm, "num_classes": classes, "in_chans": chans}
-    else:
-        assert variant.net is not None and variant.train_net is not None
-        paper = {"net": _count_fields(variant.net.model_copy(update={"in_chans": 3, "num_classes": 1000}))}
-        train = {"net": _count_fields(variant.train_net)}
-    return {
-        "paper": (cache_key(paper, flops_image_size, 3), paper, flops_image_size, 3),
-        "train": (cache_key(train, size, chans), train, size, chans),
-    }
+        return {
+            "paper": (cache_key(paper, flops_image_size, 3), paper, flops_image_size, 3),
+            "train": (cache_key(train, size, chans), train, size, chans),
+        }
+    assert variant.net is not None and variant.train_net is not None
+    return {"paper": paper_job(variant.net, flops_image_size), "train": net_job(variant.train_net, size)}
+
+
+def paper_job(net: Any, image_size: int) -> tuple[str, dict[str, Any], int, int]:
+    """(cache key, spec, image size, in_chans) of a network's count at the paper's scale (3 channels, 1000 classes)."""
+    return net_job(net.model_copy(update={"in_chans": 3, "num_classes": 1000}), image_size)
+
+
+def net_job(net: Any, image_size: int) -> tuple[str, dict[str, Any], int, int]:
+    spec = {"net": _count_fields(net)}
+    return cache_key(spec, image_size, net.in_chans), spec, image_size, net.in_chans
 
 
 def _count_fields(net: Any) -> dict[str, Any]:
@@ -68,23 +76,26 @@ def _count_one(item: tuple[str, tuple[dict[str, Any], int, int, str]]) -> tuple[
 
 
 def _count_all(todo: dict[str, tuple[dict[str, Any], int, int, str]]) -> Iterator[tuple[str, Counts | None]]:
-    """Count in two forked processes when there is enough work: tracing is mostly single-threaded
-    Python, so two processes finish a roadmap in about half the time. When the parent has not
+    return pool_map(_count_one, list(todo.items()))
+
+
+def pool_map(fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+    """`fn` over `items` (results in any order), in two forked processes when there is enough work: tracing
+    is mostly single-threaded Python, so two processes finish a roadmap in about half the time. When the parent has not
     imported torch yet (`ablate flops`), the workers are forked first and import torch/timm/fvcore
     themselves, one per core at the same time: the ~5 s import then overlaps instead of adding up.
     Otherwise they inherit the parent's imports. Only on Linux (fork); never after a torch op."""
     import multiprocessing as mp
     import os
 
-    items = list(todo.items())
     procs = min(2, os.cpu_count() or 1)
     if len(items) < 4 or procs < 2 or sys.platform != "linux":
-        yield from map(_count_one, items)
+        yield from map(fn, items)
         return
     if "torch" in sys.modules:
         _import_counter()  # imported once, before the fork (and no torch op has run: fork is safe)
     with mp.get_context("fork").Pool(procs, initializer=_init_counter) as pool:
-        yield from pool.imap_unordered(_count_one, items)
+        yield from pool.imap_unordered(fn, items)
 
 
 def _import_counter() -> None:
@@ -155,6 +166,9 @@ def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> d
         "ref_gflops": ref.gflops if ref else None,
         "ref_params": ref.params if ref else None,
         "ref_top1": ref.top1 if ref else None,
+        # `match:` solved: the width multiplier on the variant as written, and its target ("gflops 4.47")
+        "width_mult": v.match["multiplier"] if v.match else None,
+        "match": f"{v.match['metric']} {v.match['target']:.4g}" if v.match else None,
         # resolved fields that differ from the previous step (steps) or the first variant: {field: [old, new]}
         "changes": {k: list(ab) for k, ab in (v.changes or {}).items()},
     }

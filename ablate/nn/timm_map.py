@@ -31,6 +31,7 @@ RENAMES: dict[str, list[tuple[str, str]]] = {
         (r"^stages\.(\d+)\.blocks\.(\d+)\.norm\.", "stages.{0}.blocks.{1}.norm1."),
         (r"^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc1\.", "stages.{0}.blocks.{1}.conv2."),
         (r"^stages\.(\d+)\.blocks\.(\d+)\.mlp\.fc2\.", "stages.{0}.blocks.{1}.conv3."),
+        (r"^stages\.(\d+)\.blocks\.(\d+)\.mlp\.grn\.", "stages.{0}.blocks.{1}.grn."),  # ConvNeXt V2
         (r"^stages\.(\d+)\.blocks\.(\d+)\.gamma$", "stages.{0}.blocks.{1}.layer_scale.gamma"),
         (r"^head\.(norm|fc)\.", "head.{0}."),
     ],

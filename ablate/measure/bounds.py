@@ -1,0 +1,70 @@
+"""Complexity-bounded search (`search: {flops: [low, high], params: [low, high]}`): a sampled configuration
+is counted before anything is trained, and rejected when its cost at the paper's scale is outside the window.
+
+This is how pycls samples its design spaces (Radosavovic et al. 2019/2020: models are drawn until one falls
+in the complexity regime). The count is the one `ablate flops` shows (fvcore, cached by network), so an
+accepted trial's table entry costs nothing more; parameters need no forward at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ablate.config.load import LoadedStudy, Variant
+
+# Samples a search may reject in a row before it gives up on a trial (pycls draws until one fits; a window
+# no configuration of the space reaches must still end).
+MAX_REJECTED = 500
+
+
+def out_of_bounds(loaded: LoadedStudy, v: Variant) -> str | None:
+    """Why `v` is outside the study's cost window (`gflops 5.31 > 5.0`), or None when it is inside."""
+    search = loaded.study.search
+    if search is None or not search.bounded:
+        return None
+    size = loaded.study.measure.flops_image_size
+    if search.params is not None:
+        problem = _outside("params", cost(v, "params", size), search.params)
+        if problem:
+            return problem
+    if search.flops is not None:
+        return _outside("gflops", cost(v, "gflops", size), search.flops)
+    return None
+
+
+def cost(v: Variant, metric: str, image_size: int) -> float:
+    """A variant's GFLOPs or parameters at the paper's scale (3 channels, 1000 classes); counted once, cached."""
+    from .counts import cache_get, cache_put
+    from .table import count_jobs, count_spec
+
+    key, spec, size, chans = count_jobs(v, image_size)["paper"]
+    hit = cache_get(key)
+    if hit is None and metric == "params" and v.net is not None:
+        from .isocost import count
+
+        return count(v.net.model_copy(update={"in_chans": 3, "num_classes": 1000}), "params", image_size)
+    if hit is None:
+        hit = count_spec(spec, size, chans)
+        if hit is None:
+            raise ValueError(f"'{v.name}' cannot be counted at {image_size} px")
+        cache_put(key, hit)
+    return hit.flops / 1e9 if metric == "gflops" else float(hit.params)
+
+
+def _outside(metric: str, value: float, bounds: tuple[float | None, float | None]) -> str | None:
+    low, high = bounds
+    shown = f"{value:.4g}" if metric == "gflops" else f"{value / 1e6:.4g}M"
+    if low is not None and value < low:
+        return f"{metric} {shown} < {low:g}" if metric == "gflops" else f"params {shown} < {low / 1e6:g}M"
+    if high is not None and value > high:
+        return f"{metric} {shown} > {high:g}" if metric == "gflops" else f"params {shown} > {high / 1e6:g}M"
+    return None
+
+
+def search_counts(trials: list[Any]) -> dict[str, int]:
+    """Sampled configurations of a bounded search: `accepted` (handed to training) and `rejected` (by the
+    cost window, never trained), from the ledger's trials."""
+    rejected = sum(1 for t in trials if "rejected" in t.user_attrs)
+    accepted = {t.user_attrs["trial_id"] for t in trials if t.user_attrs.get("trial_id")
+                and "rejected" not in t.user_attrs and "skipped" not in t.user_attrs}
+    return {"accepted": len(accepted), "rejected": rejected}
