@@ -124,3 +124,11 @@ def test_the_isoflops_roadmap_is_within_2_percent_of_convnext_t() -> None:
     for row in rows:
         assert abs(row["gflops"] / 4.47 - 1) <= 0.02, row["name"]
     assert loaded.variants[-1].id == load_study(STUDIES / "roadmap.yaml").variants[-1].id  # ConvNeXt-T as is
+
+
+def test_a_width_only_change_collapses_at_equal_cost(tmp_path: Path) -> None:
+    path = write(tmp_path, {"match": {"gflops": 0.2},
+                            "variants": [{"name": "base"}, {"name": "wider", "set": {"dims": [192, 384, 768, 1536]}}]})
+    with pytest.raises(StudyError, match=r"'wider' and 'base' resolve to the same network.*at equal cost a change "
+                       r"of widths alone is no change"):
+        load_study(path)

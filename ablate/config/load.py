@@ -321,8 +321,10 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
     for v in variants:
         if v.id in ids:  # one id = one trial per seed: a second variant would silently share the first one's
             where = "grid" if study.grid else "steps" if study.steps else "variants"
+            why = ("at equal cost a change of widths alone is no change: `exclude` one of them" if v.match else
+                   "a recipe value may override a network field")
             raise StudyError(file, where, f"'{v.name}' and '{ids[v.id]}' resolve to "
-                             "the same network, data and recipe (a recipe value may override a network field)")
+                             f"the same network, data and recipe ({why})")
         ids.setdefault(v.id, v.name)
     names: dict[str, int] = {}
     for v in variants:
