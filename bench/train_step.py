@@ -7,11 +7,13 @@ drifting background load distorts far less than a ratio of separate medians.
 
     python bench/train_step.py                        # resnet50 and convnext_tiny, 64 px, batch 32
     python bench/train_step.py --models convnext_tiny --reps 20 --threads 2 --optimizer adamw
+    python bench/train_step.py --device cuda --size 224 --batch 128 --amp bf16 --optimizer adamw   # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 import warnings
@@ -27,7 +29,8 @@ from ablate.nn.net import build
 MODELS = ("resnet50", "convnext_tiny")
 
 
-def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: str, lr: float) -> Callable[[], None]:
+def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: str, lr: float,
+              amp: str = "none") -> Callable[[], None]:
     model.train()
     opt: torch.optim.Optimizer
     # foreach=True pins the same (multi-tensor) implementation for both networks
@@ -35,9 +38,13 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: str
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4, foreach=True)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, foreach=True)
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    if amp == "bf16":
+        autocast = lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)  # noqa: E731
 
     def step() -> None:
-        loss = F.cross_entropy(model(x), y)
+        with autocast():
+            loss = F.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -45,9 +52,13 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: str
     return step
 
 
-def timed(step: Callable[[], None]) -> float:
+def timed(step: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -56,15 +67,19 @@ def bench_pair(name: str, args: argparse.Namespace) -> tuple[float, float, list[
     import timm
 
     torch.manual_seed(0)
-    ours = build(preset(name))
-    theirs = timm.create_model(name, pretrained=False)
+    dev = torch.device(args.device)
+    ours = build(preset(name)).to(dev)
+    theirs = timm.create_model(name, pretrained=False).to(dev)
     n_ours, n_theirs = (sum(p.numel() for p in m.parameters()) for m in (ours, theirs))
     assert n_ours == n_theirs, f"{name}: {n_ours} != {n_theirs} parameters"
 
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = torch.randint(0, 1000, (args.batch,))
-    steps = {"ablate": make_step(ours, x, y, args.optimizer, args.lr),
-             "timm": make_step(theirs, x, y, args.optimizer, args.lr)}
+    x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+    if dev.type == "cuda":  # channels-last on both sides, as the engine trains on CUDA
+        ours, theirs = (m.to(memory_format=torch.channels_last) for m in (ours, theirs))
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (args.batch,), device=dev)
+    steps = {"ablate": make_step(ours, x, y, args.optimizer, args.lr, args.amp),
+             "timm": make_step(theirs, x, y, args.optimizer, args.lr, args.amp)}
     for _ in range(args.warmup):  # allocator, oneDNN primitive caches and optimizer state settle
         for step in steps.values():
             step()
@@ -73,7 +88,7 @@ def bench_pair(name: str, args: argparse.Namespace) -> tuple[float, float, list[
         # alternate which network goes first, so neither always follows the other's cache footprint
         order = list(steps) if r % 2 == 0 else list(reversed(steps))
         for k in order:
-            times[k].append(timed(steps[k]))
+            times[k].append(timed(steps[k], dev))
     ratios = [a / b for a, b in zip(times["ablate"], times["timm"], strict=True)]
     return statistics.median(times["ablate"]), statistics.median(times["timm"]), ratios
 
@@ -88,12 +103,16 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast dtype (as the engine on CUDA)")
     args = p.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", module="timm")  # model-creation chatter is not the benchmark's business
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
+        f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, amp {args.amp}, "
           f"batch {args.batch} x 3 x {args.size} x {args.size}, {args.optimizer}, "
           f"{args.warmup} warmup + {args.reps} interleaved reps, median")
     header = f"{'model':<16}{'ablate ms/step':>16}{'timm ms/step':>14}{'ablate/timm':>13}{'ratio IQR':>16}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 
 import torch
 import torch.nn as nn
@@ -52,7 +52,8 @@ class PointwiseConv(nn.Conv2d):
 
 
 class SpatialConv(nn.Conv2d):
-    """A k x k, stride-1, "same"-padded conv that skips the kernel taps which only ever see padding.
+    """A k x k, "same"-padded conv that skips the kernel taps which only ever see padding (stride 1),
+    and whose depthwise weight gradient on tiny maps avoids oneDNN's slow path.
 
     On a feature map smaller than the kernel (ConvNeXt's 7x7 on the last stage of a small-image
     proxy: 2x2 at 64 px) the outer taps multiply zeros only. Cropping them is exact (their gradient
@@ -64,11 +65,97 @@ class SpatialConv(nn.Conv2d):
         if torch.jit.is_tracing():
             return super().forward(x)
         (ph, pw), (h, w) = self.padding, x.shape[-2:]
-        rh, rw = min(ph, h - 1), min(pw, w - 1)  # farthest tap offset that can reach the input
-        if (rh, rw) == (ph, pw):
+        weight, padding = self.weight, (ph, pw)
+        if self.stride == (1, 1):
+            rh, rw = min(ph, h - 1), min(pw, w - 1)  # farthest tap offset that can reach the input
+            if (rh, rw) != (ph, pw):
+                weight, padding = self.weight[:, :, ph - rh:ph + rh + 1, pw - rw:pw + rw + 1], (rh, rw)
+        if _tiny_depthwise(x, weight, self.groups):
+            return _DepthwiseConv.apply(x, weight, self.bias, self.stride, padding)
+        return F.conv2d(x, weight, self.bias, self.stride, padding, self.dilation, self.groups)
+
+
+class PatchConv(nn.Conv2d):
+    """A k x k, stride-k conv (patchify stem, separate downsampling layers), run on CPU as a linear
+    layer over non-overlapping k x k patches (space-to-depth, then `F.linear`): the same sums, without
+    oneDNN's slow backward of strided convs on small maps (3-4x faster on a 32 px proxy's maps).
+    Parameters, state-dict keys and FLOP counts (traced forwards take the conv) are the conv's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() or x.device.type != "cpu":
             return super().forward(x)
-        weight = self.weight[:, :, ph - rh:ph + rh + 1, pw - rw:pw + rw + 1]
-        return F.conv2d(x, weight, self.bias, 1, (rh, rw), self.dilation, self.groups)
+        (kh, kw), (n, c, h, w) = self.kernel_size, x.shape
+        ho, wo = h // kh, w // kw
+        x = x[:, :, :ho * kh, :wo * kw]  # what a conv without padding reaches
+        patches = (x.permute(0, 2, 3, 1).reshape(n, ho, kh, wo, kw, c).transpose(2, 3)
+                   .reshape(n, ho, wo, kh * kw * c))
+        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, kh * kw * c)
+        return F.linear(patches, weight, self.bias).permute(0, 3, 1, 2)  # channels-last memory
+
+
+def _tiny_depthwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
+    """A CPU depthwise conv being trained on a map hardly larger than its kernel (h * w <= 1.5 k * k):
+    there oneDNN computes the weight gradient up to 30x slower than a batched matmul
+    (`_depthwise_weight_grad`): the inverted-bottleneck and large-kernel steps of a small-image proxy
+    spent most of a step in it. On larger maps (a 3x3 on 8x8) oneDNN is the faster one."""
+    return (x.device.type == "cpu" and groups > 1 and groups == x.shape[1] == weight.shape[0]
+            and weight.requires_grad and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and x.dtype == weight.dtype == torch.float32
+            and 2 * x.shape[-2] * x.shape[-1] <= 3 * weight.shape[-2] * weight.shape[-1])
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    """conv2d (oneDNN) forward and input gradient; weight gradient by `_depthwise_weight_grad`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):  # noqa: ANN001, ANN205 - autograd's signature
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+        return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        x, weight = ctx.saved_tensors
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(grad, x, weight, None, list(ctx.stride), list(ctx.padding),
+                                                     [1, 1], False, [0, 0], x.shape[1], [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            gw = _depthwise_weight_grad(grad, x, weight.shape[-2:], ctx.stride, ctx.padding).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = grad.sum((0, 2, 3))
+        return gx, gw, gb, None, None
+
+
+def _depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, kernel: tuple[int, int],
+                           stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """dL/dw of a depthwise conv: per channel, the (out position x in position) products summed over the
+    batch (one batched matmul), then summed into the k x k taps that link each pair (one matmul)."""
+    n, c, h, w = x.shape
+    ho, wo = grad.shape[-2:]
+    g = grad.permute(1, 2, 3, 0).reshape(c, ho * wo, n).float()
+    xs = x.permute(1, 0, 2, 3).reshape(c, n, h * w).float()
+    pairs = torch.bmm(g, xs).view(c, ho * wo * h * w)
+    taps = _tap_matrix(h, w, ho, wo, tuple(kernel), tuple(stride), tuple(padding)).to(pairs.device)
+    return (pairs @ taps).view(c, 1, *kernel)
+
+
+@lru_cache(maxsize=64)
+def _tap_matrix(h: int, w: int, ho: int, wo: int, kernel: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, int]) -> torch.Tensor:
+    """(ho*wo*h*w, kh*kw) 0/1 matrix: which kernel tap links output position (oy, ox) to input (iy, ix)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    taps = torch.zeros(ho, wo, h, w, kh, kw)
+    for i in range(kh):
+        for j in range(kw):
+            for oy in range(ho):
+                iy = oy * sh - ph + i
+                for ox in range(wo):
+                    ix = ox * sw - pw + j
+                    if 0 <= iy < h and 0 <= ix < w:
+                        taps[oy, ox, iy, ix, i, j] = 1.0
+    return taps.view(ho * wo * h * w, kh * kw)
 
 
 def layer_norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -14,14 +14,16 @@ from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 
 from ablate.config.net import NetConfig
 
-from .layers import LayerFn, PointwiseConv, SpatialConv, layer_norm_nhwc
+from .layers import LayerFn, PatchConv, PointwiseConv, SpatialConv, layer_norm_nhwc
 
 
 def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bias: bool = True) -> nn.Conv2d:
     if k == 1 and stride == 1 and groups == 1:
         return PointwiseConv(in_chs, out_chs, 1, bias=bias)
-    if k > 1 and stride == 1:
-        return SpatialConv(in_chs, out_chs, k, padding=(k - 1) // 2, groups=groups, bias=bias)
+    if k > 1 and (stride == 1 or groups > 1):
+        return SpatialConv(in_chs, out_chs, k, stride, padding=(k - 1) // 2, groups=groups, bias=bias)
+    if k > 1 and k == stride and groups == 1:  # patchify / 2x2 downsampling: non-overlapping patches
+        return PatchConv(in_chs, out_chs, k, stride, bias=bias)
     # "same" padding for odd k; patchify / 2x2 downsampling convs (k == stride) need none
     return nn.Conv2d(in_chs, out_chs, k, stride, padding=(k - 1) // 2 if k != stride else 0,
                      groups=groups, bias=bias)

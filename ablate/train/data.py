@@ -123,12 +123,30 @@ class BatchErasing:
         bw = torch.sqrt(area / aspect).round().clamp(1, w - 1)
         top = (torch.rand(b, device=dev) * (h - bh + 1)).floor()
         left = (torch.rand(b, device=dev) * (w - bw + 1)).floor()
-        rows = torch.arange(h, device=dev).view(1, h, 1)
-        cols = torch.arange(w, device=dev).view(1, 1, w)
-        box = ((rows >= top.view(b, 1, 1)) & (rows < (top + bh).view(b, 1, 1))
-               & (cols >= left.view(b, 1, 1)) & (cols < (left + bw).view(b, 1, 1)))
-        box &= (torch.rand(b, device=dev) < self.probability).view(b, 1, 1)
-        return torch.where(box.unsqueeze(1), torch.randn_like(x), x)
+        rows, cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        in_rows = (rows >= top[:, None]) & (rows < (top + bh)[:, None])  # (b, h): one mask per axis, then
+        in_cols = (cols >= left[:, None]) & (cols < (left + bw)[:, None])  # their outer product
+        in_rows &= (torch.rand(b, device=dev) < self.probability)[:, None]
+        mask = (in_rows[:, None, :, None] & in_cols[:, None, None, :]).expand_as(x)
+        if dev.type == "cpu":  # noise for the erased pixels only, as timm draws it (~5 % of a batch's pixels)
+            return x.masked_scatter(mask, torch.randn(int(mask.sum()), dtype=x.dtype))
+        return torch.where(mask, torch.randn_like(x), x)  # no host sync on accelerators
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device) -> Iterator[None]:
+    """Batch augmentation on CPU runs on one intra-op thread: its ops are small (a batch of 32 px images)
+    and many, so splitting each across threads costs more in fork/join than it saves, and far more when
+    the cores are shared (2 threads: 2-20x slower per batch here). The training step keeps its threads."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class TensorSource(BatchSource):
@@ -161,16 +179,17 @@ class TensorSource(BatchSource):
         order = order.to(self.device)
         for k in range(len(self)):
             t0 = time.perf_counter()
-            idx = order[k * self.batch_size:(k + 1) * self.batch_size]
-            x = self.images.index_select(0, idx).float().div_(255)
-            y = self.labels.index_select(0, idx)
-            if self.train:
-                x = self._augment(x, gen)
-            x = (x - self.mean) / self.std
-            if self.erasing is not None:
-                x = self.erasing(x)
-            if x.shape[1] != self.in_chans:  # grayscale stored once, widened per batch (cheaper to augment)
-                x = x.expand(-1, self.in_chans, -1, -1).contiguous()
+            with _one_thread(self.device):
+                idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+                x = self.images.index_select(0, idx).float().div_(255)
+                y = self.labels.index_select(0, idx)
+                if self.train:
+                    x = self._augment(x, gen)
+                x = (x - self.mean) / self.std
+                if self.erasing is not None:
+                    x = self.erasing(x)
+                if x.shape[1] != self.in_chans:  # grayscale stored once, widened per batch (cheaper to augment)
+                    x = x.expand(-1, self.in_chans, -1, -1).contiguous()
             self.data_seconds += time.perf_counter() - t0
             yield x, y
 

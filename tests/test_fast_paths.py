@@ -1,0 +1,57 @@
+"""The engine's and builder's fast paths compute what the plain PyTorch ops compute."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ablate.nn.layers import PatchConv, SpatialConv, _tiny_depthwise
+
+
+@pytest.mark.parametrize(("chans", "size", "k", "stride", "bias"),
+                         [(8, 2, 3, 1, True), (8, 2, 3, 2, False), (6, 4, 7, 2, True), (4, 3, 7, 1, True),
+                          (5, 8, 9, 1, False), (4, 1, 7, 1, True)])
+def test_tiny_depthwise_conv_matches_conv2d_forward_and_backward(chans: int, size: int, k: int, stride: int,
+                                                                 bias: bool) -> None:
+    torch.manual_seed(0)
+    conv = SpatialConv(chans, chans, k, stride, padding=k // 2, groups=chans, bias=bias)
+    x = torch.randn(3, chans, size, size).contiguous(memory_format=torch.channels_last)
+    assert _tiny_depthwise(x, conv.weight, conv.groups) == (2 * size * size <= 3 * k * k)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = conv(xa)
+    ref = F.conv2d(xb, conv.weight, conv.bias, stride, k // 2, 1, chans)
+    grad = torch.randn_like(ref)
+    got = torch.autograd.grad(out, [xa, *conv.parameters()], grad)
+    want = torch.autograd.grad(ref, [xb, *conv.parameters()], grad)
+    torch.testing.assert_close(out, ref)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("chans", "out", "size", "k"), [(1, 8, 32, 4), (6, 12, 8, 2), (4, 8, 7, 2)])
+def test_patch_conv_matches_conv2d_forward_and_backward(chans: int, out: int, size: int, k: int) -> None:
+    torch.manual_seed(0)
+    conv = PatchConv(chans, out, k, k)
+    x = torch.randn(3, chans, size, size).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got_out, want_out = conv(xa), F.conv2d(xb, conv.weight, conv.bias, k)
+    torch.testing.assert_close(got_out, want_out, rtol=1e-4, atol=1e-5)
+    assert got_out.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(want_out)
+    got = torch.autograd.grad(got_out, [xa, *conv.parameters()], grad)
+    want = torch.autograd.grad(want_out, [xb, *conv.parameters()], grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_erasing_noise_is_standard_normal_on_erased_pixels_only() -> None:
+    from ablate.train.data import BatchErasing
+
+    torch.manual_seed(0)
+    x = torch.full((2000, 3, 16, 16), 7.0)
+    out = BatchErasing(0.5)(x)
+    erased = out != 7.0
+    assert (erased.all(1) == erased.any(1)).all()  # every channel of an erased pixel
+    noise = out[erased]
+    assert abs(noise.mean().item()) < 0.02 and abs(noise.std().item() - 1) < 0.02
