@@ -1,12 +1,13 @@
 """Iso-cost variants (`match:` in a study): the width multiplier that puts a network's cost on a target.
 
 Along a width multiplier m (every stage's width and the stem's, times m) a network's cost is Q m^2 + L m:
-dense convs, whose input and output both widen, are the quadratic part; the stem conv, depthwise convs,
-norms and the classifier the linear part. One count of the built network (fvcore's FLOPs per module, or
-the parameters per module) splits its cost into Q and L, the quadratic's root gives the next multiplier,
-the widths are rounded to the divisor, and that network is counted again, until a count lands within the
-tolerance (2-3 counts). Every FLOP count goes to the count cache: `ablate flops` then reads the matched
-networks from it.
+dense convs, whose input and output both widen, are the quadratic part; the stem conv, depthwise convs and
+the classifier the linear part. One forward on the meta device profiles every conv/linear layer (its
+multiply-adds, or every layer's parameters); rescaled by channel counts, the profile predicts the cost of
+the same network at any widths exactly (spatial sizes do not change with width). The quadratic's root gives
+the first multiplier, a few predictions settle the rounded widths, and the chosen network is counted by
+fvcore, which also calibrates the prediction for what it leaves out (norm layers). That count goes to the
+count cache: `ablate flops` then reads the matched networks from it.
 
 Solutions are cached too (`<cache>/match/`), readable without torch: `ablate.config.load` looks there first
 and imports this module's counting side (torch, in forked workers) only for what it has not solved before.
@@ -27,7 +28,6 @@ from ablate.config.net import NetConfig
 
 SOLVE_VERSION = 1  # bump when what a solution means changes
 MAX_MULTIPLIER = 8.0  # as `scale.width`
-MAX_COUNTS = 6
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,10 @@ class Job:
     train_of: Callable[[NetConfig], tuple[NetConfig, int]] | None = field(default=None, compare=False)
 
     def key(self) -> str:
-        blob = {k: v for k, v in asdict(self).items() if k != "train_of"}
-        blob["v"] = SOLVE_VERSION
+        from .counts import COUNT_VERSION
+
+        blob = {k: getattr(self, k) for k in ("net", "metric", "target", "tolerance", "divisor", "image_size")}
+        blob["v"] = (SOLVE_VERSION, COUNT_VERSION)  # a solution is only as good as the counts it was solved on
         return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
