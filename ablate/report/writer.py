@@ -344,9 +344,9 @@ def _md_cell(text: str) -> str:
 
 
 def _md(text: str) -> str:
-    """Text from a study (names, descriptions, reasons) escaped as report.html escapes it: markup in it is
-    shown, never rendered (markdown viewers render raw HTML)."""
-    return html.escape(str(text), quote=False)
+    """Text from a study (names, descriptions, reasons) with its HTML shown, never rendered (markdown viewers
+    render raw HTML; report.html escapes it too): `<` and `&` escaped, `->` left readable."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;")
 
 
 def _markdown(blocks: list[Block]) -> str:
