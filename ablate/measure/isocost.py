@@ -232,6 +232,11 @@ class Profile:
                 macs[name] = macs.get(name, 0.0) + out.numel() * per_out
             return record
 
+        keep = nn.Conv2d | nn.Linear | nn.MaxPool2d | nn.AdaptiveAvgPool2d | nn.Identity
+        for name, m in _leaves(model):  # norms, activations, GRN, layer scale keep shapes and cost no MACs here:
+            if not isinstance(m, keep):  # off, so the meta forward skips their slow Python meta kernels
+                parent, _, attr = name.rpartition(".")
+                setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
         handles = [m.register_forward_hook(hook(name)) for name, m in _leaves(model)
                    if isinstance(m, nn.Conv2d | nn.Linear)]
         with torch.no_grad():
