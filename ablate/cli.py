@@ -18,6 +18,20 @@ app = typer.Typer(
          "and the training recipe. See studies/ for examples and README.md for the field reference.",
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ablate import __version__
+
+        print(f"ablate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                    help="Print ablate's version and exit.")] = False) -> None:
+    """Architecture ablation studies of ConvNets."""
+
+
 StudyArg = Annotated[Path, typer.Argument(help="The study file (YAML).", show_default=False)]
 SetOpt = Annotated[list[str] | None, typer.Option(
     "--set", "-s", metavar="KEY=VALUE",
@@ -71,10 +85,12 @@ def flops(
     gflops: at the paper's scale (unscaled network, measure.flops_image_size, 3 channels, 1000 classes;
     one multiply-add = one FLOP, counted by fvcore in eval mode). gflops_train: the network as trained
     (after `scale:`, at the data's image size, channels and classes). Counts are cached.
+    changes: every resolved network/recipe/data field that differs from the previous step (or, for
+    variants and grids, from the first variant); in full with --format json or csv.
     """
     if format not in ("table", "csv", "json"):
         raise StudyError("--format", "", f"unknown format '{format}'; valid: table, csv, json")
-    from ablate.config.load import load_study
+    from ablate.config.load import changes_text, load_study
 
     loaded = load_study(study, set_ or [])
     _check_sizes(loaded, allow_large)
@@ -89,16 +105,25 @@ def flops(
         parts = pd.DataFrame([b if isinstance(b, dict) else {} for b in df["breakdown"]]).add_prefix("gflops_")
         df = pd.concat([df, parts], axis=1)
     df = df.drop(columns=["breakdown"], errors="ignore")
+    df["changes"] = [changes_text({k: tuple(ab) for k, ab in (c or {}).items()}, limit=50 if format == "csv" else 3)
+                     for c in df["changes"]]
     if format == "csv":
         df.to_csv(sys.stdout, index=False)
         return
     cols = ["name", "group", "id", "params", "gflops", "gflops_train", "ref_gflops"]
+    cols[4:4] = ["width_mult"] if df["width_mult"].notna().any() else []  # `match:`: the solved multiplier
     cols += [c for c in df.columns if c.startswith("gflops_") and c != "gflops_train"]
     if df["ref_gflops"].isna().all():
         cols.remove("ref_gflops")
+    if df["changes"].astype(bool).any():
+        cols.append("changes")
     show = df[cols].copy()
     show["group"] = show["group"].fillna("-")
     show["params"] = show["params"].map(lambda p: f"{int(p):,}" if p == p and p is not None else "-")
+    if "changes" in show:  # text reads left-aligned: pad the cells and the header to one width
+        width = max(len("changes"), *map(len, show["changes"]))
+        show["changes"] = show["changes"].str.ljust(width)
+        show = show.rename(columns={"changes": "changes".ljust(width)})
     print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.3f}"))
 
 
@@ -249,13 +274,16 @@ def worker(
 
 @app.command()
 def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
-           results: ResultsOpt = Path("results")) -> None:
-    """Done / running / failed / queued trials of a study, and the best so far."""
+           results: ResultsOpt = Path("results"), heartbeat: HeartbeatOpt = None, grace: GraceOpt = None) -> None:
+    """Done / running / failed / queued trials of a study, and the best so far.
+
+    A trial whose worker died reads as interrupted: on this machine's journal when its process is gone; on an
+    RDB storage when it sent no heartbeat for the grace period (give the workers' --heartbeat/--grace)."""
     from ablate.config.load import load_study
     from ablate.sweep.ledger import Ledger
 
     loaded = load_study(study, set_ or [])
-    ledger = Ledger(loaded, storage, results, readonly=True)  # reads only: writes and creates nothing
+    ledger = Ledger(loaded, storage, results, heartbeat, grace, readonly=True)  # reads only: writes nothing
     ledger.expect_current_data()
     _print_status(ledger, to=sys.stdout)
 
@@ -278,6 +306,33 @@ def report(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None, res
 
     loaded = load_study(study, set_ or [])
     for path in write_report(loaded, results, out, storage):
+        print(path)
+
+
+@app.command()
+def compare(studies: Annotated[list[Path], typer.Argument(help="Two or more study files (YAML).", show_default=False)],
+            storage: StorageOpt = None, results: ResultsOpt = Path("results"), out: OutOpt = Path("reports"),
+            name: Annotated[str | None, typer.Option(help="Name of the comparison (reports/compare-<name>/); "
+                                                     "default: the study names joined by '-'.")] = None) -> None:
+    """Several studies side by side (e.g. one roadmap under proxies of different budgets): per step the mean
+    and 95 % interval of each, the paper's value, Spearman rho with the paper (levels and changes) with
+    bootstrap intervals, the paper's sign on the big steps, and each study's cost (trained images,
+    trial-seconds, wall). Writes reports/compare-<name>/compare.md, compare.html, compare.png, compare.csv.
+
+    Steps are matched by name; steps not shared by every study are listed. A study never run is an error
+    (exit 2) and nothing is written.
+    """
+    from ablate.config.load import load_study
+    from ablate.report.compare import write_compare
+
+    if len(studies) < 2:
+        raise StudyError(str(studies[0]) if studies else "compare", "", "give at least two study files to compare")
+    loaded = [load_study(s) for s in studies]
+    names = [s.name for s in loaded]
+    if len(set(names)) < len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise StudyError(str(studies[names.index(dup)]), "name", f"'{dup}' is given twice: compare different studies")
+    for path in write_compare(loaded, results, out, name, storage):
         print(path)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy
+from ablate.config.load import LoadedStudy, changes_text
 
 from . import analysis as A
 
@@ -53,6 +53,15 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
         notes.append(f"trials of {len(other)} variant(s) in the ledger belong to another version of the study "
                      f"(their variant ids differ from this study file's, e.g. other `--set` overrides) and are "
                      f"left out: {', '.join(sorted(map(str, other)))}.")
+    search = loaded.study.search
+    if search is not None and search.bounded:  # a complexity-bounded search: what its cost window let through
+        from ablate.measure.bounds import search_counts
+
+        n = search_counts(ledger.trials())
+        notes.append(f"cost window ({'GFLOPs ' + str(list(search.flops)) if search.flops else ''}"
+                     f"{' ' if search.flops and search.params else ''}"
+                     f"{'params ' + str(list(search.params)) if search.params else ''}): {n['accepted']} sampled "
+                     f"configuration(s) accepted and trained, {n['rejected']} rejected by a count before training.")
     for note in (ledger.version_note(), f"{(df['status'] == 'stale').sum()} finished trial(s) were trained on "
                  "other data than data.root holds now (stale) and are not counted as done."
                  if (df["status"] == "stale").any() else None):
@@ -107,8 +116,11 @@ def read_metrics(study_dir: Path, df: pd.DataFrame) -> pd.DataFrame:
         if path.is_file():
             try:
                 m = pd.read_csv(path)
-            except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            except (ValueError, OSError):  # empty, garbage, not UTF-8: a damaged curve is left out
                 continue
+            if not {"epoch", "top1", "train_loss"} <= set(m.columns):
+                continue
+            m = m.assign(epoch=pd.to_numeric(m["epoch"], errors="coerce")).dropna(subset=["epoch"])
             if len(m):
                 frames.append(m.assign(id=row.id, seed=row.seed, status=row.status))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -145,7 +157,9 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
     kind = loaded.kind
     table = A.variant_table(df, kind)
     dataset = loaded.study.data.dataset
-    table, baseline = A.vs_baseline(table)
+    table, baseline = A.vs_baseline(table, df)
+    table["changes"] = table["id"].map({v.id: changes_text(v.changes, limit=4) for v in loaded.variants})
+    agree = A.agreement(table, df, kind) if kind != "search" else None
     curves = A.curve_table(read_metrics(study_dir, df), table)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -166,15 +180,15 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
 
     name = loaded.name
     if kind == "steps":
-        save(C.roadmap_chart(table, baseline, dataset, f"{name}: the roadmap, step by step"), "roadmap",
-             "Roadmap: measured top-1 per step (left) and the change vs the baseline step, measured vs the "
-             "paper (right).", svg=True)
+        save(C.roadmap_chart(table, baseline, dataset, f"{name}: the roadmap, step by step", agree), "roadmap",
+             "Roadmap: measured top-1 per step with 95 % intervals over seeds (left) and the change vs the "
+             "baseline step, measured (paired 95 % interval) vs the paper (right).", svg=True)
     grid_keys = list(loaded.study.grid) if kind == "grid" else []
     gtable = A.grid_table(table, grid_values(loaded)) if grid_keys else table
     for key in grid_keys:
         effect = A.grid_effect(gtable, key, [k for k in grid_keys if k != key])
         save(C.grid_field_chart(effect, key, dataset, f"{name}: top-1 vs {key}"), f"grid_{_slug(key)}",
-             f"Top-1 against {key} (error bars: seed std).")
+             f"Top-1 against {key} (error bars: 95 % interval over seeds).")
     if len(grid_keys) == 2:
         save(C.grid_heatmap(gtable, (grid_keys[0], grid_keys[1]), dataset, f"{name}: {grid_keys[0]} × "
              f"{grid_keys[1]}"), "heatmap", f"Mean top-1 over {grid_keys[0]} and {grid_keys[1]}.")
@@ -197,12 +211,14 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
         except Exception as e:  # a report without the search charts beats no report
             notes.append(f"search charts not drawn: {type(e).__name__}: {e}")
 
-    blocks = _blocks(loaded, df, table, gtable, grid_keys, notes, images)
+    blocks = _blocks(loaded, df, table, gtable, grid_keys, notes, images, agree)
     md = out / "report.md"
     md.write_text(_markdown(blocks))
     page = out / "report.html"
     page.write_text(_html(blocks, out, f"{name} — ablate report"))
-    written += [md, page]
+    tex = out / "results.tex"
+    tex.write_text(_latex(_result_table(gtable, kind, grid_keys), f"{name}: {loaded.study.description}"))
+    written += [md, page, tex]
     seconds = time.perf_counter() - t0
     md.write_text(md.read_text() + f"\n_Report generated in {seconds:.1f} s._\n")
     return written
@@ -225,8 +241,22 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def _schedule(r: Any) -> str:
+    """The resolved recipe, schedule included, in one line."""
+    if r.sched == "step":
+        sched = f"step decay ×0.1 at epochs {'/'.join(f'{m:g}' for m in r.decay_milestones)}"
+    else:
+        sched = f"cosine to {r.min_lr:g}"
+    return (f"`{r.preset}`: {r.epochs} epochs, batch {r.batch_size}, {r.opt} lr {r.learning_rate:g}, weight decay "
+            f"{r.weight_decay:g}, {r.warmup_epochs:g} warmup epochs then {sched}, mixup {r.mixup:g} / cutmix "
+            f"{r.cutmix:g}, RandAugment {r.randaugment or 'off'}, random erasing {r.random_erasing:g}, label "
+            f"smoothing {r.label_smoothing:g}, stochastic depth {r.drop_path if r.drop_path is not None else 'net'},"
+            f" EMA {r.ema if r.ema is not None else 'off'}")
+
+
 def _blocks(loaded: LoadedStudy, df: pd.DataFrame, table: pd.DataFrame, gtable: pd.DataFrame,
-            grid_keys: list[str], notes: list[str], images: list[tuple[str, str]]) -> list[Block]:
+            grid_keys: list[str], notes: list[str], images: list[tuple[str, str]],
+            agree: dict[str, Any] | None = None) -> list[Block]:
     s = loaded.study
     r = s.recipe
     d = s.data
@@ -235,13 +265,8 @@ def _blocks(loaded: LoadedStudy, df: pd.DataFrame, table: pd.DataFrame, gtable: 
     status = ", ".join(f"{counts[k]} {A.STATE_LABEL.get(k, k) if k != 'done' else 'done'}" for k in order
                        if k in counts)
     devices = ", ".join(sorted({str(x) for x in df.get("device", pd.Series(dtype=str)).dropna()})) or "—"
-    recipe_bits = [f"`{r.preset}`", f"{r.epochs} epochs", f"batch {r.batch_size}", f"{r.opt} lr {r.learning_rate:g}",
-                   f"weight decay {r.weight_decay:g}", f"{r.sched} schedule, {r.warmup_epochs:g} warmup epochs",
-                   f"mixup {r.mixup:g} / cutmix {r.cutmix:g}", f"RandAugment {r.randaugment or 'off'}",
-                   f"label smoothing {r.label_smoothing:g}", f"EMA {r.ema if r.ema is not None else 'off'}"]
-    recipes = sorted({str(x) for x in df.get("recipe", pd.Series(dtype=str)).dropna()})
-    if len(recipes) > 1:
-        recipe_bits.append(f"(steps use recipes: {', '.join(recipes)})")
+    recipes = list(dict.fromkeys(v.recipe for v in loaded.variants)) or [r]
+    recipe_lines = [_schedule(x) for x in recipes]
     data_bits = [f"`{d.dataset}`", f"{d.resolved('image_size')} px"]
     data_bits += [f"train subset {d.train_subset}"] if d.train_subset else []
     data_bits += [f"val subset {d.val_subset}"] if d.val_subset else []
@@ -255,7 +280,8 @@ def _blocks(loaded: LoadedStudy, df: pd.DataFrame, table: pd.DataFrame, gtable: 
             f"seed{'s' * (len(s.seeds) != 1)} = {n_var * len(s.seeds)} trials)",
             f"trials: {status}",
             "data: " + ", ".join(data_bits),
-            "recipe: " + ", ".join(recipe_bits),
+            *(f"recipe{f' {i + 1} of {len(recipe_lines)}' if len(recipe_lines) > 1 else ''}: {line}"
+              for i, line in enumerate(recipe_lines)),
             f"scale: width × {s.scale.width:g}, depth × {s.scale.depth:g} (GFLOPs are counted at the paper's scale: "
             f"unscaled network, {s.measure.flops_image_size} px, 3 channels, 1000 classes)",
             f"seeds: {', '.join(map(str, s.seeds))}",
@@ -266,7 +292,7 @@ def _blocks(loaded: LoadedStudy, df: pd.DataFrame, table: pd.DataFrame, gtable: 
     ]
     for note in notes:
         blocks.append(("p", f"**Note:** {note}"))
-    blocks += [("h", 2, "Findings"), ("ul", A.findings(table, loaded.kind))]
+    blocks += [("h", 2, "Findings"), ("ul", A.findings(table, loaded.kind, agree))]
     blocks += [("h", 2, "Results"), _result_table(gtable, loaded.kind, grid_keys)]
     blocks.append(("p", _table_legend(table, loaded.kind)))
     blocks.append(("h", 2, "Charts"))
@@ -291,47 +317,56 @@ def _one_line(x: Any) -> str:
 
 
 def _result_table(t: pd.DataFrame, kind: str, grid_keys: list[str]) -> Block:
-    vs = "Δ vs prev" if kind == "steps" else "Δ vs first"
-    header = ["#", "name", *grid_keys, "group", "status", "params (M)", "GFLOPs", "train img/s", "infer img/s",
-              "top-1 (mean ± std, n)", vs, "noise", "paper top-1", "paper Δ"]
+    vs = "Δ vs prev [95% CI]" if kind == "steps" else "Δ vs first [95% CI]"
+    header = ["#", "name", *grid_keys, "group", "changes", "status", "params (M)", "GFLOPs", "train img/s",
+              "infer img/s", "top-1 mean [95% CI] (n)", vs, "verdict", "paper top-1", "paper Δ"]
     if kind == "grid":
         header.remove("group")
+        header.remove("changes")  # the grid columns are the changes
     rows = []
     for _, r in t.iterrows():
         top1 = "—"
         if math.isfinite(r["top1_mean"]):
-            top1 = A.fmt(r["top1_mean"]) + (f" ± {A.fmt(r['top1_std'])}" if r["n"] >= 2 else "") + f" (n={r['n']})"
-        p = f", p={r['p']:.2f}" if isinstance(r["p"], float) and math.isfinite(r["p"]) else ""
+            top1 = A.fmt(r["top1_mean"]) + A.fmt_ci(r.get("top1_lo"), r.get("top1_hi")) + f" (n={r['n']})"
+        delta = A.fmt(r["delta"], signed=True) + A.fmt_ci(r["delta_lo"], r["delta_hi"], signed=True)
+        p = f", p={r['p']:.3f}" if isinstance(r["p"], float) and math.isfinite(r["p"]) else ""
         ref = A.fmt(r["ref_top1"]) + (f" ± {A.fmt(r['ref_top1_std'])}" if math.isfinite(r["ref_top1_std"]) else "")
         row = [str(r["index"] + 1), str(r["name"]), *[A._show(r[k]) for k in grid_keys], str(r["group"]),
-               str(r["status"]), A.fmt(r["params"] / 1e6), A.fmt(r["gflops"]), A.fmt(r["train_img_per_s"], 0),
-               A.fmt(r["infer_img_per_s"], 0), top1, A.fmt(r["delta"], signed=True),
+               str(r.get("changes") or "—"), str(r["status"]), A.fmt(r["params"] / 1e6), A.fmt(r["gflops"]),
+               A.fmt(r["train_img_per_s"], 0), A.fmt(r["infer_img_per_s"], 0), top1, delta,
                (str(r["noise"]) + p) if r["noise"] else "", ref if ref != "—" else "—",
                A.fmt(r["ref_delta"], signed=True)]
         if kind == "grid":
-            del row[2 + len(grid_keys)]
+            del row[2 + len(grid_keys): 4 + len(grid_keys)]
         rows.append(row)
     return ("table", header, rows)
 
 
 def _table_legend(t: pd.DataFrame, kind: str) -> str:
     vs = "the previous step (reference rows are not steps)" if kind == "steps" else "the first variant"
-    return (f"Δ: change of mean top-1 vs {vs}, in points. paper: ImageNet-1K top-1 from the study's `reference:` "
-            "(a proxy's accuracies are on another scale: compare changes and orderings, not levels). GFLOPs at "
-            "the paper's scale; img/s measured as trained (median over seeds).")
+    return (f"changes: every resolved network, recipe and data field that differs from {vs} (computed from the "
+            f"configs, not from the names). Δ: change of mean top-1 vs {vs}, in points, with its paired 95 % "
+            "t-interval over shared seeds; verdict: `real` (paired t-test p < 0.05), `within noise`, or not judged "
+            "with one seed. paper: ImageNet-1K top-1 from the study's `reference:` (± the paper's seed std: context "
+            "only, never a verdict's basis; a proxy's accuracies are on another scale: compare changes and "
+            "orderings, not levels). GFLOPs at the paper's scale; img/s measured as trained (median over seeds).")
 
 
 def _method_notes(t: pd.DataFrame, kind: str) -> list[str]:
     sigma = A.typical_seed_std(t)
+    paper = (f" The paper's own seed std (median {A.fmt(sigma)} points on ImageNet) is context, not a basis for "
+             "any verdict here." if math.isfinite(sigma) else "")
     return [
-        "top-1: final-epoch validation top-1 of each finished seed; mean ± sample std (n-1) over seeds.",
-        "noise: with ≥ 2 shared seeds, a paired t-test of the per-seed differences (two-sided, "
-        f"α = {A.ALPHA}); `within noise` means p ≥ α. With 1 seed: |Δ| < 2√2·σ where σ is the paper's "
-        f"typical seed std (median of the references' top1_std: {A.fmt(sigma)} points) → `within paper noise`; "
-        "without a σ the change cannot be judged.",
-        "agreement: Spearman ρ (average ranks for ties) between measured mean top-1 and paper top-1 over steps "
-        "that have both (levels), and between step-to-step changes Δ and paper Δ (changes); reference rows "
-        "(group `reference`) are left out of both.",
+        "top-1: final-epoch validation top-1 of each finished seed; mean with a 95 % Student-t interval over "
+        "seeds (scipy.stats.t).",
+        f"verdict: with ≥ 2 shared seeds, a paired t-test of the per-seed differences (scipy.stats.ttest_rel, "
+        f"two-sided, α = {A.ALPHA}) and the 95 % t-interval of the mean difference; `real` when p < α, "
+        "`within noise` otherwise. With one seed no change is judged." + paper,
+        "agreement: Spearman ρ (scipy.stats.spearmanr) between measured mean top-1 and paper top-1 over steps "
+        "that have both (levels), and between step changes Δ and paper Δ (changes); reference rows (group "
+        "`reference`) are left out. Intervals: percentile bootstrap over seeds (scipy.stats.bootstrap, "
+        f"{A.BOOTSTRAP_RESAMPLES} resamples; the same seed resample for every step). Sign agreement is counted on "
+        f"the steps whose paper change is ≥ {A.BIG_STEP:g} points, larger than the paper's own seed noise.",
         "Pareto front: variants no other variant beats on both top-1 and cost (GFLOPs lower / throughput higher).",
     ]
 
@@ -360,17 +395,26 @@ def _markdown(blocks: list[Block]) -> str:
             lines += [f"- {_md(item)}" for item in b[1]] + [""]
         elif b[0] == "table":
             header, rows = b[1], b[2]
-            lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join("---:" if h in _NUMERIC else "---" for h in header) + "|")
-            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
-            lines.append("")
+            frame = pd.DataFrame([[_md_cell(c) for c in row] for row in rows], columns=header, dtype=str)
+            align = ["right" if h in _NUMERIC else "left" for h in header]
+            lines += [frame.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True), ""]
         elif b[0] == "img":
             lines += [f"![{_md(b[2])}]({b[1]})", ""]
     return "\n".join(lines)
 
 
-_NUMERIC = {"#", "params (M)", "GFLOPs", "train img/s", "infer img/s", "Δ vs prev", "Δ vs first", "paper top-1",
-            "paper Δ", "seed", "attempts"}
+def _latex(table: Block, caption: str) -> str:
+    """The results table as a LaTeX `table` (booktabs rules) for a paper: pandas' Styler, cells escaped."""
+    header, rows = table[1], table[2]
+    frame = pd.DataFrame([[c.replace("`", "") for c in row] for row in rows], columns=header, dtype=str)
+    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    align = "".join("r" if h in _NUMERIC else "l" for h in header)
+    return styler.to_latex(column_format=align, hrules=True, caption=caption.replace("_", r"\_"),
+                           label="tab:ablate-results", position="htbp")
+
+
+_NUMERIC = {"#", "params (M)", "GFLOPs", "train img/s", "infer img/s", "Δ vs prev [95% CI]", "Δ vs first [95% CI]",
+            "paper top-1", "paper Δ", "seed", "attempts"}
 
 
 def _inline(text: str) -> str:

@@ -11,15 +11,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ablate.config.load import changes_text
 from ablate.config.net import NetConfig
 
 from .ledger import RESUMABLE, Ledger
 
 METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
            "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
-COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "status", "attempts", "fail_reason", "model",
+COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "status", "attempts", "fail_reason", "changes", "model",
            *NetConfig.model_fields, "params", "gflops", "params_train", "gflops_train", "image_size", "dataset",
-           "recipe", "epochs_planned", *METRICS, "ref_top1", "ref_top1_std", "ref_gflops", "ref_params"]
+           "recipe", "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops",
+           "ref_params"]
 STATUS = {"COMPLETE": "done", "RUNNING": "running", "WAITING": "queued", "FAIL": "failed", "PRUNED": "skipped"}
 
 
@@ -40,7 +42,7 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
         row: dict[str, Any] = {
             "index": v.index, "name": v.name, "group": v.group, "id": v.id, "trial_id": key, "seed": seed,
             "status": status, "attempts": attempts.get(key, 0), "fail_reason": attrs.get("fail_reason"),
-            "model": v.timm or "ablate",
+            "changes": changes_text(v.changes, limit=50), "model": v.timm or "ablate",
         }
         net = v.train_net.model_dump(mode="json") if v.train_net else {}
         for field in NetConfig.model_fields:
@@ -51,6 +53,9 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
                     "dataset": v.data.dataset, "recipe": v.recipe.preset, "epochs_planned": v.recipe.epochs})
         for m in METRICS:
             row[m] = attrs.get(m)
+        row["started"] = t.datetime_start.isoformat(timespec="seconds") if t is not None and t.datetime_start else None
+        row["finished"] = (t.datetime_complete.isoformat(timespec="seconds")
+                           if t is not None and t.datetime_complete else None)
         row.update({"ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
                     "ref_gflops": ref.gflops if ref else None, "ref_params": ref.params if ref else None})
         rows.append(row)
@@ -63,20 +68,28 @@ def results_frame(ledger: Ledger, counts: list[dict[str, Any]] | None = None) ->
     return pd.DataFrame(result_rows(ledger, counts), columns=COLUMNS)
 
 
-def summary(df: Any) -> Any:
-    """Per variant over its finished seeds: mean, std and n of the accuracy and speed columns."""
+def summary(df: Any, kind: str = "steps") -> Any:
+    """Per variant over its finished seeds: mean, std, n and the 95 % t-interval of top-1, the change vs the
+    previous step (`steps`) or the first variant (otherwise) with its paired 95 % interval, p and verdict,
+    and the medians of the speed columns (ablate.report.analysis computes them; see its evidence rules)."""
     import pandas as pd
+
+    from ablate.report.analysis import variant_table
 
     done = df[df["status"] == "done"]
     keys = ["index", "name", "group", "id"]
-    base = df.drop_duplicates("id")[keys + ["params", "gflops", "gflops_train", "ref_top1", "ref_gflops"]]
+    base = df.drop_duplicates("id")[keys + ["changes", "params", "gflops", "gflops_train", "ref_top1", "ref_gflops"]]
     if done.empty:
         return base.assign(n=0)
-    agg = done.groupby("id").agg(
-        top1_mean=("top1", "mean"), top1_std=("top1", "std"), n=("top1", "size"), top5_mean=("top5", "mean"),
-        ema_top1_mean=("ema_top1", "mean"), train_img_per_s=("train_img_per_s", "median"),
-        infer_img_per_s=("infer_img_per_s", "median"), wall_seconds=("wall_seconds", "sum"))
-    out = base.merge(agg.reset_index(), on="id", how="left")
+    agg = done.groupby("id").agg(top5_mean=("top5", "mean"), ema_top1_mean=("ema_top1", "mean"),
+                                 wall_seconds=("wall_seconds", "sum"))
+    table = variant_table(df.assign(fail_reason=df.get("fail_reason")), kind)
+    cols = {"top1_mean": "top1_mean", "top1_std": "top1_std", "top1_lo": "top1_ci_low", "top1_hi": "top1_ci_high",
+            "n": "n", "vs": "delta_vs", "delta": "delta", "delta_lo": "delta_ci_low", "delta_hi": "delta_ci_high",
+            "p": "delta_p", "noise": "verdict", "train_img_per_s": "train_img_per_s",
+            "infer_img_per_s": "infer_img_per_s"}
+    stats = table[["id", *cols]].rename(columns=cols)
+    out = base.merge(stats, on="id", how="left").merge(agg.reset_index(), on="id", how="left")
     out["n"] = out["n"].fillna(0).astype(int)
     return pd.DataFrame(out).sort_values("index")
 
@@ -103,7 +116,8 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) ->
     _atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
     with contextlib.suppress(ImportError):  # pyarrow missing: the CSV is the table of record
         _atomic(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
-    _atomic(out / "summary.csv", lambda p: summary(df).to_csv(p, index=False, float_format="%.4f"))
+    kind = ledger.loaded.kind
+    _atomic(out / "summary.csv", lambda p: summary(df, kind).to_csv(p, index=False, float_format="%.4f"))
     return out / "results.csv"
 
 
