@@ -139,3 +139,26 @@ def test_a_full_disk_before_any_training_is_one_line(tmp_path: Path, small_disk:
     (small_disk / "filler").unlink()
     r = run_cli("status", str(path), "--results", str(small_disk), cwd=tmp_path)
     assert r.returncode == 0, r.stderr  # the ledger is still readable
+
+
+def test_a_dead_worker_on_an_rdb_ledger_reads_as_interrupted(tmp_path: Path) -> None:
+    """SQLite as the RDB storage (heartbeats like PostgreSQL): once the grace period has passed without a
+    heartbeat, `status` shows the killed worker's trial as interrupted, without writing anything."""
+    path = tmp_path / "rdb.yaml"
+    path.write_text(LONG.format(name="rdb"))
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    beat = ["--storage", url, "--heartbeat", "1", "--grace", "3"]
+    proc = subprocess.Popen([sys.executable, "-m", "ablate", "run", str(path), "--results", str(tmp_path / "results"),
+                             *beat], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "ABLATE_OFFLINE": "1"})
+    metrics = tmp_path / "results" / "rdb" / "trials"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(m.stat().st_size > 100 for m in metrics.glob("*/metrics.csv")):
+        time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    before = (tmp_path / "ledger.db").read_bytes()
+    time.sleep(4)  # the grace period passes without a heartbeat
+    r = run_cli("status", str(path), *beat, cwd=tmp_path)
+    assert r.returncode == 0 and "1 interrupted" in r.stdout and "stopped sending heartbeats" in r.stdout, r.stdout
+    assert (tmp_path / "ledger.db").read_bytes() == before

@@ -285,7 +285,13 @@ def test_report_is_built_from_the_ledger_not_results_csv(cli, tmp_path: Path, da
 # ---------------------------------------------------------------- 6. environment faults
 
 
-@pytest.mark.parametrize("device", ["foo", "cuda:99", "tpu"])
+def _no_gpu() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("device", ["foo", "cuda:99", "tpu", *(["cuda"] if _no_gpu() else [])])
 def test_a_bad_device_is_one_line_before_anything_is_written(cli, tmp_path: Path, device: str) -> None:
     path = write_study(tmp_path)
     for command in ("run", "worker"):
@@ -374,6 +380,27 @@ def test_exit_1_when_a_trial_failed_after_finishing_the_rest(cli, tmp_path: Path
     assert cli("run", str(path))[0] == 1  # still not everything asked for is done
     code, _, err = cli("worker", str(path))
     assert code == 0  # nothing was queued for it, nothing failed
+    code, _, err = cli("run", str(path), "--retry-failed", "--enqueue-only")
+    assert code == 0, err
+    code, _, err = cli("worker", str(path))  # a worker whose trial failed
+    assert code == 1 and error_lines(err)[-1] == f"{path}: 1 of 1 trials this worker ran failed (see `ablate status`)"
+
+
+def test_an_empty_data_root_is_an_error(cli, tmp_path: Path) -> None:
+    path = write_study(tmp_path, data="{dataset: fashion-mnist, root: ''}")
+    code, _, err = cli("validate", str(path))
+    assert code == 2 and error_lines(err)[0].startswith(f"{path}: data.root: ")
+
+
+def test_report_with_damaged_curves(cli, tmp_path: Path) -> None:
+    path = write_study(tmp_path, variants="  - {name: a}\n  - {name: b, set: {kernel_size: 5}}\n")
+    assert cli("run", str(path))[0] == 0
+    a, b = sorted((tmp_path / "results" / "s" / "trials").glob("*/metrics.csv"))
+    a.write_bytes(b"\x89PNG\x00\xff garbage")
+    b.write_text("epoch,top1,train_loss\nx,y,z\n")
+    code, _, err = cli("report", str(path))
+    assert code == 0, err
+    assert "2 done" in (tmp_path / "reports" / "s" / "report.md").read_text()
 
 
 # ---------------------------------------------------------------- 13. reports and exports that always work

@@ -52,7 +52,8 @@ class DataSpec(_Strict):
 
     dataset: Literal["fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic"] = Field(
         "fashion-mnist", description="Data source.")
-    root: str | None = Field(None, description="Folder holding the data; null = the usual places (see README).")
+    root: str | None = Field(None, min_length=1, description="Folder holding the data (used, or an error: never "
+                             "another copy); null = the usual places (see README).")
     image_size: int | None = Field(None, gt=0, description="Training/eval resolution; null = the dataset's own.")
     in_chans: int | None = Field(None, gt=0, description="Input channels; null = the dataset's.")
     num_classes: int | None = Field(None, gt=0, description="Classes; null = the dataset's (imagefolder: its folders).")

@@ -409,6 +409,7 @@ class Ledger:
             return []
         out = []
         host = socket.gethostname()
+        stale = self._stale_ids()
         for t in self.storage.get_all_trials(self.sid, deepcopy=False):
             if t.state == TrialState.FAIL and "fail_kind" not in t.user_attrs:
                 t = copy.copy(t)  # never edit the storage's own object
@@ -419,8 +420,21 @@ class Ledger:
                 t.state = TrialState.FAIL
                 t.user_attrs = {**t.user_attrs, "fail_kind": "died",
                                 "fail_reason": f"worker process {t.user_attrs.get('pid')} died"}
+            elif t.state == TrialState.RUNNING and t._trial_id in stale:  # its worker stopped sending heartbeats
+                t = copy.copy(t)
+                who = f"{t.user_attrs.get('host', '?')} pid {t.user_attrs.get('pid', '?')}"
+                t.state = TrialState.FAIL
+                t.user_attrs = {**t.user_attrs, "fail_kind": "died", "fail_reason": f"worker {who} {STALE_REASON}"}
             out.append(t)
         return out
+
+    def _stale_ids(self) -> set[int]:
+        """RDB storages with heartbeats: the running trials whose heartbeat is older than the grace period
+        (read only; a worker fails and retries them). optuna has no public reader for this: its private one,
+        when there."""
+        get = getattr(self.storage, "_get_stale_trial_ids", None) if self.heartbeat else None
+        if not callable(get):
+            return set()
 
     # ---- provenance: code version and data fingerprint
 
