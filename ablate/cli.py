@@ -100,6 +100,10 @@ def flops(
         return
     import pandas as pd
 
+    if not rows:  # a tpe/random search: its variants are sampled while it runs
+        print(f"{study}: a {loaded.study.search.sampler} search samples its variants while it runs: nothing to count "
+              "before `ablate run` (its status and report show each sampled variant's FLOPs)", file=sys.stderr)
+        return
     df = pd.DataFrame(rows)
     if breakdown and "breakdown" in df:
         parts = pd.DataFrame([b if isinstance(b, dict) else {} for b in df["breakdown"]]).add_prefix("gflops_")

@@ -11,6 +11,7 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
+from timm.layers.grn import GlobalResponseNorm
 
 from ablate.config.net import NetConfig
 
@@ -30,8 +31,8 @@ def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bi
 
 
 class Block(nn.Module):
-    """Residual block: conv1 -> norm1 -> act1 -> conv2 -> norm2 -> act2 -> conv3 -> norm3
-    -> layer scale -> drop path, + shortcut -> act3. Absent norms/acts are Identity.
+    """Residual block: conv1 -> norm1 -> act1 -> conv2 -> norm2 -> act2 -> grn -> conv3 -> norm3
+    -> layer scale -> drop path, + shortcut -> act3. Absent norms/acts (and grn) are Identity.
 
     `spatial_first` puts the k x k conv first (ConvNeXt) instead of in the middle (ResNet).
     `norms`/`acts` say which conv is followed by a norm / activation (acts[2]: after the add).
@@ -40,7 +41,7 @@ class Block(nn.Module):
     def __init__(self, in_chs: int, out_chs: int, hidden: int, stride: int, kernel_size: int,
                  groups: int | str, spatial_first: bool, norms: tuple[bool, bool, bool],
                  acts: tuple[bool, bool, bool], layers: LayerFn, layer_scale: float | None = None,
-                 drop_path: float = 0.0, project_norm: bool = True):
+                 drop_path: float = 0.0, project_norm: bool = True, grn: bool = False):
         super().__init__()
         if spatial_first:  # k x k on the input width, then 1x1 up to hidden, 1x1 down to out
             widths = [(in_chs, in_chs, kernel_size, stride), (in_chs, hidden, 1, 1), (hidden, out_chs, 1, 1)]
@@ -61,6 +62,8 @@ class Block(nn.Module):
                                           for i in (1, 2, 3))
         if self.nhwc:
             self.conv2.nhwc = self.conv3.nhwc = True
+        # ConvNeXt V2's GRN on the last conv's input (timm: `mlp.grn`, laid out as the tensor it sees)
+        self.grn = GlobalResponseNorm(widths[2][0], eps=1e-6, channels_last=self.nhwc) if grn else nn.Identity()
         self.layer_scale = LayerScale2d(out_chs, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if stride != 1 or in_chs != out_chs:  # projection shortcut only where shapes change
@@ -77,11 +80,11 @@ class Block(nn.Module):
         if self.nhwc:
             x = self.conv1(x).permute(0, 2, 3, 1)
             x = self.act1(layer_norm_nhwc(self.norm1, x))
-            x = self.act2(layer_norm_nhwc(self.norm2, self.conv2(x)))
+            x = self.grn(self.act2(layer_norm_nhwc(self.norm2, self.conv2(x))))
             x = layer_norm_nhwc(self.norm3, self.conv3(x)).permute(0, 3, 1, 2)
         else:
             x = self.act1(self.norm1(self.conv1(x)))
-            x = self.act2(self.norm2(self.conv2(x)))
+            x = self.grn(self.act2(self.norm2(self.conv2(x))))
             x = self.norm3(self.conv3(x))
         x = self.drop_path(self.layer_scale(x))
         return self.act3(x + shortcut)
@@ -123,13 +126,14 @@ class Head(nn.Module):
 
 
 def make_stem(cfg: NetConfig, layers: LayerFn) -> nn.Sequential:
-    width, no_bias = cfg.stem_out, layers.norm_is_batch
+    width, no_bias = cfg.stem_out, layers.norm_is_batch and cfg.stem_norm
+    norm = layers.norm(width) if cfg.stem_norm else nn.Identity()
     if cfg.stem == "resnet":
         return nn.Sequential(OrderedDict(
-            conv=conv(cfg.in_chans, width, 7, 2, bias=not no_bias), norm=layers.norm(width), act=layers.act(),
+            conv=conv(cfg.in_chans, width, 7, 2, bias=not no_bias), norm=norm, act=layers.act(),
             pool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1)))
     return nn.Sequential(OrderedDict(
-        conv=conv(cfg.in_chans, width, cfg.patch_size, cfg.patch_size, bias=not no_bias), norm=layers.norm(width)))
+        conv=conv(cfg.in_chans, width, cfg.patch_size, cfg.patch_size, bias=not no_bias), norm=norm))
 
 
 class Net(nn.Module):
@@ -160,7 +164,8 @@ class Net(nn.Module):
             for j in range(depth):
                 stride = 2 if (not separate and i > 0 and j == 0) else 1
                 blocks.append(Block(prev, dim, cfg.hidden(i), stride, cfg.kernel_size, cfg.groups, spatial_first,
-                                    norms, acts, layers, cfg.layer_scale, drop_rates[n], cfg.shortcut_norm))
+                                    norms, acts, layers, cfg.layer_scale, drop_rates[n], cfg.shortcut_norm,
+                                    cfg.grn))
                 prev, n = dim, n + 1
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages)

@@ -341,6 +341,8 @@ class Ledger:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # search choices that are lists (dims, depths) are stored as JSON in every optuna storage: no need to warn
+        warnings.filterwarnings("ignore", message="Choices for a categorical distribution", category=UserWarning)
         self.loaded = loaded
         self.dir = Path(results_root) / loaded.name
         self.storage_url = storage
@@ -434,6 +436,10 @@ class Ledger:
         when there."""
         get = getattr(self.storage, "_get_stale_trial_ids", None) if self.heartbeat else None
         if not callable(get):
+            return set()
+        try:
+            return set(get(self.sid))
+        except Exception:  # noqa: BLE001 - unknown: show the trial as running
             return set()
 
     # ---- provenance: code version and data fingerprint
@@ -591,9 +597,11 @@ class Ledger:
 
         from ablate.config.load import search_variant
         from ablate.config.study import Range
+        from ablate.measure.bounds import MAX_REJECTED, out_of_bounds
 
         assert self.search is not None
-        for _ in range(20):  # a sampler may propose a configuration already trained: ask again
+        # a sampler may propose a configuration already trained, or (bounded search) outside the cost window: ask again
+        for _ in range(20 + (MAX_REJECTED if self.search.bounded else 0)):
             if self._search_budget_left() <= 0 and not self.storage.get_all_trials(
                     self.sid, deepcopy=False, states=(TrialState.WAITING,)):
                 return None
@@ -608,6 +616,12 @@ class Ledger:
                 else:
                     params[key] = trial.suggest_categorical(key, dim)
             v = search_variant(self.loaded, params, trial.number)
+            rejected = out_of_bounds(self.loaded, v)  # counted (cached), never trained; no trial_id: no budget used
+            if rejected:
+                self.storage.set_trial_user_attr(trial._trial_id, "rejected", rejected)
+                self.storage.set_trial_user_attr(trial._trial_id, "name", v.name)
+                self.storage.set_trial_state_values(trial._trial_id, TrialState.PRUNED)
+                continue
             seed = self.loaded.study.seeds[0]
             key = v.trial_id(seed)
             if self._done_elsewhere(key, trial.number):
