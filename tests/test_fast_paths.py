@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -55,3 +56,22 @@ def test_batch_erasing_noise_is_standard_normal_on_erased_pixels_only() -> None:
     assert (erased.all(1) == erased.any(1)).all()  # every channel of an erased pixel
     noise = out[erased]
     assert abs(noise.mean().item()) < 0.02 and abs(noise.std().item() - 1) < 0.02
+
+
+def test_decoded_idx_files_are_reused_until_they_change(tmp_path) -> None:  # noqa: ANN001
+    import os
+
+    from ablate.config.study import DataSpec, Recipe
+    from ablate.train.data import load_data
+    from tests.test_data import _fake_fmnist, _write_idx
+
+    root = _fake_fmnist(tmp_path / "fm", gz=False)
+    spec = DataSpec(dataset="fashion-mnist", root=str(root))
+    first = load_data(spec, Recipe(preset="classic"), 0, "cpu").train.images
+    assert load_data(spec, Recipe(preset="classic"), 1, "cpu").train.images is first  # no second decode
+    labels = root / "train-labels-idx1-ubyte"
+    _write_idx(labels, (np.arange(60) + 1) % 10)
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 10**9))
+    again = load_data(spec, Recipe(preset="classic"), 0, "cpu")
+    assert again.train.images is not first
+    assert again.train.labels.tolist() == ((torch.arange(60) + 1) % 10).tolist()
