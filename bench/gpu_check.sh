@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU check of ablate, sized for <= 8 minutes on one GPU with no network: what it finds, the CUDA-marked
 # tests, the quick roadmap at a larger budget on the GPU (time-boxed), and bench/train_step.py against timm.
-# Every step is time-boxed and the script goes on past failures; everything lands in $OUT (or the folder given):
+# Every step is time-boxed (the roadmap gets what is left) and the script goes on past failures; everything lands in $OUT (or the folder given):
 #   summary.txt (the figures), log.txt (every step's output), results.csv (the roadmap's rows).
 #
 #   bench/gpu_check.sh --prepare     # HERE, with network: wheels of what the GPU image lacks + the data -> .gpu/
@@ -136,8 +136,20 @@ say "still missing: ${MISSING:-nothing}"
 HAS_CUDA=$("$PY" -c "import torch; print(int(torch.cuda.is_available()))" 2>/dev/null || echo 0)
 
 say "== CUDA-marked tests"
-step "pytest -m cuda" 150 "$PY" -m pytest -q -m cuda -rs -p no:cacheprovider --continue-on-collection-errors tests/
+step "pytest -m cuda" 120 "$PY" -m pytest -q -m cuda -rs -p no:cacheprovider --continue-on-collection-errors tests/
 grep -E "^(FAILED|ERROR)|[0-9]+ (passed|failed|skipped|error)" "$LOG" | tail -8 | sed 's/^/  /' | tee -a "$SUMMARY"
+
+say "== bench/train_step.py: ablate vs timm ($( [ "$HAS_CUDA" = 1 ] && echo cuda || echo cpu))"
+if [ "$HAS_CUDA" = 1 ]; then
+    step "train_step bf16 224px" 75 "$PY" bench/train_step.py --device cuda --amp bf16 --size 224 --batch 128 \
+        --optimizer adamw --warmup 5 --reps 20
+    step "train_step fp32 224px" 45 "$PY" bench/train_step.py --device cuda --size 224 --batch 64 \
+        --optimizer adamw --warmup 3 --reps 10
+else
+    step "train_step cpu (no GPU)" 60 "$PY" bench/train_step.py --models convnext_tiny --size 32 --batch 8 \
+        --warmup 1 --reps 2
+fi
+grep -E "^(torch |resnet50|convnext_tiny)" "$LOG" | tail -6 | sed 's/^/  /' | tee -a "$SUMMARY"
 
 say "== quick roadmap on the GPU (larger budget, time-boxed)"
 DATA_SET=()
@@ -157,7 +169,7 @@ DEVICE=cuda
 [ "$HAS_CUDA" = 1 ] || { DEVICE=cpu; ROADMAP_SET=(--set "seeds=[0]" --set recipe.epochs=1 \
                           --set data.train_subset=256 --set data.val_subset=256); say "no GPU: a token CPU run"; }
 say "settings: ${ROADMAP_SET[*]} ${DATA_SET[*]} --device $DEVICE"
-step "ablate run roadmap-quick" 240 "$PY" -m ablate run studies/roadmap-quick.yaml --device "$DEVICE" \
+step "ablate run roadmap-quick" $(( $(left) - 20 )) "$PY" -m ablate run studies/roadmap-quick.yaml --device "$DEVICE" \
     --results "$WORK/results" "${ROADMAP_SET[@]}" "${DATA_SET[@]}"
 RESULTS=$(find "$WORK/results" -name results.csv 2>/dev/null | head -1)
 if [ -n "$RESULTS" ]; then
@@ -176,18 +188,6 @@ else
     say "no results.csv (no trial finished)"
 fi
 grep -E "epoch [0-9]+/[0-9]+:" "$LOG" | tail -3 | sed 's/^/  last epoch lines: /' | tee -a "$SUMMARY"
-
-say "== bench/train_step.py: ablate vs timm on $DEVICE"
-if [ "$HAS_CUDA" = 1 ]; then
-    step "train_step bf16 224px" 90 "$PY" bench/train_step.py --device cuda --amp bf16 --size 224 --batch 128 \
-        --optimizer adamw --warmup 5 --reps 20
-    step "train_step fp32 224px" 60 "$PY" bench/train_step.py --device cuda --size 224 --batch 64 \
-        --optimizer adamw --warmup 3 --reps 10
-else
-    step "train_step cpu (no GPU)" 60 "$PY" bench/train_step.py --models convnext_tiny --size 32 --batch 8 \
-        --warmup 1 --reps 2
-fi
-grep -E "^(torch |resnet50|convnext_tiny)" "$LOG" | tail -6 | sed 's/^/  /' | tee -a "$SUMMARY"
 
 say "== done in $(( $(date +%s) - START ))s (budget ${BUDGET}s); full output in log.txt"
 rm -rf "$WORK"
