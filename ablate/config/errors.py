@@ -51,7 +51,8 @@ def from_validation(err: ValidationError, file: str, prefix: str, model: type[Ba
     elif kind == "missing":
         msg = "required field is missing"
     elif given is not None and not isinstance(given, dict | list) and "unknown" not in msg and "got" not in msg:
-        msg = f"{msg} (got {given!r})"
+        shown = repr(given)
+        msg = f"{msg} (got {shown if len(shown) <= 60 else shown[:57] + '...'})"  # a value, never a whole file
     return StudyError(file, join(prefix, loc), msg)
 
 
