@@ -183,9 +183,10 @@ def run(
     from ablate.sweep.results import write_results
     from ablate.sweep.worker import WorkerOptions, run_workers, study_counts, work
 
+    if not enqueue_only:
+        _check_device(device)  # before anything is written (the count cache included); no torch op runs
     counts = _count(loaded, use_cache=True)  # first: its worker processes fork before any torch op runs here
     if not enqueue_only:
-        _check_device(device)
         _check_data(loaded)
     ledger = Ledger(loaded, storage, results, heartbeat, grace, max_retry)
     ledger.expect_current_data()  # results trained on other data (data.root changed) are trained again

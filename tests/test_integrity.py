@@ -292,14 +292,14 @@ def _no_gpu() -> bool:
 
 
 @pytest.mark.parametrize("device", ["foo", "cuda:99", "tpu", *(["cuda"] if _no_gpu() else [])])
-def test_a_bad_device_is_one_line_before_anything_is_written(cli, tmp_path: Path, device: str) -> None:
+def test_a_bad_device_is_one_line_before_anything_is_written(cli, tmp_path: Path, device: str, empty_cache) -> None:
     path = write_study(tmp_path)
     for command in ("run", "worker"):
         code, _, err = cli(command, str(path), "--device", device)
         assert code == 2
         lines = error_lines(err)
         assert len(lines) == 1 and lines[0].startswith(f"--device: '{device}'"), err
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "results").exists() and not empty_cache.exists()  # not even the count cache
 
 
 def test_a_full_disk_while_checkpointing_leaves_the_trial_resumable(cli, tmp_path: Path, monkeypatch) -> None:
