@@ -65,6 +65,21 @@ def test_changes_of_variants_are_against_the_first(tmp_path: Path) -> None:
     assert c.changes == {"recipe.epochs": (300, 7), "recipe.warmup_epochs": (20.0, round(20 * 7 / 300, 4))}
 
 
+def test_step_milestones_are_a_change_only_under_the_step_schedule(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nmodel: {preset: resnet26}\ndata: {dataset: synthetic}\nrecipe: {epochs: 9}\nsteps:\n"
+                    " - {name: classic, set: {recipe.preset: classic}}\n"
+                    " - {name: modern, set: {recipe.preset: modern}}\n"
+                    " - {name: cosine milestones, set: {recipe.decay_milestones: [2, 4]}}\n"
+                    " - {name: step, set: {recipe.sched: step}}\n"
+                    " - {name: step milestones, set: {recipe.decay_milestones: [3]}}\n")
+    classic, modern, cosine_ms, step, step_ms = load_study(path).variants
+    assert "recipe.sched" in modern.changes and "recipe.decay_milestones" not in modern.changes
+    assert cosine_ms.changes == {}  # milestones do nothing under cosine
+    assert set(step.changes) == {"recipe.sched"}
+    assert step_ms.changes == {"recipe.decay_milestones": ([2, 4], [3])}
+
+
 def test_flops_json_has_a_changes_entry_per_step(empty_cache: Path) -> None:
     from typer.testing import CliRunner
 

@@ -373,7 +373,12 @@ def config_changes(before: Variant | None, after: Variant) -> dict[str, tuple[An
     if before is None:
         return {}
     a, b = before.resolved(), after.resolved()
-    return {k: (a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)}
+    changes = {k: (a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)}
+    # Step milestones only act under the step schedule: between two non-step schedules they are not a change,
+    # and a switch to or from `step` is already the `recipe.sched` change.
+    if "recipe.sched" in changes or a.get("recipe.sched") != "step":
+        changes.pop("recipe.decay_milestones", None)
+    return changes
 
 
 def _with_changes(variants: list[Variant], study: Study) -> list[Variant]:

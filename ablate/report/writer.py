@@ -366,7 +366,9 @@ def _method_notes(t: pd.DataFrame, kind: str) -> list[str]:
         "that have both (levels), and between step changes Δ and paper Δ (changes); reference rows (group "
         "`reference`) are left out. Intervals: percentile bootstrap over seeds (scipy.stats.bootstrap, "
         f"{A.BOOTSTRAP_RESAMPLES} resamples; the same seed resample for every step). Sign agreement is counted on "
-        f"the steps whose paper change is ≥ {A.BIG_STEP:g} points, larger than the paper's own seed noise.",
+        f"the steps whose paper change is ≥ {A.BIG_STEP:g} points, larger than the paper's own seed noise. "
+        "With few seeds the bootstrap is coarse (3 seeds have only 10 distinct resamples), so its interval can "
+        "be narrow or sit at the point estimate: read it as a lower bound on the uncertainty.",
         "Pareto front: variants no other variant beats on both top-1 and cost (GFLOPs lower / throughput higher).",
     ]
 
