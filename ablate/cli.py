@@ -181,6 +181,7 @@ def run(
     _check_sizes(loaded, allow_large)
     from ablate.sweep.ledger import Ledger, safe_url
     from ablate.sweep.results import write_results
+    from ablate.sweep.states import Status
     from ablate.sweep.worker import WorkerOptions, run_workers, study_counts, work
 
     if not enqueue_only:
@@ -192,7 +193,7 @@ def run(
     ledger.expect_current_data()  # results trained on other data (data.root changed) are trained again
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
-    print(f"{loaded.name}: {total} trials, {queued['done']} already done, {queued['queued']} queued "
+    print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {queued[Status.QUEUED]} queued "
           f"(ledger: {safe_url(storage) or ledger.dir / 'ledger.journal'})", file=sys.stderr)
     write_results(ledger, counts)
     if enqueue_only:
@@ -205,7 +206,7 @@ def run(
     else:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=queued["done"], desc="trials", unit="trial", file=sys.stderr, disable=None)
+        bar = tqdm(total=total, initial=queued[Status.DONE], desc="trials", unit="trial", file=sys.stderr, disable=None)
 
         def poll() -> None:
             bar.n = sum(1 for t in ledger.latest().values() if t.state.name == "COMPLETE")
@@ -228,15 +229,16 @@ def run(
 def _exit_summary(ledger, study: Path) -> None:
     """Exit 1 with a one-line summary unless every trial asked for is done."""
     from ablate.sweep.results import results_frame
+    from ablate.sweep.states import Status
 
     df = results_frame(ledger)
     total = ledger.search.trials if ledger.search is not None else len(df)
-    done = int((df["status"] == "done").sum())
+    done = int((df["status"] == Status.DONE).sum())
     if done >= total:
         return
-    counts = df[df["status"] != "done"]["status"].value_counts().to_dict()
+    counts = df[df["status"] != Status.DONE]["status"].value_counts().to_dict()
     parts = ", ".join(f"{n} {k}" for k, n in counts.items())
-    hint = " (see `ablate status`; --retry-failed trains failed ones again)" if counts.get("failed") else ""
+    hint = " (see `ablate status`; --retry-failed trains failed ones again)" if counts.get(Status.FAILED) else ""
     print(f"{study}: {done} of {total} trials done; {parts or f'{total - done} not run'}{hint}", file=sys.stderr)
     raise typer.Exit(1)
 
@@ -263,6 +265,7 @@ def worker(
     RDB storage it fails and retries the trials of workers that stopped sending heartbeats.
     """
     from ablate.config.load import load_study
+    from ablate.sweep.states import Status
     from ablate.sweep.worker import WorkerOptions, work
 
     loaded = load_study(study, set_ or [])
@@ -271,9 +274,9 @@ def worker(
     stats = work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials,
                                        heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger,
                                        nproc=nproc_per_node))
-    if stats["failed"]:
-        print(f"{study}: {stats['failed']} of {stats['done'] + stats['failed']} trials this worker ran failed "
-              "(see `ablate status`)", file=sys.stderr)
+    failed, ran = stats[Status.FAILED], stats[Status.DONE] + stats[Status.FAILED]
+    if failed:
+        print(f"{study}: {failed} of {ran} trials this worker ran failed (see `ablate status`)", file=sys.stderr)
         raise typer.Exit(1)
 
 
@@ -393,13 +396,13 @@ def _check_device(device: str | None) -> None:
 
 def _print_status(ledger, to=None) -> None:
     from ablate.sweep.results import results_frame
+    from ablate.sweep.states import Status
 
     to = to or sys.stderr  # looked up now: sys.stderr may have been replaced since import
 
     df = results_frame(ledger)
     counts = df["status"].value_counts().to_dict()
-    order = ["done", "running", "queued", "interrupted", "stale", "failed", "new"]
-    line = ", ".join(f"{counts.get(k, 0)} {k}" for k in order if counts.get(k, 0))
+    line = Status.counts_line(counts)  # every status with a trial, in display order (skipped ones too)
     print(f"{ledger.loaded.name}: {len(df)} trials: {line}", file=to)
     cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
     show = df[cols].copy()
@@ -408,15 +411,15 @@ def _print_status(ledger, to=None) -> None:
     if any(notes.get(k) for k in df["trial_id"]):
         show["note"] = [notes.get(k, "")[:70] for k in df["trial_id"]]
     print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.2f}"), file=to)
-    done = df[df["status"] == "done"]
+    done = df[df["status"] == Status.DONE]
     if not done.empty:
         best = done.loc[done["top1"].idxmax()]
         print(f"best so far: {best['name']} (seed {best['seed']}): top-1 {best['top1']:.2f}", file=to)
     note = ledger.version_note()
     if note:
         print(note, file=to)
-    if counts.get("stale"):
-        print(f"note: {counts['stale']} finished trial(s) were trained on other data than data.root holds now "
+    if counts.get(Status.STALE):
+        print(f"note: {counts[Status.STALE]} finished trial(s) were trained on other data than data.root holds now "
               "(stale): `ablate run` trains them again", file=to)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ablate.config.load import LoadedStudy, Variant
+from ablate.sweep.states import Status
 
 # Samples a search may reject in a row before it gives up on a trial (pycls draws until one fits; a window
 # no configuration of the space reaches must still end).
@@ -90,5 +91,5 @@ def search_counts(trials: list[Any]) -> dict[str, int]:
     cost window, never trained), from the ledger's trials."""
     rejected = sum(1 for t in trials if "rejected" in t.user_attrs)
     accepted = {t.user_attrs["trial_id"] for t in trials if t.user_attrs.get("trial_id")
-                and "rejected" not in t.user_attrs and "skipped" not in t.user_attrs}
+                and "rejected" not in t.user_attrs and Status.SKIPPED not in t.user_attrs}
     return {"accepted": len(accepted), "rejected": rejected}

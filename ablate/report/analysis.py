@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ablate.sweep.states import PARTIAL, Status
+
 # Two steps differ "within noise" when a paired t-test over shared seeds gives p >= ALPHA.
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -29,8 +31,9 @@ BIG_STEP = 0.4
 BOOTSTRAP_RESAMPLES = 2000
 # Groups whose rows are reference models, not steps of the roadmap: no change vs the previous step.
 REFERENCE_GROUPS = ("reference",)
-STATE_LABEL = {"failed": "failed", "new": "not run", "queued": "queued", "running": "running",
-               "interrupted": "interrupted", "skipped": "skipped"}
+STATE_LABEL = {s.value: s.label for s in Status}  # status -> the word reports use ("new" reads "not run")
+# A variant whose seeds differ in status takes the first of these its seeds have (after done / partial).
+_VARIANT_STATE_PRIORITY = (Status.RUNNING, Status.INTERRUPTED, Status.QUEUED, Status.FAILED, Status.SKIPPED)
 UNJUDGED = "not judged (1 seed)"
 
 
@@ -111,24 +114,23 @@ def pareto_mask(cost: Any, value: Any, lower_cost_is_better: bool = True) -> np.
 def _state(statuses: list[str]) -> str:
     """One word for a variant from the statuses of its seeds."""
     s = set(statuses)
-    if s == {"done"}:
-        return "done"
-    if "done" in s:
-        return "partial"
-    for word in ("running", "interrupted", "queued", "failed", "skipped"):
+    if s == {Status.DONE}:
+        return Status.DONE.value
+    if Status.DONE in s:
+        return PARTIAL
+    for word in _VARIANT_STATE_PRIORITY:
         if word in s:
-            return word
-    return "new"
+            return word.value
+    return Status.NEW.value
 
 
 def _status_text(statuses: list[str]) -> str:
     counts = pd.Series(statuses).value_counts()
     if len(counts) == 1:
         word = statuses[0]
-        text = "done" if word == "done" else STATE_LABEL.get(word, word)
+        text = STATE_LABEL.get(word, word)
         return text if len(statuses) == 1 else f"{text} ({len(statuses)} seeds)"
-    order = ["done", "running", "queued", "interrupted", "failed", "new", "skipped"]
-    return ", ".join(f"{counts[k]} {STATE_LABEL.get(k, k) if k != 'done' else 'done'}" for k in order if k in counts)
+    return Status.counts_line(counts.to_dict(), label=True)
 
 
 def variant_table(df: pd.DataFrame, kind: str = "steps") -> pd.DataFrame:
@@ -137,7 +139,7 @@ def variant_table(df: pd.DataFrame, kind: str = "steps") -> pd.DataFrame:
     the same change in the paper's numbers, and a noise verdict for the change (see `noise_verdicts`)."""
     rows = []
     for vid, g in df.sort_values(["index", "seed"]).groupby("id", sort=False):
-        done = g[g["status"] == "done"]
+        done = g[g["status"] == Status.DONE]
         first = g.iloc[0]
         statuses = [str(s) for s in g["status"]]
         top1 = pd.to_numeric(done["top1"], errors="coerce")
@@ -189,7 +191,7 @@ def typical_seed_std(table: pd.DataFrame) -> float:
 
 def seed_values(df: pd.DataFrame) -> dict[str, pd.Series]:
     """variant id -> finished top-1 per seed (a Series indexed by seed)."""
-    done = df[df["status"] == "done"]
+    done = df[df["status"] == Status.DONE]
     return {vid: pd.to_numeric(g.set_index("seed")["top1"], errors="coerce") for vid, g in done.groupby("id")}
 
 
@@ -358,8 +360,8 @@ def curve_table(metrics: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     num = [c for c in ("top1", "ema_top1", "train_loss", "val_loss") if c in metrics]
     m = metrics.copy()
     if "status" in m:  # a variant with finished seeds is drawn from those only (a failed seed's epochs would bias)
-        finished = set(m.loc[m["status"] == "done", "id"])
-        m = m[(m["status"] == "done") | ~m["id"].isin(finished)]
+        finished = set(m.loc[m["status"] == Status.DONE, "id"])
+        m = m[(m["status"] == Status.DONE) | ~m["id"].isin(finished)]
     for c in num:
         m[c] = pd.to_numeric(m[c], errors="coerce")
     out = m.groupby(["id", "epoch"], as_index=False).agg(**{c: (c, "mean") for c in num}, seeds=("seed", "nunique"))
@@ -475,7 +477,7 @@ def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None
                        "like the paper.")
     elif table["ref_top1"].notna().any() and kind == "steps":
         out.append("Too few finished steps with a paper value (< 3) to compare orderings with the paper.")
-    missing = table[~table["state"].isin(["done"])]
+    missing = table[table["state"] != Status.DONE]
     if len(missing):
         out.append("Not (all) finished: " + ", ".join(f"{r['name']} ({r['status']})" for _, r in missing.iterrows())
                    + ".")

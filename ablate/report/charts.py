@@ -15,6 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from ablate.sweep.states import PARTIAL, Status
+
 from .analysis import STATE_LABEL, fmt, pareto_mask
 
 MEASURED, PAPER, MISSING = "#3b6ea8", "#e08a2c", "#b8b8b8"
@@ -128,7 +130,7 @@ def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title
             ax.barh(i, mean[i] - lo, left=lo, height=0.62, color=colors[groups[i]], zorder=2,
                     xerr=err, error_kw={"ecolor": "#222", "capsize": 2.5, "lw": 1})
             text = f"{mean[i]:.2f}" + (f" [{mean[i] - err_lo[i]:.1f}, {mean[i] + err_hi[i]:.1f}]" if has_ci[i] else "")
-            if row.state != "done":
+            if row.state != Status.DONE:
                 text += f" ({row.n}/{row.seeds} seeds)"
             ax.text(mean[i] + err_hi[i] + 0.015 * (hi - lo), i, f"{text}   {gfl}", va="center", fontsize=8)
         else:
@@ -337,7 +339,7 @@ def curves_chart(curves: pd.DataFrame, title: str, dataset: str) -> Figure:
         c = curves[curves["id"] == vid]
         color = cmap(k / max(n - 1, 1) * 0.9)
         state = str(c["state"].iloc[0])
-        ls = "-" if state in ("done", "partial") else "--"
+        ls = "-" if state in (Status.DONE, PARTIAL) else "--"
         label = f"{int(c['index'].iloc[0]) + 1:>2} {c['name'].iloc[0]}"
         if ls == "--":
             label += f" ({STATE_LABEL.get(state, state)})"

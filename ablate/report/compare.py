@@ -18,6 +18,7 @@ import pandas as pd
 
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy
+from ablate.sweep.states import Status
 
 from . import analysis as A
 
@@ -39,7 +40,7 @@ def study_cost(loaded: LoadedStudy, df: pd.DataFrame) -> dict[str, float]:
     """What the finished trials cost: trained images (train-set size x epochs run), trial-seconds (the sum of
     the trials' wall time: CPU- or GPU-seconds of one device each) and wall time from the first trial's start
     to the last one's end when the ledger knows it."""
-    done = df[df["status"] == "done"]
+    done = df[df["status"] == Status.DONE]
     by_id = {v.id: v for v in loaded.variants}
     images = 0.0
     for _, r in done.iterrows():
@@ -59,7 +60,7 @@ def read_study(loaded: LoadedStudy, results_dir: Path, storage: str | None = Non
     from .writer import read_results
 
     df, _notes = read_results(loaded, Path(results_dir) / loaded.name, storage)
-    if not (df["status"] == "done").any():
+    if not (df["status"] == Status.DONE).any():
         raise StudyError(loaded.file, "results", f"no finished trial yet: run `ablate run {loaded.file}` first")
     table = A.variant_table(df, loaded.kind)
     table, _ = A.vs_baseline(table, df)

@@ -5,11 +5,12 @@ heartbeats on RDB storages); this module only decides *what* to enqueue and how 
 
 Trial user attributes: `trial_id` (`<variant id>-s<seed>`), `variant_id`, `name`, `group`,
 `index`, `seed`, `config` (the resolved network/recipe/data as JSON); once running `host`, `pid`;
-once finished the metrics, or `fail_reason`, `fail_kind` (`error` | `interrupted` | `died` | `data` | `io`) and
-`traceback`. Provenance, set when a worker takes the trial: `code_version` (ablate's version and git commit)
-and `data_fingerprint` (of the data files the trial reads, `ablate.train.data.data_fingerprint`). A finished
-trial whose data fingerprint differs from that of the data the study names now is `stale`: not done, and
-trained again.
+once finished the metrics, or `fail_reason`, `fail_kind` (`states.FailKind`: `error` | `interrupted` | `died` |
+`data` | `io`; all but `error` are resumable: queued again by the next `ablate run`) and `traceback`. Statuses
+as shown (done, interrupted, stale, ...): `states.Status`. Provenance, set when a worker takes the trial:
+`code_version` (ablate's version and git commit) and `data_fingerprint` (of the data files the trial reads,
+`ablate.train.data.data_fingerprint`). A finished trial whose data fingerprint differs from that of the data
+the study names now is `stale`: not done, and trained again.
 
 Reading commands (`status`, `report`) open the ledger read-only (`readonly=True`): they append nothing and
 create nothing for a study never run. A journal file whose last record is torn (a full disk, a crash
@@ -51,8 +52,7 @@ import ablate
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, Variant
 
-# Reasons that are not the trial's own fault: such a trial is queued again automatically.
-RESUMABLE = ("interrupted", "died", "data", "io")
+from .states import FailKind, Status, resumable
 
 
 class LedgerError(StudyError):
@@ -416,17 +416,19 @@ class Ledger:
             if t.state == TrialState.FAIL and "fail_kind" not in t.user_attrs:
                 t = copy.copy(t)  # never edit the storage's own object
                 who = f"{t.user_attrs.get('host', '?')} pid {t.user_attrs.get('pid', '?')}"
-                t.user_attrs = {**t.user_attrs, "fail_kind": "died", "fail_reason": f"worker {who} {STALE_REASON}"}
+                t.user_attrs = {**t.user_attrs, "fail_kind": FailKind.DIED.value,
+                                "fail_reason": f"worker {who} {STALE_REASON}"}
             elif t.state == TrialState.RUNNING and not self.heartbeat and _dead_here(t, host):
                 t = copy.copy(t)
                 t.state = TrialState.FAIL
-                t.user_attrs = {**t.user_attrs, "fail_kind": "died",
+                t.user_attrs = {**t.user_attrs, "fail_kind": FailKind.DIED.value,
                                 "fail_reason": f"worker process {t.user_attrs.get('pid')} died"}
             elif t.state == TrialState.RUNNING and t._trial_id in stale:  # its worker stopped sending heartbeats
                 t = copy.copy(t)
                 who = f"{t.user_attrs.get('host', '?')} pid {t.user_attrs.get('pid', '?')}"
                 t.state = TrialState.FAIL
-                t.user_attrs = {**t.user_attrs, "fail_kind": "died", "fail_reason": f"worker {who} {STALE_REASON}"}
+                t.user_attrs = {**t.user_attrs, "fail_kind": FailKind.DIED.value,
+                                "fail_reason": f"worker {who} {STALE_REASON}"}
             out.append(t)
         return out
 
@@ -540,8 +542,9 @@ class Ledger:
 
     def sync(self, retry_failed: bool = False) -> dict[str, int]:
         """Queue every (variant, seed) of the study that is not complete, running or queued.
-        Trials that were interrupted or whose worker died are queued again; failures by their own
-        fault only with `retry_failed`. Returns how many were queued and how many are done."""
+        Failures that are not the trial's own fault (`FailKind.resumable`: interrupted, worker died, data
+        unreadable, disk/file system) are queued again; failures by their own fault only with `retry_failed`.
+        Returns how many were queued (key `Status.QUEUED`) and how many are done (`Status.DONE`)."""
         from optuna.trial import TrialState
 
         self.fail_stale()
@@ -558,12 +561,12 @@ class Ledger:
                     continue
                 if t is not None and t.state in (TrialState.RUNNING, TrialState.WAITING):
                     continue
-                own_fault = t is not None and t.user_attrs.get("fail_kind") not in RESUMABLE
+                own_fault = t is not None and not resumable(t.user_attrs.get("fail_kind"))
                 if t is not None and t.state == TrialState.FAIL and own_fault and not retry_failed:
                     continue
                 self.study.enqueue_trial({}, user_attrs=self._attrs(v, seed), skip_if_exists=False)
                 queued += 1
-        return {"queued": queued, "done": done}
+        return {Status.QUEUED: queued, Status.DONE: done}
 
     def _sync_search(self, latest: dict[str, Any], retry_failed: bool) -> dict[str, int]:
         """A search samples new trials as it runs; here only interrupted (or, asked, failed) ones are queued
@@ -576,18 +579,18 @@ class Ledger:
             if t.state == TrialState.COMPLETE and not self.is_stale(t):
                 done += 1
             elif t.state == TrialState.FAIL and key in known and (
-                    t.user_attrs.get("fail_kind") in RESUMABLE or retry_failed):
+                    resumable(t.user_attrs.get("fail_kind")) or retry_failed):
                 v, seed = known[key]
                 self.study.enqueue_trial(dict(t.params), user_attrs=self._attrs(v, seed))
                 queued += 1
-        return {"queued": queued, "done": done}
+        return {Status.QUEUED: queued, Status.DONE: done}
 
     def _search_budget_left(self) -> int:
         from optuna.trial import TrialState
 
         used = set()
         for key, t in self.latest().items():
-            if t.state != TrialState.FAIL or t.user_attrs.get("fail_kind") not in RESUMABLE:
+            if t.state != TrialState.FAIL or not resumable(t.user_attrs.get("fail_kind")):
                 used.add(key)
         return self.search.trials - len(used) if self.search is not None else 0
 
@@ -626,7 +629,7 @@ class Ledger:
             key = v.trial_id(seed)
             if self._done_elsewhere(key, trial.number):
                 self.storage.set_trial_user_attr(trial._trial_id, "trial_id", key)
-                self.storage.set_trial_user_attr(trial._trial_id, "skipped", "configuration already trained")
+                self.storage.set_trial_user_attr(trial._trial_id, Status.SKIPPED.value, "configuration already trained")
                 self.storage.set_trial_state_values(trial._trial_id, TrialState.PRUNED)
                 continue
             for k, value in {**self._attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()}.items():
@@ -675,7 +678,7 @@ class Ledger:
                     continue
                 key = t.user_attrs.get("trial_id")
                 if self._done_elsewhere(key, t.number):  # a duplicate from a concurrent enqueue
-                    self.storage.set_trial_user_attr(t._trial_id, "skipped", "already complete")
+                    self.storage.set_trial_user_attr(t._trial_id, Status.SKIPPED.value, "already complete")
                     self.storage.set_trial_state_values(t._trial_id, TrialState.PRUNED)
                     continue
                 self.storage.set_trial_user_attr(t._trial_id, "host", socket.gethostname())
@@ -729,14 +732,14 @@ class Ledger:
         self.storage.set_trial_state_values(item.trial_id, TrialState.COMPLETE,
                                             values=[float(value) if value is not None else 0.0])
 
-    def fail(self, item: Item, reason: str, kind: str = "error", traceback: str | None = None,
+    def fail(self, item: Item, reason: str, kind: FailKind | str = FailKind.ERROR, traceback: str | None = None,
              metrics: dict[str, Any] | None = None) -> None:
         from optuna.trial import TrialState
 
         for k, value in (metrics or {}).items():
             self.storage.set_trial_user_attr(item.trial_id, k, value)
         self.storage.set_trial_user_attr(item.trial_id, "fail_reason", reason)
-        self.storage.set_trial_user_attr(item.trial_id, "fail_kind", kind)
+        self.storage.set_trial_user_attr(item.trial_id, "fail_kind", FailKind(kind).value)
         if traceback:
             self.storage.set_trial_user_attr(item.trial_id, "traceback", traceback)
         self.storage.set_trial_state_values(item.trial_id, TrialState.FAIL)
@@ -757,7 +760,7 @@ class Ledger:
             if _dead_here(t, host):
                 try:
                     self.storage.set_trial_user_attr(t._trial_id, "fail_reason", f"worker process {pid} died")
-                    self.storage.set_trial_user_attr(t._trial_id, "fail_kind", "died")
+                    self.storage.set_trial_user_attr(t._trial_id, "fail_kind", FailKind.DIED.value)
                     self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
                     n += 1
                 except RuntimeError:

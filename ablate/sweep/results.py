@@ -1,7 +1,7 @@
 """results/<study>/results.csv|parquet and summary.csv, rebuilt from the ledger (never edited in place).
 
-One row per (variant, seed) of the study file, in study order, whatever its state: done, running,
-queued, failed (with the reason), interrupted, or not yet queued.
+One row per (variant, seed) of the study file, in study order, whatever its state (`states.Status`): done,
+running, queued, failed (with the reason), interrupted, stale, skipped, or not yet queued (new).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from ablate.config.load import changes_text
 from ablate.config.net import NetConfig
 
-from .ledger import RESUMABLE, Ledger
+from .ledger import Ledger
+from .states import Status
 
 METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
            "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
@@ -22,7 +23,6 @@ COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "status", "attemp
            *NetConfig.model_fields, "params", "gflops", "params_train", "gflops_train", "image_size", "dataset",
            "recipe", "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops",
            "ref_params"]
-STATUS = {"COMPLETE": "done", "RUNNING": "running", "WAITING": "queued", "FAIL": "failed", "PRUNED": "skipped"}
 
 
 def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -31,11 +31,8 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
     rows = []
     for key, (v, seed) in ledger.known().items():
         t = latest.get(key)
-        status = STATUS[t.state.name] if t is not None else "new"
-        if status == "failed" and t.user_attrs.get("fail_kind") in RESUMABLE:
-            status = "interrupted"
-        if status == "done" and ledger.is_stale(t):
-            status = "stale"  # trained on other data than data.root holds now: not done
+        # stale: trained on other data than data.root holds now (not done)
+        status = Status.of(t, stale=t is not None and ledger.is_stale(t)).value
         attrs = t.user_attrs if t is not None else {}
         c = by_variant.get(v.id, {})
         ref = v.reference
@@ -76,7 +73,7 @@ def summary(df: Any, kind: str = "steps") -> Any:
 
     from ablate.report.analysis import variant_table
 
-    done = df[df["status"] == "done"]
+    done = df[df["status"] == Status.DONE]
     keys = ["index", "name", "group", "id"]
     base = df.drop_duplicates("id")[keys + ["changes", "params", "gflops", "gflops_train", "ref_top1", "ref_gflops"]]
     if done.empty:

@@ -26,6 +26,7 @@ from ablate.config.load import LoadedStudy, load_study
 from .heartbeat import Heartbeat, StopEither
 from .ledger import DEFAULT_MAX_RETRY, Ledger
 from .results import write_results
+from .states import FailKind, Status
 
 
 class EnvironmentFault(StudyError):
@@ -62,16 +63,17 @@ def study_counts(loaded: LoadedStudy, parallel: bool = False) -> list[dict[str, 
 
 
 def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None = None) -> dict[str, int]:
-    """Run queued trials until none is left (or `max_trials`). Returns counts of done / failed."""
+    """Run queued trials until none is left (or `max_trials`). Returns counts (by `Status.DONE` /
+    `Status.FAILED`) of the trials this worker finished / saw fail by their own fault."""
     from ablate.train.data import DataError
     from ablate.train.engine import TrialFailed, run_trial
 
     ledger = Ledger(loaded, opts.storage, opts.results_root, opts.heartbeat, opts.grace, opts.max_retry)
     ledger.expect_current_data()  # a result on other data does not make a re-queued attempt a duplicate
     counts = None if ledger.search is not None else study_counts(loaded)
-    stats = {"done": 0, "failed": 0}
+    stats = {Status.DONE: 0, Status.FAILED: 0}
     waiting_said = False
-    while opts.max_trials is None or stats["done"] + stats["failed"] < opts.max_trials:
+    while opts.max_trials is None or stats[Status.DONE] + stats[Status.FAILED] < opts.max_trials:
         if stop is not None and stop.is_set():
             break
         ledger.fail_stale()  # trials of dead workers: failed here, and queued again by the retry callback
@@ -111,17 +113,17 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
                 _taken_over(opts, item)
                 continue
             _record(opts, item, ledger.fail, item, "interrupted; resumes from its last epoch checkpoint",
-                    kind="interrupted")
+                    kind=FailKind.INTERRUPTED)
             write_results(ledger, counts)
             raise
         except DataError as e:
-            _record(opts, item, ledger.fail, item, str(e), kind="data")  # not the trial's fault: queued again
+            _record(opts, item, ledger.fail, item, str(e), kind=FailKind.DATA)  # resumable: queued again
             write_results(ledger, counts)
             raise
         except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
             where = e.filename or str(trial_dir)
             with contextlib.suppress(OSError):  # the ledger may be on the same full disk: then the trial stays
-                _record(opts, item, ledger.fail, item, f"{where}: {e.strerror or e}", kind="io")  # running and
+                _record(opts, item, ledger.fail, item, f"{where}: {e.strerror or e}", kind=FailKind.IO)  # running,
                 write_results(ledger, counts)  # reads as died (resumable) once this process is gone
             for tmp in trial_dir.glob("*.tmp"):
                 with contextlib.suppress(OSError):
@@ -129,18 +131,19 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
             raise EnvironmentFault(where, f"{e.strerror or e} (while training trial {item.key}; it is left "
                                    "resumable: fix the cause and run again)") from None
         except TrialFailed as e:
-            stats["failed"] += 1
-            _record(opts, item, ledger.fail, item, str(e), kind="error", metrics={"wall_seconds": time.time() - start})
+            stats[Status.FAILED] += 1
+            _record(opts, item, ledger.fail, item, str(e), kind=FailKind.ERROR,
+                    metrics={"wall_seconds": time.time() - start})
             opts.log(f"[{item.key}] {v.name}: FAILED: {e}")
         except Exception as e:  # noqa: BLE001 - any error of one trial is recorded; the sweep goes on
-            stats["failed"] += 1
+            stats[Status.FAILED] += 1
             tail = "".join(traceback.format_exception(e)[-6:])
-            _record(opts, item, ledger.fail, item, f"{type(e).__name__}: {e}", kind="error", traceback=tail,
+            _record(opts, item, ledger.fail, item, f"{type(e).__name__}: {e}", kind=FailKind.ERROR, traceback=tail,
                     metrics={"wall_seconds": time.time() - start})
             opts.log(f"[{item.key}] {v.name}: FAILED: {type(e).__name__}: {e}")
         else:
             if _record(opts, item, ledger.complete, item, _plain(metrics)):
-                stats["done"] += 1
+                stats[Status.DONE] += 1
                 opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} "
                          f"in {time.time() - start:.0f}s")
         write_results(ledger, counts)
@@ -221,7 +224,7 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
         sys.exit(2)
     if stop.is_set():
         sys.exit(130)
-    sys.exit(1 if stats["failed"] else 0)
+    sys.exit(1 if stats[Status.FAILED] else 0)
 
 
 def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerOptions,

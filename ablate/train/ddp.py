@@ -30,11 +30,10 @@ def run_trial_ddp(variant: Variant, seed: int, trial_dir: Path, nproc: int, *, d
         mp.start_processes(_rank_main, args=(nproc, f"file://{tmp}/rendezvous", str(result), variant, seed,
                                              str(trial_dir), device, threads),
                            nprocs=nproc, join=True, start_method="spawn")
-        out = json.loads(result.read_text()) if result.exists() else {"error": "rank 0 wrote no result",
-                                                                      "kind": "error"}
+        out = json.loads(result.read_text()) if result.exists() else {"error": "rank 0 wrote no result"}
     if "metrics" in out:
         return out["metrics"]
-    if out.get("kind") == "failed":
+    if out.get("trial_failed"):
         raise TrialFailed(out["error"])
     raise RuntimeError(out["error"] + ("\n" + out["traceback"] if out.get("traceback") else ""))
 
@@ -59,9 +58,9 @@ def _rank_main(rank: int, world: int, init: str, result: str, variant: Variant, 
                             dist=(rank, world))
         out = {"metrics": {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}}
     except TrialFailed as e:  # every rank sees the same (all-reduced) loss: all fail at the same step
-        out = {"error": str(e), "kind": "failed"}
+        out = {"error": str(e), "trial_failed": True}
     except Exception as e:  # noqa: BLE001 - reported to the worker, which records it in the ledger
-        out = {"error": f"{type(e).__name__}: {e}", "kind": "error",
+        out = {"error": f"{type(e).__name__}: {e}",
                "traceback": "".join(traceback.format_exception(e)[-6:])}
     finally:
         dist.destroy_process_group()
