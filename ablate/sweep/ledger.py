@@ -44,7 +44,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ import ablate
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, Variant
 
+from .params import compatible, param_space, variant_params
 from .states import FailKind, Status, resumable
 
 
@@ -332,6 +333,8 @@ class Item:
     key: str  # our trial id: <variant id>-s<seed>
     seed: int
     variant: Variant
+    optuna_trial: Any = field(default=None, repr=False)  # optuna's Trial (search: from `ask`), made when needed
+    reported: set[int] = field(default_factory=set, repr=False)  # epochs of the learning curve reported
 
 
 class Ledger:
@@ -370,6 +373,8 @@ class Ledger:
             self._check_owner()
         self.by_key = {v.trial_id(s): (v, s) for v in loaded.variants for s in loaded.study.seeds}
         self.data_fp: dict[str, str | None] = {}  # data spec (JSON) -> fingerprint of the data it reads now
+        self.param_space = param_space(loaded)  # optuna params of fixed-variant studies (`params.py`)
+        self._param_ok: dict[str, bool] = {}  # param name -> the ledger's earlier trials accept its distribution
         self.check_data = False  # `expect_current_data()`: finished trials on other data count as stale
 
     def _check_owner(self) -> None:
@@ -635,7 +640,8 @@ class Ledger:
             for k, value in {**self._attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()}.items():
                 self.storage.set_trial_user_attr(trial._trial_id, k, value)
             self._first_heartbeat(trial._trial_id)
-            return Item(number=trial.number, trial_id=trial._trial_id, key=key, seed=seed, variant=v)
+            return Item(number=trial.number, trial_id=trial._trial_id, key=key, seed=seed, variant=v,
+                        optuna_trial=trial)
         return None
 
     def _attrs(self, v: Variant, seed: int) -> dict[str, Any]:
@@ -685,7 +691,43 @@ class Ledger:
                 self.storage.set_trial_user_attr(t._trial_id, "pid", os.getpid())
                 self._first_heartbeat(t._trial_id)
                 v, seed = self.by_key[key]
+                self._set_params(t._trial_id, v)
                 return Item(number=t.number, trial_id=t._trial_id, key=key, seed=seed, variant=v)
+
+    def _set_params(self, trial_id: int, v: Variant) -> None:
+        """The trial's optuna params: the variant's values of the fields the study changes (`params.py`).
+        optuna's public way to give a trial params is `Trial.suggest_*`, which samples a value unless the
+        trial was enqueued with it fixed; these are known values of a trial already queued (perhaps by an
+        older ablate, with no fixed params), so they go through the storage API (`BaseStorage.set_trial_param`,
+        what `suggest_*` ends in). A field whose distribution earlier trials of the ledger hold differently
+        (the study file was edited) is left out: optuna refuses a categorical parameter whose choices change."""
+        for name, value in variant_params(v, self.param_space).items():
+            dist = self.param_space[name]
+            if name not in self._param_ok:
+                old = next((t.distributions[name] for t in self.storage.get_all_trials(self.sid, deepcopy=False)
+                            if name in t.distributions), None)
+                self._param_ok[name] = old is None or compatible(old, dist)
+            if self._param_ok[name]:
+                with contextlib.suppress(ValueError):  # another version's trial set it meanwhile: leave it out
+                    self.storage.set_trial_param(trial_id, name, dist.to_internal_repr(value), dist)
+
+    def report(self, item: Item, rows: list[dict[str, Any]]) -> None:
+        """The learning curve: each epoch's objective (top-1 unless a search maximises another metric) as the
+        trial's intermediate value at step `epoch` (optuna's `Trial.report`); epochs already reported and
+        epochs without the metric are skipped. A trial no longer ours (failed by another worker) is left."""
+        import optuna
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        if item.optuna_trial is None:
+            item.optuna_trial = optuna.trial.Trial(self.study, item.trial_id)
+        objective = self.search.objective if self.search is not None else "top1"
+        for row in rows:
+            value, epoch = row.get(objective), row.get("epoch")
+            if value is None or epoch is None or int(epoch) in item.reported or value != value:
+                continue
+            with contextlib.suppress(UpdateFinishedTrialError):
+                item.optuna_trial.report(float(value), int(epoch))
+            item.reported.add(int(epoch))
 
     def _done_elsewhere(self, key: str, number: int) -> bool:
         """Another attempt of the same trial id is complete, or running and older (of two duplicates that

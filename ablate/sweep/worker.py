@@ -104,10 +104,12 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
 
                     metrics = run_trial_ddp(v, item.seed, trial_dir, opts.nproc, device=opts.device,
                                             threads=opts.threads)
+                    ledger.report(item, _curve(trial_dir))  # rank 0's metrics.csv: the learning curve
                 else:
                     metrics = run_trial(v, item.seed, trial_dir, device=opts.device, threads=opts.threads,
                                         progress=opts.progress, stop=StopEither(stop, beat.lost),
-                                        log=lambda line, key=item.key: opts.log(f"[{key}] {line}"))
+                                        log=lambda line, key=item.key: opts.log(f"[{key}] {line}"),
+                                        on_epoch=lambda row, item=item: ledger.report(item, [row]))
         except KeyboardInterrupt:
             if beat.lost.is_set() and not (stop is not None and stop.is_set()):
                 _taken_over(opts, item)
@@ -165,6 +167,24 @@ def _start_on_this_data(ledger: Ledger, item: Any, trial_dir: Path, opts: Worker
             (trial_dir / name).unlink(missing_ok=True)
     trial_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fp + "\n")
+
+
+def _curve(trial_dir: Path) -> list[dict[str, Any]]:
+    """The rows of a trial's metrics.csv (none when it has none)."""
+    import csv
+
+    path = trial_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [{k: _number(x) for k, x in row.items()} for row in csv.DictReader(fh)]
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
 
 
 def _record(opts: WorkerOptions, item: Any, fn: Callable[..., None], *args: Any, **kwargs: Any) -> bool:

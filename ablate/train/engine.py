@@ -243,8 +243,12 @@ def infer_throughput(model: nn.Module, batch: int, data: Data, device: torch.dev
 
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
               progress: bool = True, stop: threading.Event | None = None,
-              log: Callable[[str], None] | None = None, dist: tuple[int, int] | None = None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None, dist: tuple[int, int] | None = None,
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `variant` with `seed`; per-epoch rows in trial_dir/metrics.csv; returns the final metrics.
+
+    `on_epoch(row)` is called with each epoch's metrics.csv row as the epoch finishes (a resumed trial first
+    gets the rows of the epochs its checkpoint holds); on rank 0 only.
 
     `dist=(rank, world)`: one process of a data-parallel trial (torch.distributed already
     initialised by the caller). Every rank builds the same batches and trains on its slice of each
@@ -350,6 +354,8 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
             say(f"resuming from {ckpt_path} at {where}")
     if writer:
         _write_metrics(metrics_path, history)  # drops rows of epochs the checkpoint does not have
+        for done in history if on_epoch is not None else []:
+            on_epoch(done)
 
     def checkpoint(epoch: int, step: int, partial: dict[str, Any] | None) -> None:
         if not writer:
@@ -438,6 +444,8 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
         checkpoint(epoch + 1, 0, None)
         if writer:
             _write_metrics(metrics_path, history)
+            if on_epoch is not None:
+                on_epoch(row)
         ema_txt = f" ema {row['ema_top1']:.2f}" if ema_metrics else ""
         say(f"epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f} val {row['val_loss']:.4f} "
             f"top1 {row['top1']:.2f} top5 {row['top5']:.2f}{ema_txt} lr {lr:.3g} "
