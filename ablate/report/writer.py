@@ -20,6 +20,7 @@ import pandas as pd
 
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, changes_text
+from ablate.sweep.states import Status
 
 from . import analysis as A
 
@@ -62,9 +63,9 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
                      f"{' ' if search.flops and search.params else ''}"
                      f"{'params ' + str(list(search.params)) if search.params else ''}): {n['accepted']} sampled "
                      f"configuration(s) accepted and trained, {n['rejected']} rejected by a count before training.")
-    for note in (ledger.version_note(), f"{(df['status'] == 'stale').sum()} finished trial(s) were trained on "
+    for note in (ledger.version_note(), f"{(df['status'] == Status.STALE).sum()} finished trial(s) were trained on "
                  "other data than data.root holds now (stale) and are not counted as done."
-                 if (df["status"] == "stale").any() else None):
+                 if (df["status"] == Status.STALE).any() else None):
         if note:
             notes.append(note)
     df = df.sort_values(["index", "seed"], kind="stable").reset_index(drop=True)
@@ -98,7 +99,7 @@ def _read_export(loaded: LoadedStudy, path: Path, ledger: str) -> tuple[pd.DataF
         for seed in loaded.study.seeds:
             if (v.id, seed) not in have:
                 extra.append({"index": v.index, "name": v.name, "group": v.group, "id": v.id,
-                              "trial_id": v.trial_id(seed), "seed": seed, "status": "new", "attempts": 0,
+                              "trial_id": v.trial_id(seed), "seed": seed, "status": Status.NEW.value, "attempts": 0,
                               "ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
                               "ref_gflops": ref.gflops if ref else None})
     if extra:
@@ -261,9 +262,7 @@ def _blocks(loaded: LoadedStudy, df: pd.DataFrame, table: pd.DataFrame, gtable: 
     r = s.recipe
     d = s.data
     counts = df["status"].value_counts()
-    order = ["done", "running", "queued", "interrupted", "failed", "new", "skipped"]
-    status = ", ".join(f"{counts[k]} {A.STATE_LABEL.get(k, k) if k != 'done' else 'done'}" for k in order
-                       if k in counts)
+    status = Status.counts_line(counts.to_dict(), label=True)
     devices = ", ".join(sorted({str(x) for x in df.get("device", pd.Series(dtype=str)).dropna()})) or "—"
     recipes = list(dict.fromkeys(v.recipe for v in loaded.variants)) or [r]
     recipe_lines = [_schedule(x) for x in recipes]
@@ -298,7 +297,7 @@ def _blocks(loaded: LoadedStudy, df: pd.DataFrame, table: pd.DataFrame, gtable: 
     blocks.append(("h", 2, "Charts"))
     for file, caption in images:
         blocks += [("img", file, caption), ("p", f"_{caption}_")]
-    failed = df[df["status"].isin(["failed", "interrupted"])]
+    failed = df[df["status"].isin([Status.FAILED, Status.INTERRUPTED])]
     blocks.append(("h", 2, "Failed trials"))
     if failed.empty:
         blocks.append(("p", "None."))
