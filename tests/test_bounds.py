@@ -32,6 +32,7 @@ search:
 """
 
 
+@pytest.mark.slow
 def test_rejected_candidates_never_reach_training(tmp_path: Path) -> None:
     path = tmp_path / "bounded.yaml"
     path.write_text(PLANTED)

@@ -84,6 +84,7 @@ def test_validate_prints_a_summary() -> None:
     assert "17 variants (steps)" in r.stdout and len(r.stdout.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_roadmap_flops_match_the_paper(empty_cache: Path) -> None:
     r = run_cli("flops", str(STUDIES / "roadmap.yaml"), "--format", "json")
     assert r.returncode == 0, r.stderr
@@ -106,6 +107,7 @@ def test_roadmap_flops_match_the_paper(empty_cache: Path) -> None:
     assert r2.stderr.strip().splitlines()[-1] == "False"
 
 
+@pytest.mark.slow
 def test_flops_table_csv_and_breakdown(tmp_path: Path) -> None:
     study = tmp_path / "s.yaml"
     study.write_text("name: x\nmodel: {preset: convnext_atto}\ndata: {dataset: fashion-mnist, image_size: 32}\n"
@@ -138,6 +140,7 @@ def test_bad_format_is_a_one_line_error() -> None:
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "xml" in r.stderr
 
 
+@pytest.mark.slow
 def test_env_cache_dir_is_used(tmp_path: Path) -> None:
     study = tmp_path / "s.yaml"
     study.write_text(GOOD)
@@ -148,6 +151,7 @@ def test_env_cache_dir_is_used(tmp_path: Path) -> None:
     assert os.environ["ABLATE_CACHE_DIR"] != str(cache)
 
 
+@pytest.mark.slow
 def test_a_timm_model_is_counted_like_the_others() -> None:
     r = run_cli("flops", str(STUDIES / "references.yaml"), "--format", "json")
     assert r.returncode == 0, r.stderr
@@ -157,6 +161,7 @@ def test_a_timm_model_is_counted_like_the_others() -> None:
     assert rows["ConvNeXt-B"]["params"] == 88_591_464
 
 
+@pytest.mark.slow
 def test_run_with_missing_data_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     study = tmp_path / "s.yaml"
     study.write_text("name: s\nmodel: {preset: convnext_atto}\ndata: {dataset: cifar10, root: " + str(tmp_path / "no")

@@ -11,6 +11,8 @@ from ablate.config.load import load_study
 from ablate.train.ddp import run_trial_ddp
 from ablate.train.engine import TrialFailed, run_trial
 
+pytestmark = pytest.mark.slow  # subprocesses, signals, servers: CI runs them, `-m "not slow"` skips them
+
 STUDY = """
 name: ddp
 model: {depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 2.0, norm: layer, norms: one,

@@ -218,3 +218,17 @@ def test_unreadable_or_foreign_checkpoint_starts_over(tmp_path: Path):
     lines = []
     other = run_trial(v, 1, trial, progress=False, log=lines.append)  # another seed's checkpoint: not resumed
     assert lines[0].startswith("ignoring") and "'seed': 0" in lines[0] and other["epochs"] == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="per-trial CPU peak needs Linux /proc")
+def test_cpu_peak_memory_is_the_trials_own_not_the_workers() -> None:
+    cpu = torch.device("cpu")
+    big = torch.ones(64 * 2**20)  # 256 MiB, touched: the process's high-water mark rises past it
+    before = engine.peak_memory_mb(cpu)
+    del big
+    assert engine.reset_peak_memory(cpu)
+    after = engine.peak_memory_mb(cpu)
+    assert after < before - 200, (before, after)  # an earlier trial's peak is not the next trial's
+    small = torch.ones(16 * 2**20)  # 64 MiB now: seen by the peak
+    assert engine.peak_memory_mb(cpu) > after + 50
+    del small

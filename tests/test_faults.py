@@ -16,6 +16,8 @@ from conftest import run_cli
 from ablate.config.load import load_study
 from ablate.sweep.ledger import Ledger, _alive
 
+pytestmark = pytest.mark.slow  # subprocesses, signals, servers: CI runs them, `-m "not slow"` skips them
+
 LONG = """
 name: {name}
 model: {{depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 1.0, stem_width: 16}}

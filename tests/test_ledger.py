@@ -152,3 +152,23 @@ def test_status_counts_skipped_trials(tmp_path: Path, capsys: pytest.CaptureFixt
     _print_status(led, to=None)
     err = capsys.readouterr().err
     assert err.splitlines()[0] == "led: 4 trials: 1 done, 1 running, 1 failed, 1 skipped", err
+
+
+def test_progress_counts_the_study_over_every_worker_with_an_estimate(tmp_path: Path) -> None:
+    from ablate.sweep.worker import progress_line
+
+    led = ledger(tmp_path)
+    led.sync()
+    assert led.progress() == (0, 4)
+    first, second = led.pop(), led.pop()  # two trials running: as if two workers trained them
+    led.complete(first, {"top1": 50.0})
+    assert led.progress() == (1, 4)
+    # 3 left at 10 s per trial on this worker, shared by 2 workers (the other one still running): 15 s
+    assert progress_line(led, [10.0]) == "led: 1/4 trials done, about 15 s left"
+    led.fail(second, "boom", kind=FailKind.ERROR)  # a failure is not progress
+    assert led.progress() == (1, 4)
+    for _ in range(3):
+        item = led.pop()
+        if item is not None:
+            led.complete(item, {"top1": 50.0})
+    assert progress_line(led, [600.0]) == "led: 3/4 trials done, about 10 min left"

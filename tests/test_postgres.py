@@ -34,6 +34,8 @@ from optuna.trial import TrialState
 from ablate.config.load import load_study
 from ablate.sweep.ledger import Ledger
 
+pytestmark = pytest.mark.slow  # subprocesses, signals, servers: CI runs them, `-m "not slow"` skips them
+
 TINY = """
 name: {name}
 model: {{depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 1.0, stem_width: 16}}

@@ -235,6 +235,7 @@ def test_failed_trials_are_listed_with_reasons(tmp_path: Path) -> None:
     assert table_row(md, "patchify stem")[-4] == "—"  # its previous step has no result: no change claimed
 
 
+@pytest.mark.slow
 def test_planted_effect_is_real_and_planted_null_within_noise(tmp_path: Path) -> None:
     """3 seeds: step 1 plants no effect (per-seed noise of both signs), step 2 plants +1.0 on top of it, step 3
     plants no effect again. The verdicts say so, and each 95 % interval holds the planted value."""

@@ -39,6 +39,7 @@ def ledger_states(path: Path, results: Path) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     path = study(tmp_path, "fails", """
   - {name: a}
@@ -80,6 +81,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     assert r.returncode == 0 and "2 done" in r.stdout and "2 failed" in r.stdout
 
 
+@pytest.mark.slow
 def test_killed_worker_then_rerun_completes_everything_once(tmp_path: Path) -> None:
     path = study(tmp_path, "kill", "".join(f"  - {{name: v{i}, set: {{kernel_size: {k}}}}}\n"
                                            for i, k in enumerate((1, 3, 5))), epochs=3, n=2048)

@@ -756,6 +756,16 @@ class Ledger:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(self.study)
 
+    def progress(self) -> tuple[int, int]:
+        """(trials done, trials the study asks for): the study-level progress, over every worker."""
+        from optuna.trial import TrialState
+
+        latest = self.latest()
+        done = sum(1 for key in self.known() if key in latest and latest[key].state == TrialState.COMPLETE
+                   and not self.is_stale(latest[key]))
+        total = len(self.known()) if self.search is None else max(len(self.known()), self.search.trials)
+        return done, total
+
     def running(self) -> int:
         """How many trials are running (on any worker)."""
         from optuna.trial import TrialState

@@ -73,6 +73,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
     counts = None if ledger.search is not None else study_counts(loaded)
     stats = {Status.DONE: 0, Status.FAILED: 0}
     waiting_said = False
+    spent: list[float] = []  # seconds of each trial this worker ended (the progress line's estimate)
     while opts.max_trials is None or stats[Status.DONE] + stats[Status.FAILED] < opts.max_trials:
         if stop is not None and stop.is_set():
             break
@@ -149,7 +150,30 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
                 opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} "
                          f"in {time.time() - start:.0f}s")
         write_results(ledger, counts)
+        spent.append(time.time() - start)
+        opts.log(progress_line(ledger, spent))
     return stats
+
+
+def progress_line(ledger: Ledger, spent: list[float]) -> str:
+    """`roadmap-quick: 12/51 trials done, about 6 min left`: the study's progress over every worker, with an
+    estimate from this worker's mean trial time shared by the workers training now (this one included)."""
+    done, total = ledger.progress()
+    line = f"{ledger.loaded.study.name}: {done}/{total} trials done"
+    left = total - done
+    if left > 0 and spent:
+        workers = max(1, ledger.running() + 1)
+        eta = left * (sum(spent) / len(spent)) / workers
+        line += f", about {_duration(eta)} left"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _start_on_this_data(ledger: Ledger, item: Any, trial_dir: Path, opts: WorkerOptions) -> None:

@@ -178,14 +178,38 @@ def _global_mean(loss: torch.Tensor, n_local: int, n_global: int) -> float:
     return total.item() / n_global
 
 
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def reset_peak_memory(device: torch.device) -> bool:
+    """Start a trial's own peak. CUDA: the allocator's peak stats. CPU on Linux: the kernel's RSS high-water
+    mark (VmHWM), reset by writing 5 to /proc/self/clear_refs (exact and free, unlike a sampling thread;
+    psutil has no reset). Returns False where no reset exists (peak_memory_mb is then process-wide)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    if device.type == "cpu":
+        try:
+            _CLEAR_REFS.write_text("5")
+            return True
+        except OSError:
+            return False
+    return False
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: max_memory_allocated. MPS: driver-allocated memory now. CPU: the process's peak RSS
-    (ru_maxrss: a high-water mark over the whole process, so in a worker that ran earlier,
-    bigger trials it is theirs; run one trial per process for a per-trial number)."""
+    """CUDA: max_memory_allocated since reset_peak_memory. MPS: driver-allocated memory now. CPU: peak RSS
+    since reset_peak_memory (Linux VmHWM); elsewhere the process's all-time ru_maxrss."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     if device.type == "mps":
         return torch.mps.driver_allocated_memory() / 2**20
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
@@ -214,9 +238,10 @@ def evaluate(model: nn.Module, data: Data, device: torch.device, amp: contextlib
 
 @torch.inference_mode()
 def infer_throughput(model: nn.Module, batch: int, data: Data, device: torch.device,
-                     amp: contextlib.AbstractContextManager, max_batches: int = 10, max_seconds: float = 2.0
+                     amp: contextlib.AbstractContextManager, max_batches: int = 30, max_seconds: float = 2.0
                      ) -> float:
-    """Images/s in eval mode at `batch`: 2 warm-up batches, then up to max_batches (or max_seconds)."""
+    """Images/s in eval mode at `batch`: 2 warm-up batches, then the median rate of 5 to max_batches timed
+    batches (as many as fit in max_seconds)."""
     model.eval()
     x = torch.randn(batch, data.in_chans, data.image_size, data.image_size, device=device)
     if device.type == "cuda":
@@ -232,13 +257,18 @@ def infer_throughput(model: nn.Module, batch: int, data: Data, device: torch.dev
         with amp:
             model(x)
     sync()
-    t0, n = time.perf_counter(), 0
-    while n < max_batches and (n < 2 or time.perf_counter() - t0 < max_seconds):
+    # Each batch timed on its own; the median of the per-batch rates (as timm's benchmark reports a spread
+    # over repetitions): one slow batch on a shared machine does not move it, as it moves a mean over 10.
+    rates: list[float] = []
+    t0 = time.perf_counter()
+    while len(rates) < max_batches and (len(rates) < 5 or time.perf_counter() - t0 < max_seconds):
+        t = time.perf_counter()
         with amp:
             model(x)
-        n += 1
-    sync()
-    return n * batch / (time.perf_counter() - t0)
+        sync()
+        rates.append(batch / (time.perf_counter() - t))
+    rates.sort()
+    return rates[len(rates) // 2]
 
 
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
@@ -269,8 +299,8 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
     dev = pick_device(device)
     if threads:
         torch.set_num_threads(threads)
+    reset_peak_memory(dev)  # this trial's own peak, not the worker's earlier trials'
     if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
         torch.backends.cudnn.benchmark = True
     recipe = variant.recipe
     seed_everything(seed)
