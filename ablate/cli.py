@@ -146,6 +146,10 @@ GraceOpt = Annotated[int | None, typer.Option(
     help="Seconds without a heartbeat before a running trial counts as dead. Default: 4x --heartbeat.")]
 MaxRetryOpt = Annotated[int, typer.Option(
     "--max-retry", min=0, help="How often a trial whose worker died is retried automatically (RDB storages).")]
+TensorboardOpt = Annotated[Path | None, typer.Option(
+    "--tensorboard", help="Also write each trial's per-epoch metrics as TensorBoard scalars under this folder "
+    "(DIR/<study>/<trial id>; needs `pip install 'ablate[tensorboard]'`). Optuna's learning curves are kept "
+    "either way.")]
 LingerOpt = Annotated[bool, typer.Option(
     help="When the queue is empty but trials still run on other workers, keep polling (every heartbeat) to retry "
          "them should their worker die; --no-linger exits at once.")]
@@ -169,6 +173,7 @@ def run(
     max_retry: MaxRetryOpt = 3,
     linger: LingerOpt = True,
     allow_large: AllowLargeOpt = False,
+    tensorboard: TensorboardOpt = None,
 ) -> None:
     """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
 
@@ -186,6 +191,7 @@ def run(
 
     if not enqueue_only:
         _check_device(device)  # before anything is written (the count cache included); no torch op runs
+        _check_tensorboard(tensorboard)
     counts = _count(loaded, use_cache=True)  # first: its worker processes fork before any torch op runs here
     if not enqueue_only:
         _check_data(loaded)
@@ -199,7 +205,7 @@ def run(
     if enqueue_only:
         return
     opts = WorkerOptions(storage=storage, results_root=results, device=device, heartbeat=heartbeat, grace=grace,
-                         max_retry=max_retry, linger=linger)
+                         max_retry=max_retry, linger=linger, tensorboard=tensorboard)
     codes = [0]
     if workers == 1:
         work(loaded, opts)
@@ -258,6 +264,7 @@ def worker(
     nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes per trial: data-parallel training with "
                                                 "torch DDP (gloo on CPU, NCCL with one GPU each on CUDA).")] = 1,
     allow_large: AllowLargeOpt = False,
+    tensorboard: TensorboardOpt = None,
 ) -> None:
     """Join a running study as one more worker (e.g. on another machine with --storage postgresql://...).
 
@@ -271,9 +278,10 @@ def worker(
     loaded = load_study(study, set_ or [])
     _check_sizes(loaded, allow_large)
     _check_device(device)
+    _check_tensorboard(tensorboard)
     stats = work(loaded, WorkerOptions(storage=storage, results_root=results, device=device, max_trials=max_trials,
                                        heartbeat=heartbeat, grace=grace, max_retry=max_retry, linger=linger,
-                                       nproc=nproc_per_node))
+                                       nproc=nproc_per_node, tensorboard=tensorboard))
     failed, ran = stats[Status.FAILED], stats[Status.DONE] + stats[Status.FAILED]
     if failed:
         print(f"{study}: {failed} of {ran} trials this worker ran failed (see `ablate status`)", file=sys.stderr)
@@ -368,6 +376,18 @@ def _check_data(loaded) -> None:
             load_data(v.data, v.recipe, 0, "cpu")
         except DataError as e:
             raise StudyError(loaded.file, "data", str(e)) from None
+
+
+def _check_tensorboard(folder: Path | None) -> None:
+    """--tensorboard without the package is a one-line error before anything is trained."""
+    if folder is None:
+        return
+    from ablate.sweep.tensorboard import available
+
+    if not available():
+        raise StudyError("--tensorboard", "", "needs the tensorboard package: pip install 'ablate[tensorboard]'")
+    if folder.exists() and not folder.is_dir():
+        raise StudyError("--tensorboard", "", f"{folder} is not a folder")
 
 
 def _check_device(device: str | None) -> None:

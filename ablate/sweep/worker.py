@@ -51,6 +51,7 @@ class WorkerOptions:
     linger: bool = True  # queue empty but trials running elsewhere: wait, to retry them if their worker dies
     nproc: int = 1  # processes per trial (DDP); rank 0's results reach the ledger through this worker
     log_prefix: str = ""
+    tensorboard: Path | None = None  # per-trial TensorBoard scalars under this folder (ablate.sweep.tensorboard)
 
     def log(self, line: str) -> None:
         print(f"{self.log_prefix}{line}", file=sys.stderr, flush=True)
@@ -97,6 +98,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
         opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
         start = time.time()
         beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
+        on_epoch = _epoch_hook(ledger, item, opts)
         try:
             _start_on_this_data(ledger, item, trial_dir, opts)
             with beat:
@@ -105,12 +107,13 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
 
                     metrics = run_trial_ddp(v, item.seed, trial_dir, opts.nproc, device=opts.device,
                                             threads=opts.threads)
-                    ledger.report(item, _curve(trial_dir))  # rank 0's metrics.csv: the learning curve
+                    for row in _curve(trial_dir):  # rank 0's metrics.csv: the learning curve
+                        on_epoch(row)
                 else:
                     metrics = run_trial(v, item.seed, trial_dir, device=opts.device, threads=opts.threads,
                                         progress=opts.progress, stop=StopEither(stop, beat.lost),
                                         log=lambda line, key=item.key: opts.log(f"[{key}] {line}"),
-                                        on_epoch=lambda row, item=item: ledger.report(item, [row]))
+                                        on_epoch=on_epoch)
         except KeyboardInterrupt:
             if beat.lost.is_set() and not (stop is not None and stop.is_set()):
                 _taken_over(opts, item)
@@ -149,10 +152,36 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
                 stats[Status.DONE] += 1
                 opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} "
                          f"in {time.time() - start:.0f}s")
+        finally:
+            on_epoch.close()
         write_results(ledger, counts)
         spent.append(time.time() - start)
         opts.log(progress_line(ledger, spent))
     return stats
+
+
+class _EpochHook:
+    """Each finished epoch's metrics row: to the ledger (optuna's learning curve) and, with --tensorboard, to
+    the trial's TensorBoard scalars."""
+
+    def __init__(self, ledger: Ledger, item: Any, opts: WorkerOptions):
+        from .tensorboard import ScalarLog
+
+        self.ledger, self.item = ledger, item
+        self.tb = ScalarLog(opts.tensorboard, ledger.loaded.study.name, item.key) if opts.tensorboard else None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        self.ledger.report(self.item, [row])
+        if self.tb is not None:
+            self.tb(row)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _epoch_hook(ledger: Ledger, item: Any, opts: WorkerOptions) -> _EpochHook:
+    return _EpochHook(ledger, item, opts)
 
 
 def progress_line(ledger: Ledger, spent: list[float]) -> str:
