@@ -215,7 +215,7 @@ def run(
         bar = tqdm(total=total, initial=queued[Status.DONE], desc="trials", unit="trial", file=sys.stderr, disable=None)
 
         def poll() -> None:
-            bar.n = sum(1 for t in ledger.latest().values() if t.state.name == "COMPLETE")
+            bar.n = ledger.progress()[0]
             bar.refresh()
 
         try:

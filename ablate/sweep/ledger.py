@@ -760,11 +760,10 @@ class Ledger:
         """(trials done, trials the study asks for): the study-level progress, over every worker."""
         from optuna.trial import TrialState
 
-        latest = self.latest()
-        done = sum(1 for key in self.known() if key in latest and latest[key].state == TrialState.COMPLETE
+        latest, known = self.latest(), self.known()
+        done = sum(1 for key in known if key in latest and latest[key].state == TrialState.COMPLETE
                    and not self.is_stale(latest[key]))
-        total = len(self.known()) if self.search is None else max(len(self.known()), self.search.trials)
-        return done, total
+        return done, len(known) if self.search is None else max(len(known), self.search.trials)
 
     def running(self) -> int:
         """How many trials are running (on any worker)."""

@@ -98,7 +98,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
         opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
         start = time.time()
         beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
-        on_epoch = _epoch_hook(ledger, item, opts)
+        on_epoch = _EpochHook(ledger, item, opts)
         try:
             _start_on_this_data(ledger, item, trial_dir, opts)
             with beat:
@@ -180,10 +180,6 @@ class _EpochHook:
             self.tb.close()
 
 
-def _epoch_hook(ledger: Ledger, item: Any, opts: WorkerOptions) -> _EpochHook:
-    return _EpochHook(ledger, item, opts)
-
-
 def progress_line(ledger: Ledger, spent: list[float]) -> str:
     """`roadmap-quick: 12/51 trials done, about 6 min left`: the study's progress over every worker, with an
     estimate from this worker's mean trial time shared by the workers training now (this one included)."""
@@ -223,21 +219,12 @@ def _start_on_this_data(ledger: Ledger, item: Any, trial_dir: Path, opts: Worker
 
 
 def _curve(trial_dir: Path) -> list[dict[str, Any]]:
-    """The rows of a trial's metrics.csv (none when it has none)."""
-    import csv
+    """The rows of a trial's metrics.csv (none when it has none); empty cells are NaN, which the ledger's
+    `report` and the TensorBoard log skip."""
+    import pandas as pd
 
     path = trial_dir / "metrics.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [{k: _number(x) for k, x in row.items()} for row in csv.DictReader(fh)]
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text) if text not in (None, "") else None
-    except ValueError:
-        return None
+    return pd.read_csv(path).to_dict("records") if path.is_file() else []
 
 
 def _record(opts: WorkerOptions, item: Any, fn: Callable[..., None], *args: Any, **kwargs: Any) -> bool:

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import resource
+import statistics
 import sys
 import threading
 import time
@@ -267,8 +268,7 @@ def infer_throughput(model: nn.Module, batch: int, data: Data, device: torch.dev
             model(x)
         sync()
         rates.append(batch / (time.perf_counter() - t))
-    rates.sort()
-    return rates[len(rates) // 2]
+    return statistics.median(rates)
 
 
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
