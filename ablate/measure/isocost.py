@@ -304,9 +304,7 @@ def _show(cost: float, metric: str) -> str:
 
 def count(cfg: NetConfig, metric: str, image_size: int) -> float:
     """The exact cost at the paper's scale: fvcore GFLOPs (cached as `ablate flops`'s count), or parameters."""
-    from ablate.nn.net import build
-
-    from .counts import cache_get, cache_put, count_module
+    from .counts import cache_get, cache_put, count_net
     from .table import paper_job
 
     if metric == "params":
@@ -314,7 +312,7 @@ def count(cfg: NetConfig, metric: str, image_size: int) -> float:
     key = paper_job(cfg, image_size)[0]
     hit = cache_get(key)
     if hit is None:
-        hit = count_module(build(cfg, init=False), image_size, cfg.in_chans)
+        hit = count_net(cfg, image_size)
         cache_put(key, hit)
     return hit.flops / 1e9
 
@@ -325,12 +323,10 @@ def reference_cost(net: NetConfig, metric: str, image_size: int) -> float:
 
 
 def _prefetch_train_count(train: tuple[NetConfig, int]) -> None:
-    from ablate.nn.net import build
-
-    from .counts import cache_get, cache_put, count_module
+    from .counts import cache_get, cache_put, count_net
     from .table import net_job
 
     net, size = train
     key = net_job(net, size)[0]
     if cache_get(key) is None:
-        cache_put(key, count_module(build(net, init=False), size, net.in_chans))
+        cache_put(key, count_net(net, size))

@@ -50,24 +50,20 @@ def _count_fields(net: Any) -> dict[str, Any]:
 
 def count_spec(spec: dict[str, Any], image_size: int, in_chans: int) -> Counts | None:
     """Build the network a spec names and count it. None when it cannot run at that size (timm)."""
-    from .counts import count_module
+    from .counts import count_module, count_net
 
-    if "timm" in spec:
-        model = _timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size)
-        if model is None:
-            return None
-    else:
+    if "timm" not in spec:
         from ablate.config.net import NetConfig
-        from ablate.nn.net import build
 
         fields = {k: v for k, v in spec["net"].items() if v is not None or k != "patch_size"}  # canonical() nulls it
-        model = build(NetConfig.model_validate(fields), init=False)
+        return count_net(NetConfig.model_validate(fields), image_size)
+    model = _timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size)
+    if model is None:
+        return None
     try:
         return count_module(model, image_size, in_chans)
-    except RuntimeError:
-        if "timm" in spec:  # e.g. a window size that does not tile this image size
-            return None
-        raise
+    except RuntimeError:  # e.g. a window size that does not tile this image size
+        return None
 
 
 def _count_one(item: tuple[str, tuple[dict[str, Any], int, int, str]]) -> tuple[str, Counts | None]:

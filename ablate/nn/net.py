@@ -7,6 +7,7 @@ Module paths mirror the structure (`stem`, `stages[i].downsample`, `stages[i].bl
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -30,46 +31,72 @@ def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bi
                      groups=groups, bias=bias)
 
 
-class Block(nn.Module):
-    """Residual block: conv1 -> norm1 -> act1 -> conv2 -> norm2 -> act2 -> grn -> conv3 -> norm3
-    -> layer scale -> drop path, + shortcut -> act3. Absent norms/acts (and grn) are Identity.
+@dataclass(frozen=True)
+class BlockSpec:
+    """The block design every block of one network shares (as timm's byobnet hands down a `LayerFn`);
+    a block's own widths, stride and drop-path rate are its constructor's arguments.
 
     `spatial_first` puts the k x k conv first (ConvNeXt) instead of in the middle (ResNet).
     `norms`/`acts` say which conv is followed by a norm / activation (acts[2]: after the add).
+    `project_norm`: a norm after the projection shortcut's 1x1 conv. `grn`: ConvNeXt V2's GRN.
     """
 
-    def __init__(self, in_chs: int, out_chs: int, hidden: int, stride: int, kernel_size: int,
-                 groups: int | str, spatial_first: bool, norms: tuple[bool, bool, bool],
-                 acts: tuple[bool, bool, bool], layers: LayerFn, layer_scale: float | None = None,
-                 drop_path: float = 0.0, project_norm: bool = True, grn: bool = False):
+    layers: LayerFn
+    kernel_size: int
+    groups: int | str
+    spatial_first: bool
+    norms: tuple[bool, bool, bool]
+    acts: tuple[bool, bool, bool]
+    layer_scale: float | None = None
+    project_norm: bool = True
+    grn: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: NetConfig, layers: LayerFn) -> BlockSpec:
+        first = cfg.spatial_conv == "first"
+        one_norm = (first, not first, False)  # after the spatial conv
+        one_act = (not first, first, False)  # after the 1x1 conv that sets the hidden width
+        return cls(layers=layers, kernel_size=cfg.kernel_size, groups=cfg.groups, spatial_first=first,
+                   norms=(True, True, True) if cfg.norms == "all" else one_norm,
+                   acts=(True, True, True) if cfg.activations == "all" else one_act,
+                   layer_scale=cfg.layer_scale, project_norm=cfg.shortcut_norm, grn=cfg.grn)
+
+
+class Block(nn.Module):
+    """Residual block: conv1 -> norm1 -> act1 -> conv2 -> norm2 -> act2 -> grn -> conv3 -> norm3
+    -> layer scale -> drop path, + shortcut -> act3. Absent norms/acts (and grn) are Identity."""
+
+    def __init__(self, in_chs: int, out_chs: int, hidden: int, stride: int, spec: BlockSpec,
+                 drop_path: float = 0.0):
         super().__init__()
-        if spatial_first:  # k x k on the input width, then 1x1 up to hidden, 1x1 down to out
-            widths = [(in_chs, in_chs, kernel_size, stride), (in_chs, hidden, 1, 1), (hidden, out_chs, 1, 1)]
+        layers, k_size = spec.layers, spec.kernel_size
+        if spec.spatial_first:  # k x k on the input width, then 1x1 up to hidden, 1x1 down to out
+            widths = [(in_chs, in_chs, k_size, stride), (in_chs, hidden, 1, 1), (hidden, out_chs, 1, 1)]
             spatial = 0
         else:  # 1x1 down to hidden, k x k, 1x1 up to out
-            widths = [(in_chs, hidden, 1, 1), (hidden, hidden, kernel_size, stride), (hidden, out_chs, 1, 1)]
+            widths = [(in_chs, hidden, 1, 1), (hidden, hidden, k_size, stride), (hidden, out_chs, 1, 1)]
             spatial = 1
         for i, (cin, cout, k, s) in enumerate(widths, start=1):
-            g = 1 if i - 1 != spatial else (cin if groups == "depthwise" else groups)
-            has_norm = norms[i - 1]
+            g = 1 if i - 1 != spatial else (cin if spec.groups == "depthwise" else spec.groups)
+            has_norm = spec.norms[i - 1]
             self.add_module(f"conv{i}", conv(cin, cout, k, s, g, bias=not (has_norm and layers.norm_is_batch)))
             self.add_module(f"norm{i}", layers.norm(cout) if has_norm else nn.Identity())
-            self.add_module(f"act{i}", layers.act() if acts[i - 1] else nn.Identity())
+            self.add_module(f"act{i}", layers.act() if spec.acts[i - 1] else nn.Identity())
         # A moved-up spatial conv leaves norm -> act -> 1x1 -> act -> 1x1 with only per-position
         # layers: with layer norms (or none) that whole run goes channels-last, as timm's ConvNeXt
         # block does (two permutes instead of two per norm; linear instead of 1x1-conv backward).
-        self.nhwc = spatial_first and all(isinstance(getattr(self, f"norm{i}"), LayerNorm2d | nn.Identity)
+        self.nhwc = spec.spatial_first and all(isinstance(getattr(self, f"norm{i}"), LayerNorm2d | nn.Identity)
                                           for i in (1, 2, 3))
         if self.nhwc:
             self.conv2.nhwc = self.conv3.nhwc = True
         # ConvNeXt V2's GRN on the last conv's input (timm: `mlp.grn`, laid out as the tensor it sees)
-        self.grn = GlobalResponseNorm(widths[2][0], eps=1e-6, channels_last=self.nhwc) if grn else nn.Identity()
-        self.layer_scale = LayerScale2d(out_chs, layer_scale) if layer_scale is not None else nn.Identity()
+        self.grn = GlobalResponseNorm(widths[2][0], eps=1e-6, channels_last=self.nhwc) if spec.grn else nn.Identity()
+        self.layer_scale = LayerScale2d(out_chs, spec.layer_scale) if spec.layer_scale is not None else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if stride != 1 or in_chs != out_chs:  # projection shortcut only where shapes change
-            no_bias = project_norm and layers.norm_is_batch
+            no_bias = spec.project_norm and layers.norm_is_batch
             shortcut = OrderedDict(conv=conv(in_chs, out_chs, 1, stride, bias=not no_bias))
-            if project_norm:
+            if spec.project_norm:
                 shortcut["norm"] = layers.norm(out_chs)
             self.shortcut = nn.Sequential(shortcut)
         else:
@@ -144,11 +171,7 @@ class Net(nn.Module):
         self.cfg = cfg
         layers = LayerFn.from_config(cfg)
         separate = cfg.downsample == "separate"
-        spatial_first = cfg.spatial_conv == "first"
-        one_norm = (spatial_first, not spatial_first, False)  # after the spatial conv
-        one_act = (not spatial_first, spatial_first, False)  # after the 1x1 conv that sets the hidden width
-        norms = (True, True, True) if cfg.norms == "all" else one_norm
-        acts = (True, True, True) if cfg.activations == "all" else one_act
+        spec = BlockSpec.from_config(cfg, layers)
         total = sum(cfg.depths)  # stochastic depth grows linearly from 0 to drop_path, as in timm
         drop_rates = [cfg.drop_path * n / max(total - 1, 1) for n in range(total)]
 
@@ -163,9 +186,7 @@ class Net(nn.Module):
             blocks = []
             for j in range(depth):
                 stride = 2 if (not separate and i > 0 and j == 0) else 1
-                blocks.append(Block(prev, dim, cfg.hidden(i), stride, cfg.kernel_size, cfg.groups, spatial_first,
-                                    norms, acts, layers, cfg.layer_scale, drop_rates[n], cfg.shortcut_norm,
-                                    cfg.grn))
+                blocks.append(Block(prev, dim, cfg.hidden(i), stride, spec, drop_rates[n]))
                 prev, n = dim, n + 1
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages)

@@ -11,30 +11,30 @@ states saved at the stop.
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
-import os
 import random
-import resource
-import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from torch import Tensor
 
 from ablate.config.load import Variant
 
+from .checkpoint import COLUMNS, rng_state, set_rng_state, write_metrics
+from .checkpoint import save as _save  # called through this module's name (tests replace it: a full disk)
 from .data import Data, _seed_of, load_data
+from .metrics import evaluate, infer_throughput, peak_memory_mb, reset_peak_memory
 
-COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "top1", "top5", "ema_top1", "ema_top5",
-           "epoch_seconds", "train_img_per_s")
+__all__ = ["COLUMNS", "TrialFailed", "build_model", "evaluate", "infer_throughput", "peak_memory_mb",
+           "pick_device", "reset_peak_memory", "run_trial", "seed_everything"]
+
 _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rmsproptf", "lars", "larc",
                   "nlars", "nlarc", "lamb"}
 
@@ -81,94 +81,6 @@ def build_model(variant: Variant, data: Data) -> nn.Module:
                 optional.pop(k)
 
 
-def _rng_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-class _WriteAll:
-    """The file torch.save writes to, so that a full disk is an OSError (ENOSPC) and the worker leaves the
-    trial resumable: given a path or a Python file, torch reports it as a RuntimeError ("unexpected pos"),
-    which reads as the trial's own fault. Errors are kept here (never raised into torch's C++ writer, which
-    would swallow them) and raised by `_save` once torch.save returns."""
-
-    def __init__(self, raw: Any, name: Path):
-        self.raw, self.name = raw, name
-        self.error: OSError | None = None
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        done = 0
-        while done < len(view) and self.error is None:
-            try:
-                n = self.raw.write(view[done:])
-            except OSError as e:
-                self.error = e
-                break
-            if not n:
-                import errno
-
-                self.error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
-            done += n or 0
-        return len(view)
-
-    def flush(self) -> None:
-        if self.error is None:
-            try:
-                self.raw.flush()
-            except OSError as e:
-                self.error = e
-
-
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    """Atomically; a full disk is an OSError (ENOSPC), never torch's RuntimeError (see `_WriteAll`). No temp
-    file is left behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb", buffering=0) as f:
-            out = _WriteAll(f, tmp)
-            try:
-                torch.save(payload, out)
-            except RuntimeError:
-                if out.error is None:
-                    raise
-            if out.error is not None:
-                if out.error.filename is None:
-                    out.error.filename = str(tmp)
-                raise out.error
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: ("" if r.get(k) is None else r[k]) for k in COLUMNS})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _global_mean(loss: torch.Tensor, n_local: int, n_global: int) -> float:
     """The whole batch's mean loss from every rank's slice (all ranks get the same value, so a
     non-finite loss stops every rank at the same step)."""
@@ -179,96 +91,250 @@ def _global_mean(loss: torch.Tensor, n_local: int, n_global: int) -> float:
     return total.item() / n_global
 
 
-_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+def _optimizer(model: nn.Module, recipe: Any, dev: torch.device) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2
+
+    kwargs: dict[str, Any] = dict(opt=recipe.opt, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    if recipe.opt.lower().split("_")[-1] in _MOMENTUM_OPTS:
+        kwargs["momentum"] = recipe.momentum
+    try:  # torch's fused kernels (AdamW, Adam, SGD): one kernel per tensor instead of ~10 (-8 % of a proxy step)
+        return create_optimizer_v2(model, fused=dev.type in ("cpu", "cuda"), **kwargs)
+    except (TypeError, RuntimeError, ValueError):  # an optimizer (or device) without a fused implementation
+        return create_optimizer_v2(model, **kwargs)
 
 
-def reset_peak_memory(device: torch.device) -> bool:
-    """Start a trial's own peak. CUDA: the allocator's peak stats. CPU on Linux: the kernel's RSS high-water
-    mark (VmHWM), reset by writing 5 to /proc/self/clear_refs (exact and free, unlike a sampling thread;
-    psutil has no reset). Returns False where no reset exists (peak_memory_mb is then process-wide)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return True
-    if device.type == "cpu":
-        try:
-            _CLEAR_REFS.write_text("5")
-            return True
-        except OSError:
-            return False
-    return False
+def _scheduler(optimizer: torch.optim.Optimizer, recipe: Any, steps_per_epoch: int) -> Any:
+    from timm.scheduler import create_scheduler_v2
+
+    if recipe.sched == "step":
+        kwargs: dict[str, Any] = dict(sched="multistep", decay_milestones=list(recipe.decay_milestones),
+                                      decay_rate=0.1)
+    else:
+        kwargs = dict(sched="cosine")
+    scheduler, _ = create_scheduler_v2(optimizer, num_epochs=recipe.epochs, warmup_epochs=recipe.warmup_epochs,
+                                       min_lr=recipe.min_lr, step_on_epochs=False,
+                                       updates_per_epoch=steps_per_epoch, **kwargs)
+    return scheduler
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA: max_memory_allocated since reset_peak_memory. MPS: driver-allocated memory now. CPU: peak RSS
-    since reset_peak_memory (Linux VmHWM); elsewhere the process's all-time ru_maxrss."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    if device.type == "mps":
-        return torch.mps.driver_allocated_memory() / 2**20
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**10  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+def _loss(recipe: Any, num_classes: int) -> tuple[Any, nn.Module]:
+    """timm's batch Mixup/CutMix (or None) and the matching criterion."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if recipe.mixup > 0 or recipe.cutmix > 0:
+        mixup = Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
+                      num_classes=num_classes)
+        return mixup, SoftTargetCrossEntropy()
+    if recipe.label_smoothing > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
+    return None, nn.CrossEntropyLoss()
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, data: Data, device: torch.device, amp: contextlib.AbstractContextManager
-             ) -> dict[str, float]:
-    from timm.utils import accuracy
+class _Trial:
+    """One trial's training state: built in `__init__`, restored by `resume`, advanced by `train_epoch` and
+    `end_epoch`, saved by `checkpoint`, summarised by `summary`. Construction order is fixed (data, model,
+    optimizer, ...): the model's initial weights come from the global RNG seeded just before."""
 
-    model.eval()
-    loss_sum, c1, c5, n = 0.0, 0.0, 0.0, 0
-    k5 = min(5, data.num_classes)
-    for x, y in data.val.epoch(0):
-        if device.type == "cuda":
+    def __init__(self, variant: Variant, seed: int, trial_dir: Path, dev: torch.device,
+                 dist: tuple[int, int] | None, say: Callable[[str], None], t_start: float):
+        from timm.utils import ModelEmaV3
+
+        self.variant, self.recipe, self.seed, self.dev, self.say, self.t_start = (
+            variant, variant.recipe, seed, dev, say, t_start)
+        self.ckpt_path, self.metrics_path = trial_dir / "checkpoint.pt", trial_dir / "metrics.csv"
+        self.rank, self.world = dist or (0, 1)
+        self.writer = self.rank == 0
+        self.data = load_data(variant.data, self.recipe, seed, dev)
+        self.model = build_model(variant, self.data).to(dev)
+        if dev.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.train_model = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if dev.type == "cuda":  # BatchNorm statistics over the whole batch (SyncBatchNorm is CUDA-only)
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.train_model = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda"
+                                                       else None)
+        self.amp: Any = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
+                         else contextlib.nullcontext())
+        self.optimizer = _optimizer(self.model, self.recipe, dev)
+        self.steps_per_epoch = len(self.data.train)
+        self.scheduler = _scheduler(self.optimizer, self.recipe, self.steps_per_epoch)
+        if self.recipe.warmup_epochs >= self.recipe.epochs:
+            say(f"warning: warmup_epochs {self.recipe.warmup_epochs:g} >= epochs {self.recipe.epochs}: "
+                "the lr never leaves warmup")
+        self.mixup, self.criterion = _loss(self.recipe, self.data.num_classes)
+        self.ema = ModelEmaV3(self.model, decay=self.recipe.ema) if self.recipe.ema is not None else None
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch, self.skip_steps, self.num_updates = 0, 0, 0
+        self.partial: dict[str, Any] | None = None
+        self.prior_wall, self.resume_rng = 0.0, None
+        self.fingerprint = {"variant": variant.id, "seed": seed}
+        self.t_epoch = t_start
+
+    def resume(self, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+        """Continue from checkpoint.pt when it belongs to this (variant, seed); else start over."""
+        path = self.ckpt_path
+        ck: dict[str, Any] = {}
+        if path.exists():
+            # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest to the model's device
+            try:
+                ck = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001 - unreadable (written by another version?): start over
+                self.say(f"ignoring unreadable {path}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}")
+            if ck and ck.get("fingerprint") != self.fingerprint:
+                self.say(f"ignoring {path}: it belongs to {ck.get('fingerprint')}, not {self.fingerprint}")
+                ck = {}
+        if ck:
+            self.model.load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.scheduler.load_state_dict(ck["scheduler"])
+            if self.ema is not None and ck.get("ema") is not None:
+                self.ema.load_state_dict(ck["ema"])
+            self.history, self.prior_wall, self.num_updates = ck["history"], ck["wall_seconds"], ck["num_updates"]
+            self.start_epoch, self.skip_steps, self.partial = ck["epoch"], ck["step"], ck.get("partial")
+            self.resume_rng = ck["rng"]
+            where = f"epoch {self.start_epoch + 1}" + (f", step {self.skip_steps + 1}" if self.skip_steps else "")
+            self.say(f"resuming from {path} at {where}")
+        if self.writer:
+            write_metrics(self.metrics_path, self.history)  # drops rows of epochs the checkpoint does not have
+            for done in self.history if on_epoch is not None else []:
+                on_epoch(done)
+
+    def checkpoint(self, epoch: int, step: int, partial: dict[str, Any] | None) -> None:
+        if not self.writer:
+            return
+        ema = self.ema.state_dict() if self.ema is not None else None
+        _save(self.ckpt_path, {
+            "fingerprint": self.fingerprint, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "ema": ema,
+            "epoch": epoch, "step": step, "partial": partial, "num_updates": self.num_updates,
+            "history": self.history, "rng": rng_state(),
+            "wall_seconds": self.prior_wall + time.perf_counter() - self.t_start})
+
+    def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The epoch's batches; after a mid-epoch resume, those not yet trained on (the ones before are
+        regenerated, not trained on, then the RNG states saved at the stop are restored)."""
+        batches = self.data.train.epoch(epoch)
+        if self.skip_steps:
+            for _ in range(self.skip_steps):
+                next(batches)
+            set_rng_state(self.resume_rng)
+        return batches
+
+    def step(self, x: Tensor, y: Tensor, epoch: int, step: int) -> tuple[float, int]:
+        """One optimizer update on the batch; returns (mean loss of the whole batch, its images)."""
+        if self.mixup is not None and len(x) % 2:  # timm's batch mixup pairs images: needs an even batch
+            x, y = x[:-1], y[:-1]
+        if self.dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with amp:
-            out = model(x)
-        out = out.float()
-        loss_sum += F.cross_entropy(out, y, reduction="sum").item()
-        a1, a5 = accuracy(out, y, topk=(1, k5))
-        c1 += a1.item() * len(y) / 100
-        c5 += a5.item() * len(y) / 100
-        n += len(y)
-    return {"loss": loss_sum / n, "top1": 100 * c1 / n, "top5": 100 * c5 / n}
+        target = y
+        if self.mixup is not None:
+            x, target = self.mixup(x, y)
+        n_global = len(x)
+        if self.world > 1:  # the same global batch on every rank (same seeds): each trains on its slice
+            x, target = x.tensor_split(self.world)[self.rank], target.tensor_split(self.world)[self.rank]
+        with self.amp:
+            out = self.train_model(x)
+            loss = self.criterion(out.float(), target)
+        loss_value = loss.item() if self.world == 1 else _global_mean(loss, len(x), n_global)
+        if not math.isfinite(loss_value):
+            raise TrialFailed(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step + 1}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.recipe.clip_grad is not None:
+            from timm.utils import dispatch_clip_grad
 
+            dispatch_clip_grad(self.model.parameters(), self.recipe.clip_grad, mode="norm")
+        self.optimizer.step()
+        self.num_updates += 1
+        self.scheduler.step_update(num_updates=self.num_updates)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.num_updates)
+        return loss_value, n_global
 
-@torch.inference_mode()
-def infer_throughput(model: nn.Module, batch: int, data: Data, device: torch.device,
-                     amp: contextlib.AbstractContextManager, max_batches: int = 30, max_seconds: float = 2.0
-                     ) -> float:
-    """Images/s in eval mode at `batch`: 2 warm-up batches, then the median rate of 5 to max_batches timed
-    batches (as many as fit in max_seconds)."""
-    model.eval()
-    x = torch.randn(batch, data.in_chans, data.image_size, data.image_size, device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    def train_epoch(self, epoch: int, progress: bool, stop: threading.Event | None
+                    ) -> tuple[dict[str, Any], float, float]:
+        """Train one epoch; returns (its accumulators, its training seconds, the data share of them).
+        A `stop` request checkpoints mid-epoch and raises KeyboardInterrupt."""
+        from tqdm import tqdm
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elif device.type == "mps":
-            torch.mps.synchronize()
+        seed_everything(_seed_of(self.seed, epoch, 2))  # an epoch depends on (seed, epoch) only: exact resume
+        self.train_model.train()
+        t_epoch = time.perf_counter()
+        acc = self.partial or {"loss_sum": 0.0, "images": 0, "train_seconds": 0.0, "epoch_seconds": 0.0}
+        self.partial = None
+        batches = self._batches(epoch)
+        data_before = self.data.train.data_seconds
+        step, self.skip_steps = self.skip_steps, 0
+        bar = tqdm(total=self.steps_per_epoch, initial=step, desc=f"epoch {epoch + 1}/{self.recipe.epochs}",
+                   leave=False, file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
+        t_train = time.perf_counter()
+        # the epoch's lr as reported: that of its first step (a step schedule reads 0.1, 0.01, ...)
+        acc["lr"] = acc.get("lr", self.optimizer.param_groups[0]["lr"])
+        try:
+            for x, y in batches:
+                loss_value, n = self.step(x, y, epoch, step)
+                acc["loss_sum"] += loss_value * n
+                acc["images"] += n
+                step += 1
+                bar.update(1)
+                if stop is not None and stop.is_set() and step < self.steps_per_epoch:
+                    now = time.perf_counter()
+                    acc["train_seconds"] += now - t_train
+                    acc["epoch_seconds"] += now - t_epoch
+                    self.checkpoint(epoch, step, acc)
+                    self.say(f"stopped at epoch {epoch + 1}, step {step}; checkpoint in {self.ckpt_path}")
+                    raise KeyboardInterrupt
+        finally:
+            bar.close()
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        elapsed = max(time.perf_counter() - t_train, 1e-9)
+        self.t_epoch = t_epoch  # the epoch's time ends in end_epoch, after evaluation
+        return acc, acc["train_seconds"] + elapsed, (self.data.train.data_seconds - data_before) / elapsed
 
-    for _ in range(2):
-        with amp:
-            model(x)
-    sync()
-    # Each batch timed on its own; the median of the per-batch rates (as timm's benchmark reports a spread
-    # over repetitions): one slow batch on a shared machine does not move it, as it moves a mean over 10.
-    rates: list[float] = []
-    t0 = time.perf_counter()
-    while len(rates) < max_batches and (len(rates) < 5 or time.perf_counter() - t0 < max_seconds):
-        t = time.perf_counter()
-        with amp:
-            model(x)
-        sync()
-        rates.append(batch / (time.perf_counter() - t))
-    return statistics.median(rates)
+    def end_epoch(self, epoch: int, acc: dict[str, Any], train_seconds: float, data_share: float,
+                  on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+        """Step the schedule, evaluate, append the epoch's row, checkpoint, report."""
+        self.scheduler.step(epoch + 1)
+        metrics = evaluate(self.model, self.data, self.dev, self.amp)
+        ema = evaluate(self.ema.module, self.data, self.dev, self.amp) if self.ema is not None else None
+        row = {"epoch": epoch + 1, "lr": acc["lr"], "train_loss": acc["loss_sum"] / max(acc["images"], 1),
+               "val_loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
+               "ema_top1": ema["top1"] if ema else None, "ema_top5": ema["top5"] if ema else None,
+               "epoch_seconds": acc["epoch_seconds"] + time.perf_counter() - self.t_epoch,
+               "train_img_per_s": acc["images"] / max(train_seconds, 1e-9)}
+        self.history.append(row)
+        self.checkpoint(epoch + 1, 0, None)
+        if self.writer:
+            write_metrics(self.metrics_path, self.history)
+            if on_epoch is not None:
+                on_epoch(row)
+        ema_txt = f" ema {row['ema_top1']:.2f}" if ema else ""
+        self.say(f"epoch {epoch + 1}/{self.recipe.epochs}: loss {row['train_loss']:.4f} val {row['val_loss']:.4f} "
+                 f"top1 {row['top1']:.2f} top5 {row['top5']:.2f}{ema_txt} lr {row['lr']:.3g} "
+                 f"{row['train_img_per_s']:.0f} img/s data {data_share:.1%} {row['epoch_seconds']:.1f}s")
+
+    def summary(self) -> dict[str, Any]:
+        if not self.history:
+            raise TrialFailed("no epoch was trained")
+        history, last = self.history, self.history[-1]
+        speeds = sorted(r["train_img_per_s"] for r in (history[1:] if len(history) > 1 else history))
+        infer = infer_throughput(self.model, self.recipe.batch_size, self.data, self.dev, self.amp)
+        return {
+            "top1": last["top1"], "top5": last["top5"],
+            "top1_best": max(r["top1"] for r in history), "top5_best": max(r["top5"] for r in history),
+            "ema_top1": last["ema_top1"], "loss": last["val_loss"], "epochs": len(history),
+            "train_img_per_s": speeds[len(speeds) // 2], "infer_img_per_s": infer,
+            "peak_mem_mb": peak_memory_mb(self.dev), "device": self.dev.type, "params": self.params,
+            "wall_seconds": self.prior_wall + time.perf_counter() - self.t_start,
+        }
 
 
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
@@ -284,217 +350,26 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
     initialised by the caller). Every rank builds the same batches and trains on its slice of each
     (DDP averages the gradients: the update of one big batch); rank 0 alone writes files.
     """
-    from timm.data import Mixup
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3, dispatch_clip_grad
-    from tqdm import tqdm
-
     t_start = time.perf_counter()
     say = log or (lambda _msg: None)
     trial_dir = Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path, metrics_path = trial_dir / "checkpoint.pt", trial_dir / "metrics.csv"
     dev = pick_device(device)
     if threads:
         torch.set_num_threads(threads)
     reset_peak_memory(dev)  # this trial's own peak, not the worker's earlier trials'
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    recipe = variant.recipe
     seed_everything(seed)
-
-    rank, world = dist or (0, 1)
-    writer = rank == 0
-    if not writer:
+    if dist is not None and dist[0] != 0:
         progress, say = False, (lambda _msg: None)
-    data = load_data(variant.data, recipe, seed, dev)
-    model = build_model(variant, data).to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    params = sum(p.numel() for p in model.parameters())
-    train_model = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        if dev.type == "cuda":  # BatchNorm statistics over the whole batch (SyncBatchNorm is CUDA-only)
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        train_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    amp: Any = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext())
-
-    opt_kwargs: dict[str, Any] = {}
-    if recipe.opt.lower().split("_")[-1] in _MOMENTUM_OPTS:
-        opt_kwargs["momentum"] = recipe.momentum
-    try:  # torch's fused kernels (AdamW, Adam, SGD): one kernel per tensor instead of ~10 (-8 % of a proxy step)
-        optimizer = create_optimizer_v2(model, opt=recipe.opt, lr=recipe.learning_rate,
-                                        weight_decay=recipe.weight_decay, fused=dev.type in ("cpu", "cuda"),
-                                        **opt_kwargs)
-    except (TypeError, RuntimeError, ValueError):  # an optimizer (or device) without a fused implementation
-        optimizer = create_optimizer_v2(model, opt=recipe.opt, lr=recipe.learning_rate,
-                                        weight_decay=recipe.weight_decay, **opt_kwargs)
-    steps_per_epoch = len(data.train)
-    if recipe.sched == "step":
-        sched_kwargs: dict[str, Any] = dict(sched="multistep", decay_milestones=list(recipe.decay_milestones),
-                                            decay_rate=0.1)
-    else:
-        sched_kwargs = dict(sched="cosine")
-    scheduler, _ = create_scheduler_v2(optimizer, num_epochs=recipe.epochs, warmup_epochs=recipe.warmup_epochs,
-                                       min_lr=recipe.min_lr, step_on_epochs=False,
-                                       updates_per_epoch=steps_per_epoch, **sched_kwargs)
-    if recipe.warmup_epochs >= recipe.epochs:
-        say(f"warning: warmup_epochs {recipe.warmup_epochs:g} >= epochs {recipe.epochs}: the lr never leaves warmup")
-    mixup = None
-    if recipe.mixup > 0 or recipe.cutmix > 0:
-        mixup = Mixup(mixup_alpha=recipe.mixup, cutmix_alpha=recipe.cutmix, label_smoothing=recipe.label_smoothing,
-                      num_classes=data.num_classes)
-        criterion: nn.Module = SoftTargetCrossEntropy()
-    elif recipe.label_smoothing > 0:
-        criterion = LabelSmoothingCrossEntropy(smoothing=recipe.label_smoothing)
-    else:
-        criterion = nn.CrossEntropyLoss()
-    ema = ModelEmaV3(model, decay=recipe.ema) if recipe.ema is not None else None
-
-    # ---- resume
-    history: list[dict[str, Any]] = []
-    start_epoch, skip_steps, partial, prior_wall, resume_rng = 0, 0, None, 0.0, None
-    num_updates = 0
-    fingerprint = {"variant": variant.id, "seed": seed}
-    if ckpt_path.exists():
-        # CPU first: RNG states must stay CPU tensors; load_state_dict moves the rest to the model's device
-        try:
-            ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - unreadable (written by another version?): start over
-            say(f"ignoring unreadable {ckpt_path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            ck = {}
-        if not ck:
-            pass
-        elif ck.get("fingerprint") != fingerprint:
-            say(f"ignoring {ckpt_path}: it belongs to {ck.get('fingerprint')}, not {fingerprint}")
-        else:
-            model.load_state_dict(ck["model"])
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-            if ema is not None and ck.get("ema") is not None:
-                ema.load_state_dict(ck["ema"])
-            history, prior_wall, num_updates = ck["history"], ck["wall_seconds"], ck["num_updates"]
-            start_epoch, skip_steps, partial = ck["epoch"], ck["step"], ck.get("partial")
-            resume_rng = ck["rng"]
-            where = f"epoch {start_epoch + 1}" + (f", step {skip_steps + 1}" if skip_steps else "")
-            say(f"resuming from {ckpt_path} at {where}")
-    if writer:
-        _write_metrics(metrics_path, history)  # drops rows of epochs the checkpoint does not have
-        for done in history if on_epoch is not None else []:
-            on_epoch(done)
-
-    def checkpoint(epoch: int, step: int, partial: dict[str, Any] | None) -> None:
-        if not writer:
-            return
-        _save(ckpt_path, {
-            "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-            "epoch": epoch, "step": step, "partial": partial, "num_updates": num_updates, "history": history,
-            "rng": _rng_state(), "wall_seconds": prior_wall + time.perf_counter() - t_start})
-
-    # ---- train
-    for epoch in range(start_epoch, recipe.epochs):
-        seed_everything(_seed_of(seed, epoch, 2))  # an epoch depends on (seed, epoch) only: exact resume
-        train_model.train()
-        t_epoch = time.perf_counter()
-        acc = partial or {"loss_sum": 0.0, "images": 0, "train_seconds": 0.0, "epoch_seconds": 0.0}
-        partial = None
-        batches = data.train.epoch(epoch)
-        if skip_steps:  # mid-epoch resume: regenerate the batches already trained on, then the saved RNGs
-            for _ in range(skip_steps):
-                next(batches)
-            _set_rng_state(resume_rng)
-        data_before = data.train.data_seconds
-        bar = tqdm(total=steps_per_epoch, initial=skip_steps, desc=f"epoch {epoch + 1}/{recipe.epochs}",
-                   leave=False, file=sys.stderr, disable=None if progress else True, dynamic_ncols=True)
-        t_train = time.perf_counter()
-        # the epoch's lr as reported: that of its first step (a step schedule reads 0.1, 0.01, ...)
-        lr = acc.get("lr", optimizer.param_groups[0]["lr"])
-        acc["lr"] = lr
-        step = skip_steps
-        skip_steps = 0
-        try:
-            for x, y in batches:
-                if mixup is not None and len(x) % 2:  # timm's batch mixup pairs images: needs an even batch
-                    x, y = x[:-1], y[:-1]
-                if dev.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                target = y
-                if mixup is not None:
-                    x, target = mixup(x, y)
-                n_global = len(x)
-                if world > 1:  # the same global batch on every rank (same seeds): each trains on its slice
-                    x, target = x.tensor_split(world)[rank], target.tensor_split(world)[rank]
-                with amp:
-                    out = train_model(x)
-                    loss = criterion(out.float(), target)
-                loss_value = loss.item() if world == 1 else _global_mean(loss, len(x), n_global)
-                if not math.isfinite(loss_value):
-                    raise TrialFailed(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step + 1}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if recipe.clip_grad is not None:
-                    dispatch_clip_grad(model.parameters(), recipe.clip_grad, mode="norm")
-                optimizer.step()
-                num_updates += 1
-                scheduler.step_update(num_updates=num_updates)
-                if ema is not None:
-                    ema.update(model, step=num_updates)
-                acc["loss_sum"] += loss_value * n_global
-                acc["images"] += n_global
-                step += 1
-                bar.update(1)
-                if stop is not None and stop.is_set() and step < steps_per_epoch:
-                    now = time.perf_counter()
-                    acc["train_seconds"] += now - t_train
-                    acc["epoch_seconds"] += now - t_epoch
-                    checkpoint(epoch, step, acc)
-                    say(f"stopped at epoch {epoch + 1}, step {step}; checkpoint in {ckpt_path}")
-                    raise KeyboardInterrupt
-        finally:
-            bar.close()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        train_seconds = acc["train_seconds"] + time.perf_counter() - t_train
-        data_share = (data.train.data_seconds - data_before) / max(time.perf_counter() - t_train, 1e-9)
-        scheduler.step(epoch + 1)
-        metrics = evaluate(model, data, dev, amp)
-        ema_metrics = evaluate(ema.module, data, dev, amp) if ema is not None else None
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": acc["loss_sum"] / max(acc["images"], 1),
-               "val_loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
-               "ema_top1": ema_metrics["top1"] if ema_metrics else None,
-               "ema_top5": ema_metrics["top5"] if ema_metrics else None,
-               "epoch_seconds": acc["epoch_seconds"] + time.perf_counter() - t_epoch,
-               "train_img_per_s": acc["images"] / max(train_seconds, 1e-9)}
-        history.append(row)
-        checkpoint(epoch + 1, 0, None)
-        if writer:
-            _write_metrics(metrics_path, history)
-            if on_epoch is not None:
-                on_epoch(row)
-        ema_txt = f" ema {row['ema_top1']:.2f}" if ema_metrics else ""
-        say(f"epoch {epoch + 1}/{recipe.epochs}: loss {row['train_loss']:.4f} val {row['val_loss']:.4f} "
-            f"top1 {row['top1']:.2f} top5 {row['top5']:.2f}{ema_txt} lr {lr:.3g} "
-            f"{row['train_img_per_s']:.0f} img/s data {data_share:.1%} {row['epoch_seconds']:.1f}s")
-        if stop is not None and stop.is_set() and epoch + 1 < recipe.epochs:
-            say(f"stopped after epoch {epoch + 1}; checkpoint in {ckpt_path}")
+    trial = _Trial(variant, seed, trial_dir, dev, dist, say, t_start)
+    trial.resume(on_epoch)
+    epochs = variant.recipe.epochs
+    for epoch in range(trial.start_epoch, epochs):
+        acc, train_seconds, data_share = trial.train_epoch(epoch, progress, stop)
+        trial.end_epoch(epoch, acc, train_seconds, data_share, on_epoch)
+        if stop is not None and stop.is_set() and epoch + 1 < epochs:
+            say(f"stopped after epoch {epoch + 1}; checkpoint in {trial.ckpt_path}")
             raise KeyboardInterrupt
-
-    # ---- results
-    if not history:
-        raise TrialFailed("no epoch was trained")
-    last = history[-1]
-    speeds = sorted(r["train_img_per_s"] for r in (history[1:] if len(history) > 1 else history))
-    infer = infer_throughput(model, recipe.batch_size, data, dev, amp)
-    return {
-        "top1": last["top1"], "top5": last["top5"],
-        "top1_best": max(r["top1"] for r in history), "top5_best": max(r["top5"] for r in history),
-        "ema_top1": last["ema_top1"], "loss": last["val_loss"], "epochs": len(history),
-        "train_img_per_s": speeds[len(speeds) // 2], "infer_img_per_s": infer,
-        "peak_mem_mb": peak_memory_mb(dev), "wall_seconds": prior_wall + time.perf_counter() - t_start,
-        "device": dev.type, "params": params,
-    }
+    return trial.summary()

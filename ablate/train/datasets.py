@@ -1,0 +1,301 @@
+"""Dataset readers for the in-memory sources: Fashion-MNIST (IDX files), CIFAR-10/100 (torchvision),
+a synthetic dataset for tests; plus subsetting, resizing, channel handling and the data fingerprint.
+
+Every reader returns ((train images, train labels), (val images, val labels)) as uint8 NCHW / int64
+tensors; `ablate.train.data` turns them into batch sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import math
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ablate.config.study import DataSpec
+
+SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
+SYNTHETIC_TRAIN, SYNTHETIC_VAL = 512, 256
+_SYNTHETIC_SEED = 20220110  # the synthetic *dataset* is fixed; trial seeds only pick subsets/order
+
+class DataError(Exception):
+    """Data cannot be had: one line, user-facing (the CLI prints it and exits 2)."""
+
+
+def data_dir() -> Path:
+    """Where downloads go: $ABLATE_CACHE_DIR/data, else ~/.cache/ablate/data."""
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(os.environ.get("ABLATE_CACHE_DIR") or xdg / "ablate") / "data"
+
+
+def offline() -> bool:
+    """ABLATE_OFFLINE=1: never try to download (tests set it; so can air-gapped users)."""
+    return os.environ.get("ABLATE_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def _net_timeout(seconds: float = 30.0) -> Iterator[None]:
+    """torchvision downloads without a timeout: on a network that drops packets they would hang."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def _seed_of(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across runs and platforms, unlike hash())."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0]
+               & np.uint64(0x7FFFFFFFFFFFFFFF))
+
+
+# ---------------------------------------------------------------- batch sources
+
+
+def stratified_subset(labels: Tensor, n: int, seed: int) -> Tensor:
+    """Indices of n items, classes as balanced as the data allows (round-robin over a seeded shuffle)."""
+    labels = torch.as_tensor(labels).cpu()
+    total = len(labels)
+    perm = torch.randperm(total, generator=torch.Generator().manual_seed(_seed_of(seed, 7)))
+    lab = labels[perm]
+    order = torch.sort(lab, stable=True).indices  # positions in perm, grouped by class
+    counts = torch.bincount(lab)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty(total, dtype=torch.int64)
+    rank[order] = torch.arange(total) - starts.repeat_interleave(counts)  # i-th of its class in perm
+    key = rank * total + torch.arange(total)
+    return perm[torch.argsort(key)[:n]].sort().values
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    from torchvision.transforms.v2 import functional as TF
+
+    # once at load, in chunks (bounded memory), antialiased like PIL
+    return torch.cat([TF.resize(c, [size, size], antialias=True) for c in x.split(4096)])
+
+
+def _to_channels(x: Tensor, chans: int) -> Tensor:
+    c = x.shape[1]
+    if c == chans or (c == 1 and chans > 1):  # 1 -> n is widened per batch, after augmentation
+        return x
+    if c == 3 and chans == 1:
+        from torchvision.transforms.v2 import functional as TF
+
+        return TF.rgb_to_grayscale(x)
+    raise DataError(f"cannot turn {c}-channel images into {chans} channels (data.in_chans)")
+
+
+def _stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std of the (subset of the) training images, in [0, 1] units."""
+    std, mean = torch.std_mean(x.float().div_(255), dim=(0, 2, 3))
+    return tuple(mean.tolist()), tuple(std.clamp_min(1e-3).tolist())
+
+
+def _synthetic(spec: DataSpec, size: int, chans: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Per-class smooth random patterns plus noise: learnable, but not trivially (noise std ~ signal)."""
+    k = spec.resolved("num_classes")
+    gen = torch.Generator().manual_seed(_SYNTHETIC_SEED)
+    coarse = torch.rand(k, chans, 4, 4, generator=gen)
+    patterns = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+
+    def make(n: int) -> tuple[Tensor, Tensor]:
+        y = torch.arange(n) % k
+        y = y[torch.randperm(n, generator=gen)]
+        x = 0.25 + 0.5 * patterns[y] + 0.2 * torch.randn(n, chans, size, size, generator=gen)
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
+
+    return make(spec.train_subset or SYNTHETIC_TRAIN), make(spec.val_subset or SYNTHETIC_VAL)
+
+
+def _read_small(spec: DataSpec) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    if spec.dataset == "fashion-mnist":
+        return _fashion_mnist(spec.root)
+    return _cifar(spec.dataset, spec.root)
+
+
+_IDX = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _fashion_mnist(root: str | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    paths = _fashion_mnist_files(root)
+    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for split in ("train", "val") for f in paths[split])
+    return _read_idx_cached(stats, paths)
+
+
+_IDX_CACHE: dict[tuple, tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]] = {}
+
+
+def _read_idx_cached(stats: tuple, paths: dict[str, list[Path]]) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The decoded IDX files, kept for the process while the files are unchanged (same paths, sizes and
+    mtimes): a worker runs trial after trial on the same data, and decompressing it costs ~0.4 s a trial.
+    Callers never write into these tensors (subsets and resizes make new ones)."""
+    if stats not in _IDX_CACHE:
+        _IDX_CACHE.clear()  # one dataset at a time
+        _IDX_CACHE[stats] = _read_idx_files(paths)
+    return _IDX_CACHE[stats]
+
+
+def _fashion_mnist_files(root: str | None) -> dict[str, list[Path]]:
+    """The IDX files to read: only under `root` when the study names one (never another copy), else the
+    system copy, the cache, or a download into the cache."""
+    cache = data_dir()
+    if root:
+        folder = Path(root).expanduser()
+        for candidate in (folder, folder / "FashionMNIST" / "raw"):  # IDX files, or torchvision's layout
+            found = _find_idx(candidate)
+            if found:
+                return found
+        if not folder.is_dir():
+            raise DataError(f"fashion-mnist: data.root {folder} is not a folder (remove data.root to use the "
+                            "system copy of Debian's dataset-fashion-mnist)")
+        missing = [stem for stems in _IDX.values() for stem in stems
+                   if not any((folder / f"{stem}{ext}").is_file() for ext in (".gz", ""))]
+        raise DataError(f"fashion-mnist: data.root {folder} lacks {', '.join(missing)} (.gz or not); put the four "
+                        "IDX files there, or remove data.root to use the system copy of Debian's "
+                        "dataset-fashion-mnist")
+    places = [*SYSTEM_DIRS, cache]
+    for p in places:  # a folder of IDX files, or torchvision's layout under it
+        for folder in (p, p / "FashionMNIST" / "raw"):
+            found = _find_idx(folder)
+            if found:
+                return found
+    if not offline():
+        from torchvision.datasets import FashionMNIST
+
+        with _net_timeout():
+            try:
+                FashionMNIST(str(cache), train=True, download=True)
+                FashionMNIST(str(cache), train=False, download=True)
+            except Exception:  # noqa: BLE001, S110 - offline or blocked: fall through to the message
+                pass
+        found = _find_idx(cache / "FashionMNIST" / "raw")
+        if found:
+            return found
+    looked = ", ".join(str(p) for p in places)
+    raise DataError(f"fashion-mnist: no IDX files in {looked} and no download; install Debian's "
+                    f"dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or set data.root")
+
+
+def _find_idx(folder: Path) -> dict[str, list[Path]] | None:
+    def find(stem: str) -> Path | None:
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+        return None
+
+    paths = {split: [find(s) for s in stems] for split, stems in _IDX.items()}
+    if any(p is None for ps in paths.values() for p in ps):
+        return None
+    return paths  # type: ignore[return-value]
+
+
+def _read_idx_files(paths: dict[str, list[Path]]) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    out = []
+    for split in ("train", "val"):
+        img, lab = paths[split]
+        x, y = read_idx(img), read_idx(lab)
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise DataError(f"fashion-mnist: {img} and {lab} do not match (shapes {tuple(x.shape)}, {tuple(y.shape)})")
+        out.append((x.unsqueeze(1), y.long()))
+    return out[0], out[1]
+
+
+def data_fingerprint(spec: DataSpec, head_bytes: int = 1 << 20) -> str:
+    """A short hash of the data `load_data` reads for `spec` (cheap: no image is decoded): each file's
+    name, size and first `head_bytes` bytes (fashion-mnist, cifar), the class folders and their file counts
+    (imagefolder), the generator's constants (synthetic). Where the files are is not part of it: the same
+    data at another root has the same fingerprint. Raises DataError when the data cannot be found."""
+    import hashlib
+
+    h = hashlib.sha256(spec.dataset.encode())
+    files: list[Path] = []
+    if spec.dataset == "synthetic":
+        h.update(f"{_SYNTHETIC_SEED}/{SYNTHETIC_TRAIN}/{SYNTHETIC_VAL}".encode())
+    elif spec.dataset == "fashion-mnist":
+        files = [p for split in ("train", "val") for p in _fashion_mnist_files(spec.root)[split]]
+    elif spec.dataset in ("cifar10", "cifar100"):
+        from torchvision.datasets import CIFAR10, CIFAR100
+
+        cls = CIFAR10 if spec.dataset == "cifar10" else CIFAR100
+        folder = (Path(spec.root).expanduser() if spec.root else data_dir()) / cls.base_folder
+        files = [folder / name for name, _ in cls.train_list + cls.test_list]
+        if not all(f.is_file() for f in files):
+            _cifar(spec.dataset, spec.root)  # downloads them, or raises the DataError that says what is missing
+    elif spec.dataset == "imagefolder":
+        if not spec.root:
+            raise DataError("imagefolder: set data.root to a folder holding train/ and val/ class folders")
+        root = Path(spec.root).expanduser()
+        for split in ("train", "val"):
+            if not (root / split).is_dir():
+                raise DataError(f"imagefolder: {root / split} is not a folder "
+                                f"(expected {root}/{{train,val}}/<class>/*)")
+            for cls_dir in sorted(d for d in (root / split).iterdir() if d.is_dir()):
+                h.update(f"{split}/{cls_dir.name}/{sum(1 for _ in os.scandir(cls_dir))}\n".encode())
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                h.update(f"{f.name}/{os.fstat(fh.fileno()).st_size}\n".encode())
+                h.update(fh.read(head_bytes))
+        except OSError as e:
+            raise DataError(f"cannot read {f}: {e.strerror or e}") from None
+    return h.hexdigest()[:16]
+
+
+def read_idx(path: Path) -> Tensor:
+    """An IDX file (gzipped or not) as a uint8 tensor.
+
+    Hand-written (12 lines) because torchvision's reader does not open .gz files, which is
+    how Debian (and the original site) ship them.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    ndim = raw[3]
+    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    body = raw[4 + 4 * ndim:]
+    if len(body) != math.prod(shape):
+        raise DataError(f"{path}: truncated IDX file ({len(body)} bytes for shape {shape})")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+
+
+def _cifar(name: str, root: str | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    folder = Path(root).expanduser() if root else data_dir()
+    splits = []
+    for train in (True, False):
+        ds = None
+        for download in (False, not offline()):
+            try:
+                with _net_timeout():
+                    ds = cls(str(folder), train=train, download=download)
+                break
+            except Exception:  # noqa: BLE001 - missing/corrupt (download=False) or offline (True)
+                if not download:
+                    continue
+        if ds is None:
+            raise DataError(f"{name}: no torchvision {cls.__name__} files in {folder} and no download; "
+                            f"put the python-version archive's folder there or set data.root")
+        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+        splits.append((x, torch.tensor(ds.targets, dtype=torch.int64)))
+    return splits[0], splits[1]
+
+
