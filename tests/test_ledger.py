@@ -38,8 +38,8 @@ def statuses(led: Ledger) -> dict[str, str]:
 
 
 def test_the_enums_are_the_strings_old_ledgers_hold() -> None:
-    assert [s.value for s in Status] == ["done", "running", "queued", "interrupted", "stale", "failed", "new",
-                                         "skipped"]  # display order
+    assert [s.value for s in Status] == ["done", "running", "queued", "interrupted", "stale", "failed", "pruned",
+                                         "new", "skipped"]  # display order
     assert Status.DONE == "done" and f"{Status.SKIPPED}" == "skipped" and Status.NEW.label == "not run"
     assert [k.value for k in FailKind] == ["error", "interrupted", "died", "data", "io"]
     assert [k for k in FailKind if not k.resumable] == [FailKind.ERROR]
@@ -136,6 +136,36 @@ def test_a_duplicate_queued_by_a_concurrent_sync_is_skipped(tmp_path: Path) -> N
     skipped = [t for t in led.trials() if t.state.name == "PRUNED"]
     assert len(skipped) == 1 and skipped[0].user_attrs[Status.SKIPPED] == "already complete"
     assert Status.of(skipped[0]) == Status.SKIPPED and statuses(led)[first.key] == Status.DONE
+
+
+def test_of_two_queued_attempts_of_one_trial_the_older_runs(tmp_path: Path) -> None:
+    """Two `ablate run` on two hosts queued the same trial id at once: the first pop takes the older attempt,
+    and the newer one is skipped (never both, never neither)."""
+    led = ledger(tmp_path)
+    led.sync()
+    key = next(iter(led.by_key))
+    led.study.enqueue_trial({}, user_attrs=led._attrs(*led.by_key[key]))  # the racing run's copy (newest)
+    items = [led.pop() for _ in range(5)]
+    assert [i.key for i in items if i is not None] == list(led.by_key) and items[-1] is None
+    first = items[0]
+    assert first.number == min(t.number for t in led.trials() if t.user_attrs["trial_id"] == key)
+    (skipped,) = [t for t in led.trials() if t.state.name == "PRUNED"]
+    assert skipped.user_attrs[Status.SKIPPED] == f"already running (trial {first.number})"
+    assert Status.of(skipped) == Status.SKIPPED and led.attempts()[key] == 1
+
+
+def test_ledger_options_and_the_older_loose_arguments_agree(tmp_path: Path) -> None:
+    from ablate.sweep.ledger import LedgerOptions
+    from ablate.sweep.worker import WorkerOptions
+
+    opts = LedgerOptions(None, tmp_path / "results", heartbeat=5, grace=9, max_retry=1)
+    assert LedgerOptions.of(None, str(tmp_path / "results"), 5, 9, 1) == opts  # positional, as before
+    assert LedgerOptions.of(opts) is opts and LedgerOptions.of(opts, readonly=True).readonly
+    led = Ledger(load_study(ledger(tmp_path).loaded.file), None, tmp_path / "results", readonly=True)
+    assert led.options == LedgerOptions(None, tmp_path / "results", readonly=True) and led.readonly
+    w = WorkerOptions(storage=None, results_root=tmp_path / "results", heartbeat=5, grace=9, max_retry=1)
+    assert w.ledger == opts and WorkerOptions(ledger=opts).ledger is opts
+    assert WorkerOptions().ledger == LedgerOptions()
 
 
 def test_status_counts_skipped_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -64,7 +64,7 @@ def test_a_finished_trial_has_params_and_one_intermediate_value_per_epoch(tmp_pa
     loaded = load_study(path)
     Ledger(loaded, None, results).sync()
     stats = work(loaded, WorkerOptions(results_root=results, threads=1, progress=False))
-    assert stats == {"done": 2, "failed": 0}
+    assert stats == {"done": 2, "failed": 0, "pruned": 0}
     trials = optuna_trials(results, "dash")
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
     assert [t.params for t in trials] == [{"kernel_size": 3}, {"kernel_size": 5}]

@@ -267,6 +267,9 @@ class Search(_Strict):
     trials: int = Field(20, gt=0, description="How many configurations to train (tpe/random).")
     objective: Literal["top1", "top5", "ema_top1"] = Field("top1", description="Validation metric maximised.")
     seed: int = Field(0, description="Sampler seed.")
+    pruner: Literal["none", "median", "successive_halving", "hyperband"] = Field(
+        "none", description="optuna pruner (tpe/random): stops a trial whose learning curve falls behind the others "
+        "(recorded as pruned). Off by default; ablations and grid searches never prune.")
     space: dict[str, list[Any] | Range] = Field(
         min_length=1, description="Field (or dotted recipe./data. path) -> list of choices or {low, high, step, log}.")
     flops: tuple[float | None, float | None] | None = Field(

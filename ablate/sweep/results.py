@@ -1,7 +1,8 @@
 """results/<study>/results.csv|parquet and summary.csv, rebuilt from the ledger (never edited in place).
 
 One row per (variant, seed) of the study file, in study order, whatever its state (`states.Status`): done,
-running, queued, failed (with the reason), interrupted, stale, skipped, or not yet queued (new).
+running, queued, failed (with the reason), interrupted, stale, pruned (with the reason, in `fail_reason`),
+skipped, or not yet queued (new).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
         ref = v.reference
         row: dict[str, Any] = {
             "index": v.index, "name": v.name, "group": v.group, "id": v.id, "trial_id": key, "seed": seed,
-            "status": status, "attempts": attempts.get(key, 0), "fail_reason": attrs.get("fail_reason"),
+            "status": status, "attempts": attempts.get(key, 0),
+            "fail_reason": attrs.get(Status.PRUNED.value if status == Status.PRUNED else "fail_reason"),
             "changes": changes_text(v.changes, limit=50), "model": v.timm or "ablate",
         }
         net = v.train_net.model_dump(mode="json") if v.train_net else {}

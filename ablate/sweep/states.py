@@ -49,6 +49,8 @@ class Status(StrEnum):
     INTERRUPTED = "interrupted"  # failed, but not by its own fault (`FailKind.resumable`): queued again
     STALE = "stale"  # finished on other data than data.root holds now: not done, trained again
     FAILED = "failed"  # by its own fault (`FailKind.ERROR`)
+    PRUNED = "pruned"  # a search trial stopped early by the search's pruner (optuna PRUNED); also the user
+    #                    attribute that says why ("pruned at epoch 3 by the median pruner")
     NEW = "new"  # not in the ledger yet
     SKIPPED = "skipped"  # a duplicate of an attempt that already ran (optuna PRUNED); also the user attribute
     #                      that says why it was skipped
@@ -76,12 +78,20 @@ class Status(StrEnum):
             return cls.STALE if stale else cls.DONE
         if state == TrialState.FAIL:
             return cls.INTERRUPTED if resumable(trial.user_attrs.get("fail_kind")) else cls.FAILED
-        return {TrialState.RUNNING: cls.RUNNING, TrialState.WAITING: cls.QUEUED, TrialState.PRUNED: cls.SKIPPED}[state]
+        if state == TrialState.PRUNED:
+            return cls.PRUNED if was_pruned(trial) else cls.SKIPPED
+        return {TrialState.RUNNING: cls.RUNNING, TrialState.WAITING: cls.QUEUED}[state]
 
     @classmethod
     def counts_line(cls, counts: dict[str, int], label: bool = False) -> str:
         """'3 done, 1 running, ...' in display order, leaving out statuses with no trial."""
         return ", ".join(f"{counts[s]} {s.label if label else s.value}" for s in cls if counts.get(s, 0))
+
+
+def was_pruned(trial: Any) -> bool:
+    """An optuna PRUNED trial that a search's pruner stopped (trained for some epochs), not a skipped duplicate
+    or a configuration rejected by the cost window (never trained), which optuna also holds as PRUNED."""
+    return trial.state.name == "PRUNED" and Status.PRUNED.value in trial.user_attrs
 
 
 # A variant (all its seeds) some but not all of whose seeds are done (reports; not a trial status).

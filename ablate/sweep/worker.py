@@ -9,6 +9,7 @@ dies."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import sys
@@ -16,15 +17,17 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, load_study
 
+from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
-from .ledger import DEFAULT_MAX_RETRY, Ledger
+from .ledger import Item, Ledger
+from .options import LedgerOptions
 from .results import write_results
 from .states import FailKind, Status
 
@@ -37,21 +40,33 @@ class EnvironmentFault(StudyError):
         super().__init__(where, "", problem)
 
 
+_UNSET: Any = object()
+
+
 @dataclass
 class WorkerOptions:
-    storage: str | None = None
-    results_root: Path = Path("results")
+    ledger: LedgerOptions = field(default_factory=LedgerOptions)  # storage, results, heartbeat, grace, retries
     device: str | None = None
     threads: int | None = None
     progress: bool = True
     max_trials: int | None = None
-    heartbeat: int | None = None  # seconds; None: 30 on RDB storages; 0: off (journal files never have them)
-    grace: int | None = None  # seconds without a heartbeat before a trial is failed; None: 4x heartbeat
-    max_retry: int | None = DEFAULT_MAX_RETRY  # retries of a trial whose worker died (RDB storages)
     linger: bool = True  # queue empty but trials running elsewhere: wait, to retry them if their worker dies
     nproc: int = 1  # processes per trial (DDP); rank 0's results reach the ledger through this worker
     log_prefix: str = ""
     tensorboard: Path | None = None  # per-trial TensorBoard scalars under this folder (ablate.sweep.tensorboard)
+    # the older loose ledger options, folded into `ledger` (`WorkerOptions(storage=..., results_root=...)`)
+    storage: InitVar[Any] = _UNSET
+    results_root: InitVar[Any] = _UNSET
+    heartbeat: InitVar[Any] = _UNSET
+    grace: InitVar[Any] = _UNSET
+    max_retry: InitVar[Any] = _UNSET
+
+    def __post_init__(self, storage: Any, results_root: Any, heartbeat: Any, grace: Any, max_retry: Any) -> None:
+        given = {"storage": storage, "results_root": results_root, "heartbeat": heartbeat, "grace": grace,
+                 "max_retry": max_retry}
+        changes = {k: v for k, v in given.items() if v is not _UNSET}
+        if changes:
+            self.ledger = self.ledger.replace(**changes)
 
     def log(self, line: str) -> None:
         print(f"{self.log_prefix}{line}", file=sys.stderr, flush=True)
@@ -64,120 +79,138 @@ def study_counts(loaded: LoadedStudy, parallel: bool = False) -> list[dict[str, 
 
 
 def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None = None) -> dict[str, int]:
-    """Run queued trials until none is left (or `max_trials`). Returns counts (by `Status.DONE` /
-    `Status.FAILED`) of the trials this worker finished / saw fail by their own fault."""
-    from ablate.train.data import DataError
-    from ablate.train.engine import TrialFailed, run_trial
-
-    ledger = Ledger(loaded, opts.storage, opts.results_root, opts.heartbeat, opts.grace, opts.max_retry)
+    """Run queued trials until none is left (or `max_trials`). Returns counts (by `Status.DONE`,
+    `Status.FAILED`, `Status.PRUNED`) of the trials this worker finished / saw fail by their own fault / saw
+    stopped by a search's pruner."""
+    ledger = Ledger(loaded, opts.ledger)
     ledger.expect_current_data()  # a result on other data does not make a re-queued attempt a duplicate
     counts = None if ledger.search is not None else study_counts(loaded)
-    stats = {Status.DONE: 0, Status.FAILED: 0}
-    waiting_said = False
+    stats = {Status.DONE: 0, Status.FAILED: 0, Status.PRUNED: 0}
     spent: list[float] = []  # seconds of each trial this worker ended (the progress line's estimate)
-    while opts.max_trials is None or stats[Status.DONE] + stats[Status.FAILED] < opts.max_trials:
-        if stop is not None and stop.is_set():
-            break
-        ledger.fail_stale()  # trials of dead workers: failed here, and queued again by the retry callback
-        item = ledger.pop()
+    while opts.max_trials is None or sum(stats.values()) < opts.max_trials:
+        item = _next_item(ledger, opts, stop)
         if item is None:
-            if opts.linger and ledger.heartbeat and ledger.running():
-                if not waiting_said:
-                    opts.log(f"queue empty; {ledger.running()} trial(s) still running elsewhere: waiting, to retry "
-                             "them should their worker die (--no-linger to stop now)")
-                    waiting_said = True
-                if stop is not None:
-                    stop.wait(ledger.heartbeat)
-                else:
-                    time.sleep(ledger.heartbeat)
-                continue
             break
-        waiting_said = False
-        v = item.variant
-        trial_dir = ledger.dir / "trials" / item.key
-        opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
         start = time.time()
-        beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
-        on_epoch = _EpochHook(ledger, item, opts)
-        try:
-            _start_on_this_data(ledger, item, trial_dir, opts)
-            with beat:
-                if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
-                    from ablate.train.ddp import run_trial_ddp
-
-                    metrics = run_trial_ddp(v, item.seed, trial_dir, opts.nproc, device=opts.device,
-                                            threads=opts.threads)
-                    for row in _curve(trial_dir):  # rank 0's metrics.csv: the learning curve
-                        on_epoch(row)
-                else:
-                    metrics = run_trial(v, item.seed, trial_dir, device=opts.device, threads=opts.threads,
-                                        progress=opts.progress, stop=StopEither(stop, beat.lost),
-                                        log=lambda line, key=item.key: opts.log(f"[{key}] {line}"),
-                                        on_epoch=on_epoch)
-        except KeyboardInterrupt:
-            if beat.lost.is_set() and not (stop is not None and stop.is_set()):
-                _taken_over(opts, item)
-                continue
-            _record(opts, item, ledger.fail, item, "interrupted; resumes from its last epoch checkpoint",
-                    kind=FailKind.INTERRUPTED)
-            write_results(ledger, counts)
-            raise
-        except DataError as e:
-            _record(opts, item, ledger.fail, item, str(e), kind=FailKind.DATA)  # resumable: queued again
-            write_results(ledger, counts)
-            raise
-        except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
-            where = e.filename or str(trial_dir)
-            with contextlib.suppress(OSError):  # the ledger may be on the same full disk: then the trial stays
-                _record(opts, item, ledger.fail, item, f"{where}: {e.strerror or e}", kind=FailKind.IO)  # running,
-                write_results(ledger, counts)  # reads as died (resumable) once this process is gone
-            for tmp in trial_dir.glob("*.tmp"):
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-            raise EnvironmentFault(where, f"{e.strerror or e} (while training trial {item.key}; it is left "
-                                   "resumable: fix the cause and run again)") from None
-        except TrialFailed as e:
-            stats[Status.FAILED] += 1
-            _record(opts, item, ledger.fail, item, str(e), kind=FailKind.ERROR,
-                    metrics={"wall_seconds": time.time() - start})
-            opts.log(f"[{item.key}] {v.name}: FAILED: {e}")
-        except Exception as e:  # noqa: BLE001 - any error of one trial is recorded; the sweep goes on
-            stats[Status.FAILED] += 1
-            tail = "".join(traceback.format_exception(e)[-6:])
-            _record(opts, item, ledger.fail, item, f"{type(e).__name__}: {e}", kind=FailKind.ERROR, traceback=tail,
-                    metrics={"wall_seconds": time.time() - start})
-            opts.log(f"[{item.key}] {v.name}: FAILED: {type(e).__name__}: {e}")
-        else:
-            if _record(opts, item, ledger.complete, item, _plain(metrics)):
-                stats[Status.DONE] += 1
-                opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} "
-                         f"in {time.time() - start:.0f}s")
-        finally:
-            on_epoch.close()
+        outcome = _attempt(ledger, item, opts, stop, counts)
+        if outcome is None:  # taken over by another worker: its outcome is not ours to count
+            continue
+        stats[outcome] += 1
         write_results(ledger, counts)
         spent.append(time.time() - start)
         opts.log(progress_line(ledger, spent))
     return stats
 
 
-class _EpochHook:
-    """Each finished epoch's metrics row: to the ledger (optuna's learning curve) and, with --tensorboard, to
-    the trial's TensorBoard scalars."""
+def _next_item(ledger: Ledger, opts: WorkerOptions, stop: threading.Event | None) -> Item | None:
+    """The next trial to train; None when none is left (or asked to stop). With `linger` on an RDB storage,
+    an empty queue while trials still run elsewhere is waited on (every heartbeat), to retry them should
+    their worker die."""
+    said = False
+    while not (stop is not None and stop.is_set()):
+        ledger.fail_stale()  # trials of dead workers: failed here, and queued again by the retry callback
+        item = ledger.pop()
+        if item is not None or not (opts.linger and ledger.heartbeat and ledger.running()):
+            return item
+        if not said:
+            opts.log(f"queue empty; {ledger.running()} trial(s) still running elsewhere: waiting, to retry "
+                     "them should their worker die (--no-linger to stop now)")
+            said = True
+        if stop is not None:
+            stop.wait(ledger.heartbeat)
+        else:
+            time.sleep(ledger.heartbeat)
+    return None
 
-    def __init__(self, ledger: Ledger, item: Any, opts: WorkerOptions):
-        from .tensorboard import ScalarLog
 
-        self.ledger, self.item = ledger, item
-        self.tb = ScalarLog(opts.tensorboard, ledger.loaded.study.name, item.key) if opts.tensorboard else None
+def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event | None,
+             counts: list[dict[str, Any]] | None) -> Status | None:
+    """Train one trial and record its outcome: DONE, FAILED (its own fault), PRUNED, or None when the trial was
+    taken over by another worker. An interrupt, unreadable data and a disk fault are recorded as resumable
+    and raised (the worker stops)."""
+    from ablate.train.data import DataError
+    from ablate.train.engine import TrialFailed
 
-    def __call__(self, row: dict[str, Any]) -> None:
-        self.ledger.report(self.item, [row])
-        if self.tb is not None:
-            self.tb(row)
+    v, start = item.variant, time.time()
+    opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
+    beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
+    on_epoch = EpochHook(ledger, item, opts, prune=opts.nproc == 1)
+    try:
+        metrics = _train(ledger, item, opts, StopEither(stop, beat.lost), beat, on_epoch)
+    except KeyboardInterrupt:
+        if beat.lost.is_set() and not (stop is not None and stop.is_set()):
+            _taken_over(opts, item)
+            return None
+        _stop_resumable(ledger, item, opts, counts, "interrupted; resumes from its last epoch checkpoint",
+                        FailKind.INTERRUPTED)
+        raise
+    except DataError as e:
+        _stop_resumable(ledger, item, opts, counts, str(e), FailKind.DATA)  # resumable: queued again
+        raise
+    except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
+        raise _environment_fault(ledger, item, opts, counts, e) from None
+    except Pruned as e:
+        done = {"wall_seconds": time.time() - start, **_plain(e.metrics)}
+        if not _record(opts, item, ledger.prune, item, e.reason, metrics=done):
+            return None
+        opts.log(f"[{item.key}] {v.name}: {e.reason}")
+        return Status.PRUNED
+    except Exception as e:  # noqa: BLE001 - any error of one trial is recorded; the sweep goes on
+        own = isinstance(e, TrialFailed)
+        why = str(e) if own else f"{type(e).__name__}: {e}"
+        tail = None if own else "".join(traceback.format_exception(e)[-6:])
+        if not _record(opts, item, ledger.fail, item, why, kind=FailKind.ERROR, traceback=tail,
+                       metrics={"wall_seconds": time.time() - start}):
+            return None
+        opts.log(f"[{item.key}] {v.name}: FAILED: {why}")
+        return Status.FAILED
+    finally:
+        on_epoch.close()
+    if not _record(opts, item, ledger.complete, item, _plain(metrics)):
+        return None
+    opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} in {time.time() - start:.0f}s")
+    return Status.DONE
 
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+
+def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event, beat: Heartbeat,
+           on_epoch: EpochHook) -> dict[str, Any]:
+    """Train the trial (resuming its checkpoint) with heartbeats; its final metrics."""
+    from ablate.train.engine import run_trial
+
+    trial_dir = ledger.dir / "trials" / item.key
+    _start_on_this_data(ledger, item, trial_dir, opts)
+    with beat:
+        if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
+            from ablate.train.ddp import run_trial_ddp
+
+            metrics = run_trial_ddp(item.variant, item.seed, trial_dir, opts.nproc, device=opts.device,
+                                    threads=opts.threads)
+            on_epoch.replay(trial_dir)  # rank 0's metrics.csv: the learning curve
+            return metrics
+        return run_trial(item.variant, item.seed, trial_dir, device=opts.device, threads=opts.threads,
+                         progress=opts.progress, stop=stop, log=lambda line: opts.log(f"[{item.key}] {line}"),
+                         on_epoch=on_epoch)
+
+
+def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, counts: list[dict[str, Any]] | None,
+                    reason: str, kind: FailKind) -> None:
+    _record(opts, item, ledger.fail, item, reason, kind=kind)
+    write_results(ledger, counts)
+
+
+def _environment_fault(ledger: Ledger, item: Item, opts: WorkerOptions, counts: list[dict[str, Any]] | None,
+                       e: OSError) -> EnvironmentFault:
+    """A disk or file system fault while training: the trial is recorded resumable (when the ledger can still
+    be written), its temporary files removed; the one-line error that stops the worker."""
+    trial_dir = ledger.dir / "trials" / item.key
+    where = e.filename or str(trial_dir)
+    with contextlib.suppress(OSError):  # the ledger may be on the same full disk: then the trial stays running,
+        _stop_resumable(ledger, item, opts, counts, f"{where}: {e.strerror or e}", FailKind.IO)  # read as died
+    for tmp in trial_dir.glob("*.tmp"):  # (resumable) once this process is gone
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return EnvironmentFault(where, f"{e.strerror or e} (while training trial {item.key}; it is left "
+                            "resumable: fix the cause and run again)")
 
 
 def progress_line(ledger: Ledger, spent: list[float]) -> str:
@@ -201,7 +234,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _start_on_this_data(ledger: Ledger, item: Any, trial_dir: Path, opts: WorkerOptions) -> None:
+def _start_on_this_data(ledger: Ledger, item: Item, trial_dir: Path, opts: WorkerOptions) -> None:
     """Record which code and which data train this attempt; a checkpoint left by an attempt on other data
     (data.root now names other files) is not resumed."""
     from ablate.train.data import data_fingerprint
@@ -216,15 +249,6 @@ def _start_on_this_data(ledger: Ledger, item: Any, trial_dir: Path, opts: Worker
             (trial_dir / name).unlink(missing_ok=True)
     trial_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(fp + "\n")
-
-
-def _curve(trial_dir: Path) -> list[dict[str, Any]]:
-    """The rows of a trial's metrics.csv (none when it has none); empty cells are NaN, which the ledger's
-    `report` and the TensorBoard log skip."""
-    import pandas as pd
-
-    path = trial_dir / "metrics.csv"
-    return pd.read_csv(path).to_dict("records") if path.is_file() else []
 
 
 def _record(opts: WorkerOptions, item: Any, fn: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
@@ -295,9 +319,7 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
     cores = os.cpu_count() or 1
     procs = []
     for i in range(n):
-        o = WorkerOptions(**{**opts.__dict__})
-        o.threads = opts.threads or max(1, cores // n)
-        o.progress = False
+        o = dataclasses.replace(opts, threads=opts.threads or max(1, cores // n), progress=False)
         env_gpu = _gpu_for(i)
         if env_gpu is not None:
             o.device = env_gpu
