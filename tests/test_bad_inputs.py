@@ -1,13 +1,32 @@
-# ruff: noqa: F811 - `cli` is a pytest fixture imported from test_integrity, then requested by name
 """A corpus of bad inputs: each one is exit 2, one line naming the file and the field, and nothing written.
-In-process (the real entry point, ablate.cli.main), no training."""
+In process (typer's CliRunner, through the one-line error handling of the real entry point `ablate.cli.main`),
+no training; two runs of `python -m ablate` (subprocesses) check that the real entry point says the same."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from test_integrity import SYNTH, TINY, cli, error_lines, write_study  # noqa: F401
+from conftest import run_cli
+from test_integrity import SYNTH, TINY, error_lines, write_study
+from typer.testing import CliRunner
+
+from ablate.cli import app
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """`ablate ARGS` in this process, in tmp_path: (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ABLATE_OFFLINE", "1")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        r = CliRunner().invoke(app, list(args), one_line_errors=True)
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exc_info  # no exception escapes
+        return r.exit_code, r.stdout, r.stderr
+
+    return run
+
 
 SET_CASES = {  # --set override -> the field the one line must name
     "recipe.batch_size=yes": "recipe.batch_size",
@@ -80,6 +99,23 @@ def test_a_bad_study_file_is_one_line(cli, tmp_path: Path, case: str) -> None:
     lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith(f"{path}: {expect}"), err
     assert "hunter2" not in err and "admin" not in err  # no error echoes what an arbitrary file holds
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+@pytest.mark.parametrize("case", ["run --set", "not a study"])
+def test_the_real_entry_point_says_the_same(cli, tmp_path: Path, case: str) -> None:
+    """`python -m ablate` (a subprocess: exit code and stderr exactly as a user sees them) ends as the in-process
+    runs do: exit 2, the same one line, no traceback."""
+    if case == "run --set":
+        path = write_study(tmp_path)
+        args = ("run", str(path), "--set", "recipe.batch_size=yes")
+    else:
+        path = tmp_path / "s.yaml"
+        path.write_text(FILE_CASES["not a study"][0])
+        args = ("validate", str(path))
+    r = run_cli(*args, cwd=tmp_path, env={"ABLATE_OFFLINE": "1"})
+    assert r.returncode == 2 and len(error_lines(r.stderr)) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert (r.returncode, r.stdout, r.stderr) == cli(*args)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
 
 

@@ -1,4 +1,8 @@
-"""The command line as a user meets it: `ablate flops`, `ablate validate`, and one-line errors."""
+"""The command line as a user meets it: `ablate flops`, `ablate validate`, and one-line errors.
+
+In process (typer's CliRunner, through the same one-line error handling as `ablate.cli.main`); a few runs of
+the real entry point (`python -m ablate`, a subprocess) check that it says the same. The slow tests count
+networks in subprocesses (a fresh process shows whether torch was imported)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from conftest import STUDIES, run_cli
+from typer.testing import CliRunner
+
+from ablate.cli import app
 
 GOOD = "name: x\nmodel: {preset: convnext_atto}\ndata: {dataset: synthetic, image_size: 32}\n"
 
@@ -51,37 +59,74 @@ def listing(*dirs: Path) -> set[str]:
     return {str(p) for d in dirs if d.exists() for p in d.rglob("*")}
 
 
+def invoke(*args: str) -> Result:
+    """`ablate ARGS` in this process as a user meets it: typer's CliRunner through the app's one-line error
+    handling (what `ablate.cli.main` does), stdout and stderr apart."""
+    return CliRunner().invoke(app, list(args), one_line_errors=True)
+
+
+def assert_one_line_error(code: int, out: str, err: str, study: Path, path: str | None, words: str) -> None:
+    assert code == 2, err
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    assert lines[0].startswith(f"{study}: ")
+    if path:
+        assert lines[0].startswith(f"{study}: {path}: "), lines[0]
+    assert words in lines[0], lines[0]
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
-def test_malformed_study_is_one_line_exit_2_and_writes_nothing(case: str, tmp_path: Path, empty_cache: Path) -> None:
+def test_malformed_study_is_one_line_exit_2_and_writes_nothing(case: str, tmp_path: Path, empty_cache: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     text, path, words = MALFORMED[case]
     study = tmp_path / "study.yaml"
     study.write_text(text)
+    monkeypatch.chdir(tmp_path)
     before = listing(tmp_path)
     for command in ("flops", "validate"):
-        r = run_cli(command, str(study), cwd=tmp_path)
-        assert r.returncode == 2, r.stderr
-        assert r.stdout == ""
-        lines = r.stderr.strip().splitlines()
-        assert len(lines) == 1, r.stderr  # one line, no traceback
-        assert lines[0].startswith(f"{study}: ")
-        if path:
-            assert lines[0].startswith(f"{study}: {path}: "), lines[0]
-        assert words in lines[0], lines[0]
+        r = invoke(command, str(study))
+        assert isinstance(r.exception, SystemExit), r.exc_info  # an exit, not an exception escaping the command
+        assert_one_line_error(r.exit_code, r.stdout, r.stderr, study, path, words)
     assert listing(tmp_path) == before  # nothing written next to the study ...
     assert not empty_cache.exists() or not any(empty_cache.rglob("*.json"))  # ... nor in the cache
 
 
+@pytest.mark.parametrize("case", ["bad_yaml", "unknown_set_field"])
+def test_the_real_entry_point_says_the_same(case: str, tmp_path: Path, empty_cache: Path) -> None:
+    """`python -m ablate` (a subprocess: the installed entry point, exit code and stderr exactly as a user sees
+    them) gives the same one line and exit code as the in-process runs above."""
+    text, path, words = MALFORMED[case]
+    study = tmp_path / "study.yaml"
+    study.write_text(text)
+    before = listing(tmp_path)
+    r = run_cli("flops", str(study), cwd=tmp_path)
+    assert_one_line_error(r.returncode, r.stdout, r.stderr, study, path, words)
+    assert "Traceback" not in r.stderr
+    assert r.stderr == invoke("flops", str(study)).stderr
+    assert listing(tmp_path) == before
+
+
 def test_missing_file_and_bad_set() -> None:
-    r = run_cli("flops", "no/such/study.yaml")
+    r = run_cli("flops", "no/such/study.yaml")  # the real entry point
     assert r.returncode == 2 and r.stderr.strip() == "no/such/study.yaml: no such file"
-    r = run_cli("validate", str(STUDIES / "roadmap.yaml"), "--set", "recipe.epochs=abc")
-    assert r.returncode == 2 and "recipe.epochs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = invoke("validate", str(STUDIES / "roadmap.yaml"), "--set", "recipe.epochs=abc")
+    assert r.exit_code == 2 and "recipe.epochs" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_validate_prints_a_summary() -> None:
-    r = run_cli("validate", str(STUDIES / "roadmap.yaml"))
-    assert r.returncode == 0, r.stderr
+    r = invoke("validate", str(STUDIES / "roadmap.yaml"))
+    assert r.exit_code == 0, r.stderr
     assert "17 variants (steps)" in r.stdout and len(r.stdout.strip().splitlines()) == 1
+
+
+def test_usage_errors_are_one_line() -> None:
+    r = invoke("validate")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "Missing argument 'study'" in r.stderr
+    r = invoke("nosuch")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "No such command 'nosuch'" in r.stderr
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.stdout.startswith("ablate ")
 
 
 @pytest.mark.slow
@@ -129,15 +174,15 @@ def test_flops_table_csv_and_breakdown(tmp_path: Path) -> None:
 
 
 def test_help_explains_the_commands() -> None:
-    r = run_cli("--help")
-    assert r.returncode == 0 and "flops" in r.stdout and "validate" in r.stdout
-    r = run_cli("flops", "--help")
+    r = invoke("--help")
+    assert r.exit_code == 0 and "flops" in r.stdout and "validate" in r.stdout
+    r = invoke("flops", "--help")
     assert "--set" in r.stdout and "gflops_train" in r.stdout
 
 
 def test_bad_format_is_a_one_line_error() -> None:
-    r = run_cli("flops", str(STUDIES / "roadmap.yaml"), "--format", "xml")
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "xml" in r.stderr
+    r = invoke("flops", str(STUDIES / "roadmap.yaml"), "--format", "xml")
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and "xml" in r.stderr
 
 
 @pytest.mark.slow

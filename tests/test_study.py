@@ -136,3 +136,28 @@ def test_search_space_is_checked_at_load_time(tmp_path: Path) -> None:
     for space in bad:
         with pytest.raises(StudyError, match="search.space"):
             load_study(write(tmp_path / "b.yaml", {**base, "search": {"space": space}}))
+
+
+def test_the_types_live_apart_and_the_cache_paths_need_no_torch(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    """`Variant`/`LoadedStudy` have their own module (still importable from the loader); the cache paths are in
+    one torch-free place that measure's cache agrees with; no module of ablate.config imports torch, timm or
+    ablate.measure when it is imported."""
+    import ast
+
+    from ablate.config import load, paths, variant
+    from ablate.measure.counts import cache_dir
+
+    assert load.Variant is variant.Variant and load.LoadedStudy is variant.LoadedStudy
+    monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path))
+    assert paths.counts_dir() == cache_dir() == tmp_path / "counts"
+    for file in Path(load.__file__).parent.glob("*.py"):
+        for node in ast.parse(file.read_text()).body:  # module-level imports only
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not [n for n in names if n.split(".")[0] in ("torch", "timm") or n.startswith("ablate.measure")], \
+                (file.name, names)

@@ -1,0 +1,241 @@
+"""`ablate run`, `ablate worker` and `ablate status`: queue a study's trials, train them, show where they are."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .options import (
+    AllowLargeOpt,
+    DeviceOpt,
+    GraceOpt,
+    HeartbeatOpt,
+    LingerOpt,
+    MaxRetryOpt,
+    ResultsOpt,
+    SetOpt,
+    StorageOpt,
+    StudyArg,
+    TensorboardOpt,
+)
+from .preflight import check_data, check_device, check_tensorboard
+from .study import check_sizes, count
+
+
+def run(
+    study: StudyArg,
+    set_: SetOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes (CPU threads are split between "
+                                         "them; on a GPU box one GPU each).")] = 1,
+    storage: StorageOpt = None,
+    retry_failed: Annotated[bool, typer.Option(help="Queue failed trials again.")] = False,
+    device: DeviceOpt = None,
+    results: ResultsOpt = Path("results"),
+    enqueue_only: Annotated[bool, typer.Option(
+        "--enqueue-only", help="Only queue the study's missing trials (e.g. once, before starting "
+        "`ablate worker` on every node); train nothing.")] = False,
+    heartbeat: HeartbeatOpt = None,
+    grace: GraceOpt = None,
+    max_retry: MaxRetryOpt = 3,
+    linger: LingerOpt = True,
+    allow_large: AllowLargeOpt = False,
+    tensorboard: TensorboardOpt = None,
+) -> None:
+    """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
+
+    Idempotent: what is complete is never trained again, an interrupted trial continues from its last
+    epoch checkpoint, failed trials keep their reason (re-run them with --retry-failed).
+    """
+    from ablate.config.load import load_study
+
+    loaded = load_study(study, set_ or [])
+    check_sizes(loaded, allow_large)
+    from ablate.sweep.worker import WorkerOptions
+
+    if not enqueue_only:
+        check_device(device)  # before anything is written (the count cache included); no torch op runs
+        check_tensorboard(tensorboard)
+    from ablate.sweep.options import LedgerOptions
+
+    ledger_opts = LedgerOptions(storage, results, heartbeat, grace, max_retry)
+    ledger, total, done = _enqueue(loaded, ledger_opts, retry_failed, check=not enqueue_only)
+    if enqueue_only:
+        return
+    opts = WorkerOptions(ledger=ledger_opts, device=device, linger=linger, tensorboard=tensorboard)
+    codes = _train(loaded, set_ or [], workers, opts, ledger, total, done)
+    _finish(loaded, ledger, study, codes)
+
+
+def _enqueue(loaded, options, retry_failed: bool, check: bool):
+    """Count the networks, check the data (`check`), queue the missing trials and write results.csv as it
+    stands: (the ledger, trials in all, trials already done)."""
+    from ablate.sweep.ledger import Ledger, safe_url
+    from ablate.sweep.results import write_results
+    from ablate.sweep.states import Status
+
+    counts = count(loaded, use_cache=True)  # first: its worker processes fork before any torch op runs here
+    if check:
+        check_data(loaded)
+    ledger = Ledger(loaded, options)
+    ledger.expect_current_data()  # results trained on other data (data.root changed) are trained again
+    queued = ledger.sync(retry_failed=retry_failed)
+    total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
+    print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {queued[Status.QUEUED]} queued "
+          f"(ledger: {safe_url(options.storage) or ledger.dir / 'ledger.journal'})", file=sys.stderr)
+    write_results(ledger, counts)
+    return ledger, total, queued[Status.DONE]
+
+
+def _train(loaded, overrides: list[str], workers: int, opts, ledger, total: int, done: int) -> list[int]:
+    """Train in this process, or in `workers` local processes under a progress bar: their exit codes."""
+    from ablate.sweep.worker import run_workers, work
+
+    if workers == 1:
+        work(loaded, opts)
+        return [0]
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr, disable=None)
+
+    def poll() -> None:
+        bar.n = ledger.progress()[0]
+        bar.refresh()
+
+    try:
+        return run_workers(loaded, overrides, workers, opts, on_poll=poll)
+    finally:
+        bar.close()
+
+
+def _finish(loaded, ledger, study: Path, codes: list[int]) -> None:
+    """Write results.csv, print the status, and exit as the workers did (2: environment fault, 130:
+    interrupted, 1: trials not done)."""
+    from ablate.sweep.results import write_results
+    from ablate.sweep.worker import study_counts
+
+    path = write_results(ledger, None if ledger.search is not None else study_counts(loaded))
+    print_status(ledger)
+    print(f"results: {path}", file=sys.stderr)
+    if 2 in codes:
+        raise typer.Exit(2)  # a worker stopped on an environment fault (its line is above)
+    if 130 in codes:
+        raise KeyboardInterrupt
+    exit_summary(ledger, study)
+
+
+def exit_summary(ledger, study: Path) -> None:
+    """Exit 1 with a one-line summary unless every trial asked for is done."""
+    from ablate.sweep.results import results_frame
+    from ablate.sweep.states import Status
+
+    df = results_frame(ledger)
+    total = ledger.search.trials if ledger.search is not None else len(df)
+    ended = df["status"].isin([Status.DONE, Status.PRUNED])  # a pruned search trial ended as asked
+    done = int(ended.sum())
+    if done >= total:
+        return
+    counts = df[~ended]["status"].value_counts().to_dict()
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+    hint = " (see `ablate status`; --retry-failed trains failed ones again)" if counts.get(Status.FAILED) else ""
+    print(f"{study}: {done} of {total} trials done; {parts or f'{total - done} not run'}{hint}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+def worker(
+    study: StudyArg,
+    set_: SetOpt = None,
+    storage: StorageOpt = None,
+    device: DeviceOpt = None,
+    results: ResultsOpt = Path("results"),
+    max_trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
+    heartbeat: HeartbeatOpt = None,
+    grace: GraceOpt = None,
+    max_retry: MaxRetryOpt = 3,
+    linger: LingerOpt = True,
+    nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes per trial: data-parallel training with "
+                                                "torch DDP (gloo on CPU, NCCL with one GPU each on CUDA).")] = 1,
+    allow_large: AllowLargeOpt = False,
+    tensorboard: TensorboardOpt = None,
+) -> None:
+    """Join a running study as one more worker (e.g. on another machine with --storage postgresql://...).
+
+    Takes queued trials until none is left. Does not queue anything itself (`ablate run` does), but on an
+    RDB storage it fails and retries the trials of workers that stopped sending heartbeats.
+    """
+    from ablate.config.load import load_study
+    from ablate.sweep.states import Status
+    from ablate.sweep.worker import WorkerOptions, work
+
+    loaded = load_study(study, set_ or [])
+    check_sizes(loaded, allow_large)
+    check_device(device)
+    check_tensorboard(tensorboard)
+    from ablate.sweep.options import LedgerOptions
+
+    stats = work(loaded, WorkerOptions(ledger=LedgerOptions(storage, results, heartbeat, grace, max_retry),
+                                       device=device, max_trials=max_trials, linger=linger,
+                                       nproc=nproc_per_node, tensorboard=tensorboard))
+    failed, ran = stats[Status.FAILED], stats[Status.DONE] + stats[Status.FAILED] + stats[Status.PRUNED]
+    if failed:
+        print(f"{study}: {failed} of {ran} trials this worker ran failed (see `ablate status`)", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
+           results: ResultsOpt = Path("results"), heartbeat: HeartbeatOpt = None, grace: GraceOpt = None) -> None:
+    """Done / running / failed / queued trials of a study, and the best so far.
+
+    A trial whose worker died reads as interrupted: on this machine's journal when its process is gone; on an
+    RDB storage when it sent no heartbeat for the grace period (give the workers' --heartbeat/--grace)."""
+    from ablate.config.load import load_study
+    from ablate.sweep.ledger import Ledger
+
+    loaded = load_study(study, set_ or [])
+    from ablate.sweep.options import LedgerOptions
+
+    ledger = Ledger(loaded, LedgerOptions(storage, results, heartbeat, grace, readonly=True))  # writes nothing
+    ledger.expect_current_data()
+    print_status(ledger, to=sys.stdout)
+
+
+def print_status(ledger, to=None) -> None:
+    from ablate.sweep.results import results_frame
+    from ablate.sweep.states import Status
+
+    to = to or sys.stderr  # looked up now: sys.stderr may have been replaced since import
+
+    df = results_frame(ledger)
+    counts = df["status"].value_counts().to_dict()
+    line = Status.counts_line(counts)  # every status with a trial, in display order (skipped ones too)
+    print(f"{ledger.loaded.name}: {len(df)} trials: {line}", file=to)
+    cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
+    show = df[cols].copy()
+    show["fail_reason"] = show["fail_reason"].fillna("").astype(str).str.slice(0, 60)
+    notes = _retry_notes(ledger)
+    if any(notes.get(k) for k in df["trial_id"]):
+        show["note"] = [notes.get(k, "")[:70] for k in df["trial_id"]]
+    print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.2f}"), file=to)
+    done = df[df["status"] == Status.DONE]
+    if not done.empty:
+        best = done.loc[done["top1"].idxmax()]
+        print(f"best so far: {best['name']} (seed {best['seed']}): top-1 {best['top1']:.2f}", file=to)
+    note = ledger.version_note()
+    if note:
+        print(note, file=to)
+    if counts.get(Status.STALE):
+        print(f"note: {counts[Status.STALE]} finished trial(s) were trained on other data than data.root holds now "
+              "(stale): `ablate run` trains them again", file=to)
+
+
+def _retry_notes(ledger) -> dict[str, str]:
+    """Trial id -> 'retried after: <why the previous attempt failed>' for trials with an earlier failed attempt."""
+    notes = {}
+    for key, attempts in ledger.history().items():
+        failed = [t for t in attempts[:-1] if t.state.name == "FAIL"]
+        if failed:
+            n = f" ({len(failed)} failed attempts)" if len(failed) > 1 else ""
+            notes[key] = f"retried{n} after: {failed[-1].user_attrs.get('fail_reason', 'failure')}"
+    return notes
