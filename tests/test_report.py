@@ -340,3 +340,70 @@ def test_search_charts_from_an_optuna_study() -> None:
 
     for f in figs.values():
         plt.close(f)
+
+
+# ---------------------------------------------------------------- pieces of a report, without a ledger
+
+
+def test_number_formats() -> None:
+    from ablate.report.text import fmt, fmt_ci, fmt_rho, one_line, show, slug
+
+    assert (fmt(1.234), fmt(None), fmt(float("nan")), fmt(0.5, signed=True), fmt(812.6, 0)) == \
+        ("1.23", "—", "—", "+0.50", "813")
+    assert fmt_ci(0.1, 0.25, signed=True) == " [+0.10, +0.25]" and fmt_ci(float("nan"), 1.0) == ""
+    assert fmt_rho(0.41, (-0.05, 0.74), 3) == "0.41 [-0.05, 0.74], 3 seeds"
+    assert fmt_rho(0.41, (math.nan, math.nan), 1) == "0.41 (1 seed: no interval)"
+    assert fmt_rho(math.nan, (0.0, 1.0), 3).startswith("—")
+    assert show((3, 3, 9)) == "[3, 3, 9]" and slug("recipe.epochs / x") == "recipe_epochs_x"
+    assert one_line("a\n  b") == "a b" and one_line(math.nan) == "(no reason recorded)"
+
+
+def test_bootstrap_interval_is_reproducible() -> None:
+    from ablate.report.stats import bootstrap_interval
+
+    x = pd.Series([0.1, 0.4, -0.2, 0.3, 0.0]).to_numpy()
+
+    def mean(idx: Any) -> float:
+        return float(x[idx.astype(int)].mean())
+
+    lo, hi = bootstrap_interval(mean, len(x))
+    assert lo <= x.mean() <= hi and (lo, hi) == bootstrap_interval(mean, len(x))
+
+
+def _judged(rows: list[tuple[str, float, str, int]]) -> pd.DataFrame:
+    """A variant table with changes (name, delta, verdict, shared seeds): the columns `findings` reads."""
+    return pd.DataFrame([{"name": n, "top1_mean": 90.0 + i, "top1_lo": 89.5 + i, "top1_hi": 90.5 + i, "n": 3,
+                          "delta": d, "delta_lo": d - 0.2, "delta_hi": d + 0.2, "noise": v, "pairs": k,
+                          "ref_top1": math.nan, "state": "done", "status": "done"}
+                         for i, (n, d, v, k) in enumerate(rows)])
+
+
+def test_findings_sentences() -> None:
+    from ablate.report.findings import findings
+
+    t = _judged([("a", math.nan, "", 0), ("b", 0.8, "real", 3), ("c", -0.6, "real", 3), ("d", 0.1, "within noise", 3)])
+    out = findings(t, "steps")
+    assert out[0] == "Best measured top-1: **d** with 93.00 [92.50, 93.50] (n = 3, 95 % CI)."
+    assert out[1].startswith("Helped (vs the previous step; paired t-test over 3 shared seeds") and "b (+0.80" in out[1]
+    assert out[2].startswith("Hurt") and "c (-0.60 [-0.80, -0.40])" in out[2]
+    assert out[3].startswith("Within the study's own seed noise") and len(out) == 4
+    two = findings(_judged([("a", math.nan, "", 0), ("b", 0.5, "real", 2), ("c", 0.1, "within noise", 2)]), "grid")
+    assert two[1].startswith("Helped (vs 'a'; paired t-test over 2 shared seeds") and two[2].startswith("Within")
+    assert "1 degree of freedom" in two[3] and len(two) == 4
+    null = findings(_judged([("a", math.nan, "", 0), ("b", 0.1, "within noise", 3)]), "steps")
+    assert null[2].startswith("No change is beyond the study's own seed noise")
+    one = findings(_judged([("a", math.nan, "", 0), ("b", 0.3, A.UNJUDGED, 1)]), "steps")
+    assert one[1].startswith("1 seed: changes not judged") and "b (+0.30 [+0.10, +0.50])" in one[1]
+    assert findings(pd.DataFrame(), "steps") == ["The study has no variants."]
+
+
+def test_markdown_and_latex_rendering() -> None:
+    from ablate.report.render import to_latex, to_markdown
+
+    table = ("table", ["#", "name", "GFLOPs"], [["1", "a|b <i>", "4.09"], ["2", "x_y `code`", "—"]])
+    md = to_markdown([("h", 2, "R&D"), ("p", "**bold**"), ("ul", ["one"]), table, ("img", "a.png", "alt")])
+    assert md.startswith("## R&amp;D\n\n**bold**\n\n- one\n\n|   # | name")
+    assert "|----:|:------------|---------:|" in md  # numbers right-aligned
+    assert r"| a\|b &lt;i> |" in md and "![alt](a.png)" in md
+    tex = to_latex(table, "study_1: x")
+    assert r"\caption{study\_1: x}" in tex and r"x\_y code" in tex and "{rlr}" in tex

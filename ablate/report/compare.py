@@ -15,12 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy
 from ablate.sweep.states import Status
 
 from . import analysis as A
+from .reading import read_results
+from .render import Block, to_html, to_markdown
+from .style import PALETTE, figure, plain_axes
+from .text import fmt, fmt_ci, fmt_rho, slug
 
 # Images in the full training split, for the cost of a study that trains on all of it.
 TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}
@@ -57,8 +62,6 @@ def study_cost(loaded: LoadedStudy, df: pd.DataFrame) -> dict[str, float]:
 
 
 def read_study(loaded: LoadedStudy, results_dir: Path, storage: str | None = None) -> StudyResult:
-    from .writer import read_results
-
     df, _notes = read_results(loaded, Path(results_dir) / loaded.name, storage)
     if not (df["status"] == Status.DONE).any():
         raise StudyError(loaded.file, "results", f"no finished trial yet: run `ablate run {loaded.file}` first")
@@ -121,9 +124,7 @@ def summary_table(results: list[StudyResult]) -> pd.DataFrame:
 def agreement_chart(summary: pd.DataFrame, title: str) -> Any:
     """Agreement with the paper (Spearman rho of levels and of changes, 95 % bootstrap whiskers) against the
     study's cost in trial-seconds (log axis), one point per study."""
-    from .charts import PALETTE, _figure
-
-    fig = _figure(7.2, 4.4)
+    fig = figure(7.2, 4.4)
     ax = fig.add_axes((0.1, 0.13, 0.62, 0.74))
     ax.set_xscale("log")
     for k, r in summary.reset_index(drop=True).iterrows():
@@ -142,11 +143,7 @@ def agreement_chart(summary: pd.DataFrame, title: str) -> Any:
     ax.set_ylim(-1.05, 1.05)
     ax.set_xlabel("cost: trial-seconds (sum of the trials' wall time, log scale)", fontsize=9)
     ax.set_ylabel("Spearman ρ with the paper", fontsize=9)
-    ax.grid(color="#e4e4e4", lw=0.6)
-    ax.tick_params(labelsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
-    from matplotlib.lines import Line2D
-
+    plain_axes(ax)
     ax.legend(handles=[Line2D([], [], marker="o", ls="", color="#444", label="ρ of step levels"),
                        Line2D([], [], marker="s", ls="", color="#444", mfc="white", label="ρ of step changes")],
               loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, frameon=False)
@@ -158,17 +155,15 @@ def agreement_chart(summary: pd.DataFrame, title: str) -> Any:
 
 def _rho_cell(r: pd.Series, key: str) -> str:
     ci = (r[f"{key}_lo"], r[f"{key}_hi"])
-    return A.fmt_rho(r[key], ci, int(r["seeds"]) if math.isfinite(ci[0]) else 1)
+    return fmt_rho(r[key], ci, int(r["seeds"]) if math.isfinite(ci[0]) else 1)
 
 
 def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Path, name: str | None = None,
                   storage: str | None = None) -> list[Path]:
     """Read every study (all must have finished trials: else StudyError before anything is written), then
     write reports/compare-<name>/."""
-    from .writer import _html, _markdown, _slug
-
     results = [read_study(s, results_dir, storage) for s in loaded]  # raises before anything is written
-    name = _slug(name or "-".join(s.name for s in loaded))[:100]
+    name = slug(name or "-".join(s.name for s in loaded))[:100]
     out = Path(reports_dir) / f"compare-{name}"
     summary = summary_table(results)
     steps, notes = step_table(results)
@@ -177,8 +172,22 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
     fig.savefig(out / "compare.png", dpi=130)
     fig.savefig(out / "compare.svg")
     summary.to_csv(out / "compare.csv", index=False, float_format="%.4f")
-    blocks: list[tuple[Any, ...]] = [("h", 1, f"Comparison: {', '.join(s.name for s in loaded)}"),
-                                     ("p", f"generated {time.strftime('%Y-%m-%d %H:%M')}; steps matched by name.")]
+    tags = [s.name for s in loaded]
+    blocks: list[Block] = [("h", 1, f"Comparison: {', '.join(tags)}"),
+                           ("p", f"generated {time.strftime('%Y-%m-%d %H:%M')}; steps matched by name.")]
+    blocks += [("h", 2, "Agreement with the paper and cost"), _summary_block(summary),
+               ("img", "compare.png", "agreement vs cost"), ("p", "_Agreement with the paper against cost._")]
+    blocks += [("h", 2, "Per step"), _steps_block(steps, tags)]
+    if notes:
+        blocks += [("h", 2, "Steps not shared by every study"), ("ul", notes)]
+    blocks += [("h", 2, "How to read this"), ("ul", _HOW_TO_READ)]
+    (out / "compare.md").write_text(to_markdown(blocks))
+    (out / "compare.html").write_text(to_html(blocks, out, f"compare {name} — ablate"))
+    return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv")]
+
+
+def _summary_block(summary: pd.DataFrame) -> Block:
+    """One row per study: agreement with the paper, the proxy's settings and its cost."""
     head = ["study", "seeds", "steps", "ρ levels [95% CI]", "ρ changes [95% CI]", "paper's sign (|paper Δ| ≥ 0.4)",
             "image px", "train images", "epochs", "width × depth", "trials", "trained images", "trial-seconds",
             "wall (s)"]
@@ -186,33 +195,31 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
              _rho_cell(r, "rho_changes"), f"{r['big_same_sign']} of {r['big_steps']} ({r['big_same_real']} real)",
              str(r["image_size"]), str(r["train_subset"] or "all"), str(r["epochs"]),
              f"{r['width']:g} × {r['depth']:g}",
-             f"{r['trials_done']}/{r['trials']}", f"{r['train_images']:,.0f}", A.fmt(r["trial_seconds"], 0),
-             A.fmt(r["wall_seconds"], 0)] for _, r in summary.iterrows()]
-    blocks += [("h", 2, "Agreement with the paper and cost"), ("table", head, rows),
-               ("img", "compare.png", "agreement vs cost"), ("p", "_Agreement with the paper against cost._")]
-    tags = [s.name for s in loaded]
-    shead = ["step", "paper top-1", "paper Δ"] + [f"{t}: top-1 [95% CI]" for t in tags] + \
-        [f"{t}: Δ [95% CI]" for t in tags]
-    srows = []
-    for _, r in steps.iterrows():
-        cells = [str(r["step"]), A.fmt(r.get("paper top1")), A.fmt(r.get("paper delta"), signed=True)]
-        cells += [A.fmt(r[f"{t}:top1"]) + A.fmt_ci(r[f"{t}:lo"], r[f"{t}:hi"]) for t in tags]
-        cells += [(A.fmt(r[f"{t}:delta"], signed=True) + A.fmt_ci(r[f"{t}:dlo"], r[f"{t}:dhi"], signed=True)
-                   + (f" ({r[f'{t}:verdict']})" if r[f"{t}:verdict"] else "")) for t in tags]
-        srows.append(cells)
-    blocks += [("h", 2, "Per step"), ("table", shead, srows)]
-    if notes:
-        blocks += [("h", 2, "Steps not shared by every study"), ("ul", notes)]
-    blocks += [("h", 2, "How to read this"), ("ul", [
-        "ρ: Spearman rank correlation with the paper's ImageNet top-1 over the steps, of the levels and of the "
-        "step-to-step changes; 95 % percentile-bootstrap interval over each study's shared seeds.",
-        f"paper's sign: of the steps whose paper change is ≥ {A.BIG_STEP:g} points (beyond the paper's own seed "
-        "noise), how many changes have the paper's sign here, and how many of those are `real` by the study's "
-        "own paired test.",
-        "cost: trained images = train-set size × epochs over finished trials; trial-seconds = sum of the trials' "
-        "wall time (one device each); wall = first trial start to last trial end.",
-    ])]
-    (out / "compare.md").write_text(_markdown(blocks))
-    (out / "compare.html").write_text(_html(blocks, out, f"compare {name} — ablate"))
-    return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv")]
+             f"{r['trials_done']}/{r['trials']}", f"{r['train_images']:,.0f}", fmt(r["trial_seconds"], 0),
+             fmt(r["wall_seconds"], 0)] for _, r in summary.iterrows()]
+    return ("table", head, rows)
 
+
+def _steps_block(steps: pd.DataFrame, tags: list[str]) -> Block:
+    """One row per step: the paper's top-1 and change, then each study's top-1 and change with intervals."""
+    head = ["step", "paper top-1", "paper Δ"] + [f"{t}: top-1 [95% CI]" for t in tags] + \
+        [f"{t}: Δ [95% CI]" for t in tags]
+    rows = []
+    for _, r in steps.iterrows():
+        cells = [str(r["step"]), fmt(r.get("paper top1")), fmt(r.get("paper delta"), signed=True)]
+        cells += [fmt(r[f"{t}:top1"]) + fmt_ci(r[f"{t}:lo"], r[f"{t}:hi"]) for t in tags]
+        cells += [(fmt(r[f"{t}:delta"], signed=True) + fmt_ci(r[f"{t}:dlo"], r[f"{t}:dhi"], signed=True)
+                   + (f" ({r[f'{t}:verdict']})" if r[f"{t}:verdict"] else "")) for t in tags]
+        rows.append(cells)
+    return ("table", head, rows)
+
+
+_HOW_TO_READ = [
+    "ρ: Spearman rank correlation with the paper's ImageNet top-1 over the steps, of the levels and of the "
+    "step-to-step changes; 95 % percentile-bootstrap interval over each study's shared seeds.",
+    f"paper's sign: of the steps whose paper change is ≥ {A.BIG_STEP:g} points (beyond the paper's own seed "
+    "noise), how many changes have the paper's sign here, and how many of those are `real` by the study's "
+    "own paired test.",
+    "cost: trained images = train-set size × epochs over finished trials; trial-seconds = sum of the trials' "
+    "wall time (one device each); wall = first trial start to last trial end.",
+]

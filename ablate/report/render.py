@@ -1,0 +1,100 @@
+"""Rendering a report's blocks: report.md (pipe tables from pandas), report.html (one self-contained page,
+images embedded as data: URIs) and the results table as LaTeX (pandas' Styler).
+
+A block is ("h", level, text) | ("p", text) | ("ul", items) | ("table", header, rows) | ("img", file, alt);
+text may hold **bold**, `code` and _italics_ (markdown), shown as such in HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+Block = tuple[Any, ...]
+# Table columns aligned right (numbers) in every format.
+_NUMERIC = {"#", "params (M)", "GFLOPs", "train img/s", "infer img/s", "Δ vs prev [95% CI]", "Δ vs first [95% CI]",
+            "paper top-1", "paper Δ", "seed", "attempts"}
+
+
+def _md_cell(text: str) -> str:
+    return _md(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md(text: str) -> str:
+    """Text from a study (names, descriptions, reasons) with its HTML shown, never rendered (markdown viewers
+    render raw HTML; report.html escapes it too): `<` and `&` escaped, `->` left readable."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;")
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    """The blocks as markdown: study text escaped (`_md`), tables as pipe tables."""
+    lines: list[str] = []
+    for b in blocks:
+        if b[0] == "h":
+            lines += ["#" * b[1] + " " + _md(b[2]), ""]
+        elif b[0] == "p":
+            lines += [_md(b[1]), ""]
+        elif b[0] == "ul":
+            lines += [f"- {_md(item)}" for item in b[1]] + [""]
+        elif b[0] == "table":
+            header, rows = b[1], b[2]
+            frame = pd.DataFrame([[_md_cell(c) for c in row] for row in rows], columns=header, dtype=str)
+            align = ["right" if h in _NUMERIC else "left" for h in header]
+            lines += [frame.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True), ""]
+        elif b[0] == "img":
+            lines += [f"![{_md(b[2])}]({b[1]})", ""]
+    return "\n".join(lines)
+
+
+def to_latex(table: Block, caption: str) -> str:
+    """The results table as a LaTeX `table` (booktabs rules) for a paper: pandas' Styler, cells escaped."""
+    header, rows = table[1], table[2]
+    frame = pd.DataFrame([[c.replace("`", "") for c in row] for row in rows], columns=header, dtype=str)
+    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    align = "".join("r" if h in _NUMERIC else "l" for h in header)
+    return styler.to_latex(column_format=align, hrules=True, caption=caption.replace("_", r"\_"),
+                           label="tab:ablate-results", position="htbp")
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    out = re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+    return re.sub(r"(?<![\w])_(.+?)_(?![\w])", r"<i>\1</i>", out)
+
+
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:12.5px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 7px}
+th{background:#f2f2f2}td.n{text-align:right;font-variant-numeric:tabular-nums}tr:nth-child(even){background:#fafafa}
+img{max-width:100%;border:1px solid #eee}code{background:#f4f4f4;padding:0 3px}h1{font-size:1.6em}"""
+
+
+def to_html(blocks: list[Block], folder: Path, title: str) -> str:
+    """The blocks as one HTML page; images are read from `folder` and embedded."""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{_CSS}</style></head><body>"]
+    for b in blocks:
+        if b[0] == "h":
+            parts.append(f"<h{b[1]}>{_inline(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            parts.append(f"<p>{_inline(b[1])}</p>")
+        elif b[0] == "ul":
+            parts.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b[1]) + "</ul>")
+        elif b[0] == "table":
+            header, rows = b[1], b[2]
+            num = [h in _NUMERIC for h in header]
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            body = "".join("<tr>" + "".join(f"<td{' class=n' if num[j] else ''}>{_inline(c)}</td>"
+                                            for j, c in enumerate(row)) + "</tr>" for row in rows)
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif b[0] == "img":
+            data = base64.b64encode((folder / b[1]).read_bytes()).decode("ascii")
+            parts.append(f"<figure><img alt='{html.escape(b[2], quote=True)}' src='data:image/png;base64,{data}'>"
+                         "</figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
