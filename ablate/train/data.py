@@ -107,12 +107,12 @@ class TensorSource(BatchSource):
         order = order.to(self.device)
         for k in range(len(self)):
             t0 = time.perf_counter()
-            with one_thread(self.device):
+            with one_thread(self.device) as threads:
                 idx = order[k * self.batch_size:(k + 1) * self.batch_size]
                 x = self.images.index_select(0, idx).float().div_(255)
                 y = self.labels.index_select(0, idx)
                 if self.train:
-                    x = self._augment(x, gen)
+                    x = self._augment(x, gen, threads)
                 x = x.sub_(self.mean).div_(self.std)
                 if self.erasing is not None:
                     x = self.erasing(x)
@@ -121,11 +121,11 @@ class TensorSource(BatchSource):
             self.data_seconds += time.perf_counter() - t0
             yield x, y
 
-    def _augment(self, x: Tensor, gen: torch.Generator) -> Tensor:
+    def _augment(self, x: Tensor, gen: torch.Generator, threads: int | None = None) -> Tensor:
         b = x.shape[0]
         flip = torch.rand(b, generator=gen) < self.hflip
         if self.crop_scale is not None:
-            x = random_resized_crop(x, self.crop_scale, flip, gen)
+            x = random_resized_crop(x, self.crop_scale, flip, gen, threads=threads)
         elif bool(flip.any()):
             flip = flip.to(x.device).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(-1), x)
