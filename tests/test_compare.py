@@ -81,6 +81,7 @@ def test_compare_a_never_run_study_is_one_line_and_writes_nothing(tmp_path: Path
     assert not reports.exists() and not (tmp_path / "results").exists()  # reading created nothing
 
 
+@pytest.mark.slow
 def test_compare_needs_two_distinct_studies(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -80,6 +80,7 @@ def test_step_milestones_are_a_change_only_under_the_step_schedule(tmp_path: Pat
     assert step_ms.changes == {"recipe.decay_milestones": ([2, 4], [3])}
 
 
+@pytest.mark.slow
 def test_flops_json_has_a_changes_entry_per_step(empty_cache: Path) -> None:
     from typer.testing import CliRunner
 

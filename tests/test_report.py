@@ -162,6 +162,7 @@ def test_pareto_mask() -> None:
 # ---------------------------------------------------------------- reports
 
 
+@pytest.mark.slow
 def test_complete_roadmap_report(tmp_path: Path) -> None:
     loaded = roadmap_study(tmp_path, n=5)
     measured = [90.0, 90.5, 90.3, 91.0, 91.2]
@@ -204,6 +205,7 @@ def test_html_is_self_contained(tmp_path: Path) -> None:
     assert "<table>" in page and "stage ratio" in page
 
 
+@pytest.mark.slow
 def test_partial_study_shows_unfinished_rows(tmp_path: Path) -> None:
     loaded = roadmap_study(tmp_path, n=6)
     outcome = {(3, 0): {"status": "running", "epochs_run": 1}, (4, 0): {"status": "queued"},

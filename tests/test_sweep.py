@@ -16,6 +16,8 @@ from conftest import run_cli
 from ablate.config.load import load_study
 from ablate.sweep.ledger import Ledger
 
+pytestmark = pytest.mark.slow  # end to end: `ablate run` subprocesses, workers, signals (CI runs them)
+
 TINY = """
 name: {name}
 model: {{depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 1.0, stem_width: 16}}
@@ -39,7 +41,6 @@ def ledger_states(path: Path, results: Path) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.slow
 def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     path = study(tmp_path, "fails", """
   - {name: a}
@@ -81,7 +82,6 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     assert r.returncode == 0 and "2 done" in r.stdout and "2 failed" in r.stdout
 
 
-@pytest.mark.slow
 def test_killed_worker_then_rerun_completes_everything_once(tmp_path: Path) -> None:
     path = study(tmp_path, "kill", "".join(f"  - {{name: v{i}, set: {{kernel_size: {k}}}}}\n"
                                            for i, k in enumerate((1, 3, 5))), epochs=3, n=2048)
