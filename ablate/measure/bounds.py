@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ablate.config.load import LoadedStudy, Variant
+from ablate.config.variant import LoadedStudy, Variant
 from ablate.sweep.states import Status
 
 # Samples a search may reject in a row before it gives up on a trial (pycls draws until one fits; a window

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ablate.config.load import LoadedStudy, Variant
+from ablate.config.variant import LoadedStudy, Variant
 
 from .counts import Counts, cache_get, cache_key, cache_put
 

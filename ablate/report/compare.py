@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy
+from ablate.config.variant import LoadedStudy
 from ablate.sweep.states import Status
 
 from . import analysis as A

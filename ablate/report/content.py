@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.config.load import LoadedStudy
+from ablate.config.variant import LoadedStudy
 from ablate.sweep.states import Status
 
 from .analysis import ALPHA, BIG_STEP, BOOTSTRAP_RESAMPLES, typical_seed_std

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy
+from ablate.config.variant import LoadedStudy
 from ablate.sweep.states import Status
 
 from .text import one_line

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.config.load import LoadedStudy, changes_text
+from ablate.config.variant import LoadedStudy, changes_text
 
 from . import analysis as A
 from .content import Tables, report_blocks, result_table

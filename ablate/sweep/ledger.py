@@ -48,7 +48,7 @@ from typing import Any
 
 import ablate
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy, Variant
+from ablate.config.variant import LoadedStudy, Variant
 
 from .journal import safe_journal  # noqa: F401 - re-exported
 from .options import DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY, LedgerError, LedgerOptions  # noqa: F401 - re-exported

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ablate.config.load import LoadedStudy, Variant
+from ablate.config.variant import LoadedStudy, Variant
 
 
 def param_value(value: Any) -> Any:

@@ -18,7 +18,7 @@ from .states import FailKind, Status, resumable
 from .view import _dead_here, storage_id
 
 if TYPE_CHECKING:
-    from ablate.config.load import Variant
+    from ablate.config.variant import Variant
 
     from .ledger import Item
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ablate.config.load import changes_text
 from ablate.config.net import NetConfig
+from ablate.config.variant import changes_text
 
 from .ledger import Ledger
 from .states import Status

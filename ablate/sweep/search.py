@@ -15,7 +15,7 @@ from .states import Status, resumable, was_pruned
 from .view import storage_id
 
 if TYPE_CHECKING:
-    from ablate.config.load import Variant
+    from ablate.config.variant import Variant
 
     from .ledger import Item
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from .states import FailKind, Status, was_pruned
 
 if TYPE_CHECKING:
-    from ablate.config.load import LoadedStudy, Variant
     from ablate.config.study import Search
+    from ablate.config.variant import LoadedStudy, Variant
 
 STALE_REASON = "stopped sending heartbeats"
 

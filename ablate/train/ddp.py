@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ablate.config.load import Variant
+from ablate.config.variant import Variant
 
 from .engine import TrialFailed
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ablate.config.load import Variant
+from ablate.config.variant import Variant
 
 from .checkpoint import COLUMNS, rng_state, set_rng_state, write_metrics
 from .checkpoint import save as _save  # called through this module's name (tests replace it: a full disk)
