@@ -262,12 +262,9 @@ class Profile:
 
 
 def _meta(net: NetConfig) -> Any:
-    import torch
+    from .counts import meta_net
 
-    from ablate.nn.net import Net
-
-    with torch.device("meta"):
-        return Net(net)
+    return meta_net(net)
 
 
 def _leaves(model: Any) -> list[tuple[str, Any]]:

@@ -26,23 +26,6 @@ RA_GROUP = 32  # images sharing one RandAugment op draw (see `RandAugment`)
 
 
 @contextlib.contextmanager
-def one_thread(device: torch.device) -> Iterator[int | None]:
-    """Batch augmentation on CPU runs on one intra-op thread: its ops are small (a batch of 32 px images)
-    and many, so splitting each across threads costs more in fork/join than it saves, and far more when
-    the cores are shared (2 threads: 2-20x slower per batch here). The training step keeps its threads.
-    Yields the training's thread count (None off CPU), for the one big op that gains from them."""
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield None
-        return
-    torch.set_num_threads(1)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(threads)
-
-
-@contextlib.contextmanager
 def threads_set(threads: int | None) -> Iterator[None]:
     """Intra-op threads set to `threads` inside (None: unchanged)."""
     before = torch.get_num_threads()
@@ -54,6 +37,20 @@ def threads_set(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def one_thread(device: torch.device) -> Iterator[int | None]:
+    """Batch augmentation on CPU runs on one intra-op thread: its ops are small (a batch of 32 px images)
+    and many, so splitting each across threads costs more in fork/join than it saves, and far more when
+    the cores are shared (2 threads: 2-20x slower per batch here). The training step keeps its threads.
+    Yields the training's thread count (None off CPU), for the one big op that gains from them."""
+    if device.type != "cpu":
+        yield None
+        return
+    threads = torch.get_num_threads()
+    with threads_set(1):
+        yield threads
 
 
 class BatchErasing:
