@@ -10,7 +10,7 @@ from conftest import STUDIES, run_cli
 from ablate.config.errors import StudyError
 from ablate.config.load import load_study, search_variant
 from ablate.measure.bounds import out_of_bounds, search_counts
-from ablate.sweep.ledger import Ledger
+from ablate.sweep.ledger import Ledger, LedgerOptions
 
 # A planted space: at 16 px the tiny net below costs (MFLOPs) k1/e1 0.18, k3/e1 0.45, k5/e1 0.97, k7/e1 1.76,
 # k1/e4 0.95, k3/e4 5.1, k5/e4 13.5, k7/e4 26.1: the window [0.9, 2.0] MFLOPs holds three of the eight.
@@ -40,7 +40,7 @@ def test_rejected_candidates_never_reach_training(tmp_path: Path) -> None:
     r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     loaded = load_study(path)
-    trials = Ledger(loaded, None, results, readonly=True).trials()
+    trials = Ledger(loaded, LedgerOptions(None, results, readonly=True)).trials()
     done = [t for t in trials if t.state.name == "COMPLETE"]
     rejected = [t for t in trials if "rejected" in t.user_attrs]
     assert len(done) == 2 and rejected  # the budget counts trained trials only

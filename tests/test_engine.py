@@ -132,7 +132,7 @@ class StopAfter(threading.Event):
         return self.n < 0 or super().is_set()
 
 
-@pytest.mark.parametrize("where", ["epoch end", "mid-epoch"])
+@pytest.mark.parametrize("where", [pytest.param("epoch end", marks=pytest.mark.slow), "mid-epoch"])
 def test_interrupted_trial_resumes_to_the_same_result(tmp_path: Path, where: str):
     v = variant(tmp_path, "recipe.epochs=3", "recipe.preset=modern", "recipe.warmup_epochs=1", "recipe.lr=0.004",
                 "recipe.ema=0.9")

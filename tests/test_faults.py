@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, _alive
+from ablate.sweep.ledger import Ledger, LedgerOptions, _alive
 
 pytestmark = pytest.mark.slow  # subprocesses, signals, servers: CI runs them, `-m "not slow"` skips them
 
@@ -44,7 +44,7 @@ def running_pids(path: Path, results: Path, n: int, proc: subprocess.Popen, time
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"ablate run ended early: {proc.stderr.read() if proc.stderr else ''}")
-        led = Ledger(load_study(path), None, results, readonly=True)
+        led = Ledger(load_study(path), LedgerOptions(None, results, readonly=True))
         running = [t for t in led.trials() if t.state.name == "RUNNING"]
         trained = [t for t in running if (led.dir / "trials" / t.user_attrs["trial_id"] / "metrics.csv").is_file()
                    and len((led.dir / "trials" / t.user_attrs["trial_id"] / "metrics.csv").read_text().splitlines())
@@ -64,7 +64,7 @@ def wait_gone(pids: list[int], timeout: float = 60) -> list[int]:
 
 
 def kinds(path: Path, results: Path) -> list[str]:
-    led = Ledger(load_study(path), None, results, readonly=True)
+    led = Ledger(load_study(path), LedgerOptions(None, results, readonly=True))
     return sorted(f"{t.state.name}:{t.user_attrs.get('fail_kind', '')}" for t in led.trials())
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger
+from ablate.sweep.ledger import Ledger, LedgerOptions
 from ablate.sweep.results import results_frame
 from ablate.sweep.states import PARTIAL, FailKind, Status, resumable
 
@@ -29,7 +29,7 @@ def ledger(tmp_path: Path, name: str = "led") -> Ledger:
     path = tmp_path / f"{name}.yaml"
     if not path.exists():
         path.write_text(STUDY.format(name=name))
-    return Ledger(load_study(path), None, tmp_path / "results")
+    return Ledger(load_study(path), LedgerOptions(None, tmp_path / "results"))
 
 
 def statuses(led: Ledger) -> dict[str, str]:
@@ -154,18 +154,18 @@ def test_of_two_queued_attempts_of_one_trial_the_older_runs(tmp_path: Path) -> N
     assert Status.of(skipped) == Status.SKIPPED and led.attempts()[key] == 1
 
 
-def test_ledger_options_and_the_older_loose_arguments_agree(tmp_path: Path) -> None:
+def test_ledger_options_reach_the_ledger_and_the_worker(tmp_path: Path) -> None:
     from ablate.sweep.ledger import LedgerOptions
     from ablate.sweep.worker import WorkerOptions
 
     opts = LedgerOptions(None, tmp_path / "results", heartbeat=5, grace=9, max_retry=1)
-    assert LedgerOptions.of(None, str(tmp_path / "results"), 5, 9, 1) == opts  # positional, as before
-    assert LedgerOptions.of(opts) is opts and LedgerOptions.of(opts, readonly=True).readonly
-    led = Ledger(load_study(ledger(tmp_path).loaded.file), None, tmp_path / "results", readonly=True)
+    assert opts.replace(readonly=True).readonly and not opts.readonly  # frozen: replace() gives a new one
+    assert LedgerOptions(None, str(tmp_path / "results")).results_root == tmp_path / "results"  # str or Path
+    led = Ledger(load_study(ledger(tmp_path).loaded.file), LedgerOptions(None, tmp_path / "results", readonly=True))
     assert led.options == LedgerOptions(None, tmp_path / "results", readonly=True) and led.readonly
-    w = WorkerOptions(storage=None, results_root=tmp_path / "results", heartbeat=5, grace=9, max_retry=1)
-    assert w.ledger == opts and WorkerOptions(ledger=opts).ledger is opts
-    assert WorkerOptions().ledger == LedgerOptions()
+    assert WorkerOptions(ledger=opts).ledger is opts and WorkerOptions().ledger == LedgerOptions()
+    with pytest.raises(TypeError):  # the older loose arguments are gone: one way to say it
+        Ledger(led.loaded, None, tmp_path / "results")  # type: ignore[call-arg]
 
 
 def test_status_counts_skipped_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger
+from ablate.sweep.ledger import Ledger, LedgerOptions
 from ablate.sweep.params import param_space, variant_params
 
 STUDY = """
@@ -62,8 +62,8 @@ def test_a_finished_trial_has_params_and_one_intermediate_value_per_epoch(tmp_pa
     path = write(tmp_path, "dash", "steps:\n  - {name: base}\n  - {name: k5, set: {kernel_size: 5}}\n")
     results = tmp_path / "results"
     loaded = load_study(path)
-    Ledger(loaded, None, results).sync()
-    stats = work(loaded, WorkerOptions(results_root=results, threads=1, progress=False))
+    Ledger(loaded, LedgerOptions(None, results)).sync()
+    stats = work(loaded, WorkerOptions(ledger=LedgerOptions(results_root=results), threads=1, progress=False))
     assert stats == {"done": 2, "failed": 0, "pruned": 0}
     trials = optuna_trials(results, "dash")
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
@@ -76,17 +76,18 @@ def test_a_finished_trial_has_params_and_one_intermediate_value_per_epoch(tmp_pa
         assert [t.intermediate_values[e] for e in (1, 2)] == pytest.approx(top1)
         assert t.values == [pytest.approx(top1[-1])]
     # ablate still reads its trials by variant id: params are a view for optuna's tools
-    assert set(Ledger(loaded, None, results, readonly=True).latest()) == set(Ledger(loaded, None, results).by_key)
+    reader = Ledger(loaded, LedgerOptions(None, results, readonly=True))
+    assert set(reader.latest()) == set(Ledger(loaded, LedgerOptions(None, results)).by_key)
 
 
 def test_an_edited_study_leaves_out_a_param_whose_choices_changed(tmp_path: Path) -> None:
     path = write(tmp_path, "ed", "steps:\n  - {name: base}\n  - {name: gelu, set: {activation: gelu}}\n")
-    led = Ledger(load_study(path), None, tmp_path / "results")
+    led = Ledger(load_study(path), LedgerOptions(None, tmp_path / "results"))
     led.sync()
     first = led.pop()
     assert led.storage.get_trial(first.trial_id).params["activation"] == "relu"
     path.write_text(path.read_text() + "  - {name: silu, set: {activation: silu, kernel_size: 5}}\n")
-    led = Ledger(load_study(path), None, tmp_path / "results")
+    led = Ledger(load_study(path), LedgerOptions(None, tmp_path / "results"))
     led.sync()
     items = [led.pop() for _ in range(2)]
     for item in items:  # activation's choices differ from the recorded ones: left out, the rest recorded, no error

@@ -32,7 +32,7 @@ from conftest import run_cli
 from optuna.trial import TrialState
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger
+from ablate.sweep.ledger import Ledger, LedgerOptions
 
 pytestmark = pytest.mark.slow  # subprocesses, signals, servers: CI runs them, `-m "not slow"` skips them
 
@@ -197,7 +197,7 @@ def study(tmp_path: Path, name: str, variants: list[str], epochs: int = 1, n: in
 
 def attempts(path: Path, url: str, results: Path) -> dict[str, list]:
     """trial id -> its optuna trials (attempts), oldest first."""
-    led = Ledger(load_study(path), url, results)
+    led = Ledger(load_study(path), LedgerOptions(url, results))
     out: dict[str, list] = {}
     for t in sorted(led.trials(), key=lambda t: t.number):
         out.setdefault(t.user_attrs["trial_id"], []).append(t)
@@ -245,7 +245,7 @@ def test_three_workers_share_a_postgres_study(tmp_path: Path, pg_url: str) -> No
     states = {k: [t.state.name for t in ts] for k, ts in attempts(path, pg_url, results).items()}
     assert len(states) == 12
     assert all(s == ["COMPLETE"] for s in states.values()), states  # each exactly once, nothing lost
-    led = Ledger(load_study(path), pg_url, results)
+    led = Ledger(load_study(path), LedgerOptions(pg_url, results))
     assert len({t.user_attrs["pid"] for t in led.trials()}) >= 2  # the work was shared
 
     # the same trials as a single worker on the default journal file
@@ -343,7 +343,7 @@ def test_stale_trials_are_retried_up_to_max_retry(tmp_path: Path, pg_url: str) -
     from ablate.sweep.heartbeat import Heartbeat, StopEither
 
     path = study(tmp_path, "pgstale", ["{name: only}"])
-    led = Ledger(load_study(path), pg_url, tmp_path / "results", heartbeat=1, grace=3, max_retry=1)
+    led = Ledger(load_study(path), LedgerOptions(pg_url, tmp_path / "results", heartbeat=1, grace=3, max_retry=1))
     assert led.sync()["queued"] == 1
     item = led.pop()
     assert item is not None and led.pop() is None

@@ -75,10 +75,10 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
     every trial, and a metrics.csv per trial that has run. outcome[(variant index, seed)] = {status, top1,
     fail_reason, epochs_run}; status one of done, failed, interrupted, running, queued, new (not in the
     ledger). Reports are built from the ledger alone."""
-    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.ledger import Ledger, LedgerOptions
 
     d = root / loaded.name
-    ledger = Ledger(loaded, None, root)
+    ledger = Ledger(loaded, LedgerOptions(None, root))
     todo = [(v, seed, {"status": "done", "top1": 90.0 + v.index * 0.1, **outcome.get((v.index, seed), {})})
             for v in loaded.variants for seed in loaded.study.seeds]
     # queued trials last: the ones before them are popped one at a time right after being enqueued
@@ -110,9 +110,11 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
     return d / "ledger.journal"
 
 
-def build(loaded: LoadedStudy, tmp: Path, outcome: dict | None = None) -> tuple[list[Path], str]:
+def build(loaded: LoadedStudy, tmp: Path, outcome: dict | None = None, draw: bool = False) -> tuple[list[Path], str]:
+    """The report of `loaded` with the given outcomes; charts only where a test looks at them (they are most
+    of a report's time)."""
     write_results(loaded, tmp / "results", outcome or {})
-    paths = write_report(loaded, tmp / "results", tmp / "reports")
+    paths = write_report(loaded, tmp / "results", tmp / "reports", draw=draw)
     return paths, (tmp / "reports" / loaded.name / "report.md").read_text()
 
 
@@ -166,7 +168,7 @@ def test_pareto_mask() -> None:
 def test_complete_roadmap_report(tmp_path: Path) -> None:
     loaded = roadmap_study(tmp_path, n=5)
     measured = [90.0, 90.5, 90.3, 91.0, 91.2]
-    paths, md = build(loaded, tmp_path, {(i, 0): {"top1": m} for i, m in enumerate(measured)})
+    paths, md = build(loaded, tmp_path, {(i, 0): {"top1": m} for i, m in enumerate(measured)}, draw=True)
     out = tmp_path / "reports" / "synth"
     for f in ("roadmap.png", "roadmap.svg", "pareto.png", "curves.png", "report.md", "report.html"):
         assert (out / f).is_file() and (out / f) in paths, f
@@ -195,14 +197,23 @@ def test_complete_roadmap_report(tmp_path: Path) -> None:
     assert "`modern`: 3 epochs" in md and "`classic`: 3 epochs" in md and "step decay ×0.1 at epochs 1/2/2.6667" in md
 
 
+@pytest.mark.slow
 def test_html_is_self_contained(tmp_path: Path) -> None:
     loaded = roadmap_study(tmp_path, n=4)
-    build(loaded, tmp_path)
+    build(loaded, tmp_path, draw=True)
     page = (tmp_path / "reports" / "synth" / "report.html").read_text()
     srcs = re.findall(r"""src=['"]([^'"]*)""", page)
     assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"""(href|src)=['"]?(https?:|//|[\w./-]+\.(png|svg|css|js))""", page)
     assert "<table>" in page and "stage ratio" in page
+
+
+def test_no_charts_writes_the_tables_only(tmp_path: Path) -> None:
+    loaded = roadmap_study(tmp_path, n=3)
+    paths, md = build(loaded, tmp_path, draw=False)
+    assert sorted(p.name for p in paths) == ["report.html", "report.md", "results.tex"]
+    assert "![" not in md and "<img" not in (tmp_path / "reports" / "synth" / "report.html").read_text()
+    assert table_row(md, "stage ratio")[4] == "done"
 
 
 @pytest.mark.slow
@@ -277,7 +288,7 @@ def test_planted_effect_is_real_and_planted_null_within_noise(tmp_path: Path) ->
 def test_grid_report_has_a_chart_per_field(tmp_path: Path) -> None:
     loaded = grid_study(tmp_path, "{kernel_size: [3, 5, 7]}")
     outcome = {(2, 1): {"status": "failed", "fail_reason": "out of memory"}}
-    paths, md = build(loaded, tmp_path, outcome)
+    paths, md = build(loaded, tmp_path, outcome, draw=True)
     out = tmp_path / "reports" / "grid"
     assert (out / "grid_kernel_size.png") in paths and not (out / "roadmap.png").exists()
     assert "| # | name | kernel_size | status |" in re.sub(r" +", " ", md)
@@ -287,7 +298,7 @@ def test_grid_report_has_a_chart_per_field(tmp_path: Path) -> None:
 
 def test_two_field_grid_gets_a_heatmap(tmp_path: Path) -> None:
     loaded = grid_study(tmp_path, "{kernel_size: [3, 7], recipe.epochs: [1, 2]}", seeds="[0]", name="grid2")
-    paths, md = build(loaded, tmp_path)
+    paths, md = build(loaded, tmp_path, draw=True)
     names = {p.name for p in paths}
     assert {"grid_kernel_size.png", "grid_recipe_epochs.png", "heatmap.png"} <= names
     assert table_row(md, "kernel_size=7,epochs=2")[2:4] == ["7", "2"]

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger
+from ablate.sweep.ledger import Ledger, LedgerOptions
 
 pytestmark = pytest.mark.slow  # end to end: `ablate run` subprocesses, workers, signals (CI runs them)
 
@@ -34,7 +34,7 @@ def study(tmp_path: Path, name: str, variants: str, epochs: int = 2, n: int = 25
 
 def ledger_states(path: Path, results: Path) -> dict[str, list[str]]:
     """trial id -> the states of all its attempts."""
-    led = Ledger(load_study(path), None, results)
+    led = Ledger(load_study(path), LedgerOptions(None, results))
     out: dict[str, list[str]] = {}
     for t in led.trials():
         out.setdefault(t.user_attrs["trial_id"], []).append(t.state.name)
@@ -99,7 +99,7 @@ def test_killed_worker_then_rerun_completes_everything_once(tmp_path: Path) -> N
         pytest.fail("no trial started within 120 s")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    led = Ledger(load_study(path), None, results, readonly=True)
+    led = Ledger(load_study(path), LedgerOptions(None, results, readonly=True))
     raw = [t for t in led.storage.get_all_trials(led.sid) if t.state.name == "RUNNING"]
     assert len(raw) == 1  # the killed trial is left running in the ledger, but reads as died (resumable)
     (seen,) = [t for t in led.trials() if t.number == raw[0].number]
@@ -127,7 +127,7 @@ def test_two_workers_share_the_journal_without_duplicates(tmp_path: Path) -> Non
     states = ledger_states(path, results)
     assert len(states) == 6
     assert all(s == ["COMPLETE"] for s in states.values()), states  # each exactly once, nothing lost
-    led = Ledger(load_study(path), None, results)
+    led = Ledger(load_study(path), LedgerOptions(None, results))
     pids = {t.user_attrs["pid"] for t in led.trials()}
     assert len(pids) == 2  # both workers did work
     df = pd.read_csv(results / "par" / "results.csv")
@@ -180,7 +180,7 @@ search:
     results = tmp_path / "results"
     r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    led = Ledger(load_study(path), None, results)
+    led = Ledger(load_study(path), LedgerOptions(None, results))
     done = [t for t in led.trials() if t.state.name == "COMPLETE"]
     assert len(done) == 3
     assert all(set(t.params) == {"kernel_size", "recipe.lr"} for t in done)  # optuna saw the parameters
@@ -189,4 +189,4 @@ search:
     assert len(df) == 3 and (df["status"] == "done").all()
     assert set(df["kernel_size"]) <= {1, 3, 5} and df["params"].notna().all()
     r = run_cli("run", str(path), "--results", str(results), cwd=tmp_path)  # the budget is spent: nothing new
-    assert r.returncode == 0 and len(Ledger(load_study(path), None, results).trials()) == 3
+    assert r.returncode == 0 and len(Ledger(load_study(path), LedgerOptions(None, results)).trials()) == 3

@@ -70,7 +70,8 @@ def test_a_pruned_trial_is_recorded_as_pruned_and_the_search_goes_on(tmp_path: P
                                               ("hyperband", optuna.pruners.HyperbandPruner),
                                               ("none", optuna.pruners.NopPruner)])
 def test_each_pruner_name_is_optunas_pruner(tmp_path: Path, pruner: str, kind: type) -> None:
-    led = Ledger(load_study(search(tmp_path, f"p{pruner}", pruner, sampler="tpe")), None, tmp_path / "results")
+    loaded = load_study(search(tmp_path, f"p{pruner}", pruner, sampler="tpe"))
+    led = Ledger(loaded, LedgerOptions(None, tmp_path / "results"))
     assert isinstance(led.study.pruner, kind)
 
 
@@ -81,7 +82,7 @@ def test_studies_of_fixed_variants_never_prune(tmp_path: Path) -> None:
         "{low: 0.01, high: 0.1}", "[0.01, 0.1]")
     (tmp_path / "gr.yaml").write_text(grid)
     for path in (steps, tmp_path / "gr.yaml"):
-        led = Ledger(load_study(path), None, tmp_path / "results")
+        led = Ledger(load_study(path), LedgerOptions(None, tmp_path / "results"))
         assert isinstance(led.study.pruner, optuna.pruners.NopPruner)  # not optuna's default (a median pruner)
         led.sync()
         item = led.pop()

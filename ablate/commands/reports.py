@@ -13,7 +13,10 @@ from .options import OutOpt, ResultsOpt, SetOpt, StorageOpt, StudyArg
 
 
 def report(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None, results: ResultsOpt = Path("results"),
-           out: OutOpt = Path("reports")) -> None:
+           out: OutOpt = Path("reports"),
+           charts: Annotated[bool, typer.Option(help="Draw the charts; --no-charts writes the tables only (a "
+                                                     "few seconds faster, e.g. to look at a running study).")] = True,
+           ) -> None:
     """Charts and a report (report.md, self-contained report.html) of results/<study>/ into reports/<study>/.
 
     Roadmap or grid/search charts, accuracy vs GFLOPs and vs throughput with the Pareto front, training curves,
@@ -25,7 +28,7 @@ def report(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None, res
     from ablate.report import write_report
 
     loaded = load_study(study, set_ or [])
-    for path in write_report(loaded, results, out, storage):
+    for path in write_report(loaded, results, out, storage, draw=charts):
         print(path)
 
 

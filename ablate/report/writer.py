@@ -25,11 +25,13 @@ from .text import slug
 __all__ = ["grid_values", "read_metrics", "read_results", "write_report"]
 
 
-def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, storage: str | None = None) -> list[Path]:
+def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, storage: str | None = None,
+                 draw: bool = True) -> list[Path]:
     """Build reports_dir/<study>/ from results_dir/<study>/; return the files written.
 
     results_dir and reports_dir are the roots (`results`, `reports`). `storage` is the optuna storage of
     the ledger; it is only read for a search study's history (default: results/<study>/ledger.journal).
+    `draw=False` writes the tables without charts (most of a report's time is matplotlib's drawing).
     """
     import matplotlib
 
@@ -41,8 +43,9 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
     tables = analyse(loaded, df, study_dir)
     out.mkdir(parents=True, exist_ok=True)
     charts = _Charts(out)
-    _draw_charts(loaded, tables, charts)
-    if getattr(loaded.study, "search", None):
+    if draw:
+        _draw_charts(loaded, tables, charts)
+    if draw and getattr(loaded.study, "search", None):
         notes += _draw_search_charts(loaded, charts, storage, study_dir)
     written = charts.written + _write_documents(loaded, df, tables, notes, charts.images, out)
     md = out / "report.md"

@@ -101,16 +101,16 @@ class Item:
 
 
 class Ledger(LedgerView, LedgerQueue, LedgerSearch):
-    """`Ledger(loaded, LedgerOptions(...))`. The older form `Ledger(loaded, storage, results_root, heartbeat,
-    grace, max_retry, readonly)` (positional or by keyword) still works: it builds the LedgerOptions."""
+    """`Ledger(loaded, LedgerOptions(...))`: the study's trials in its optuna storage (default options:
+    results/<study>/ledger.journal)."""
 
-    def __init__(self, loaded: LoadedStudy, options: LedgerOptions | str | None = None, *args: Any, **kwargs: Any):
+    def __init__(self, loaded: LoadedStudy, options: LedgerOptions | None = None):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # search choices that are lists (dims, depths) are stored as JSON in every optuna storage: no need to warn
         warnings.filterwarnings("ignore", message="Choices for a categorical distribution", category=UserWarning)
-        self.options = LedgerOptions.of(options, *args, **kwargs)
+        self.options = options if options is not None else LedgerOptions()
         self.loaded = loaded
         self.dir = self.options.study_dir(loaded.name)
         self.storage_url = self.options.storage

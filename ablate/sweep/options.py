@@ -25,8 +25,7 @@ class LedgerError(StudyError):
 @dataclass(frozen=True)
 class LedgerOptions:
     """Everything that says how to open a study's ledger (the CLI's --storage, --results, --heartbeat, --grace,
-    --max-retry). The field order is that of the older loose arguments, so `LedgerOptions(url, results)` reads
-    as `Ledger(loaded, url, results)` did."""
+    --max-retry). `LedgerOptions(url, results)` names the two most given."""
 
     storage: str | None = None  # None: results/<study>/ledger.journal; a path: that journal; '://': an RDB URL
     results_root: Path = Path("results")
@@ -44,15 +43,3 @@ class LedgerOptions:
 
     def replace(self, **changes: Any) -> LedgerOptions:
         return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def of(cls, options: LedgerOptions | str | None, *args: Any, **kwargs: Any) -> LedgerOptions:
-        """`options` as given, or built from the older loose arguments (storage, results_root, heartbeat,
-        grace, max_retry, readonly), positional or by keyword."""
-        if isinstance(options, LedgerOptions):
-            if args:
-                raise TypeError("LedgerOptions given: no further positional arguments")
-            return options.replace(**kwargs) if kwargs else options
-        if "storage" in kwargs and options is None:  # `Ledger(loaded, storage=url)`
-            options = kwargs.pop("storage")
-        return cls(options, *args, **kwargs)

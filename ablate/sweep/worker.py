@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,6 @@ class EnvironmentFault(StudyError):
         super().__init__(where, "", problem)
 
 
-_UNSET: Any = object()
-
-
 @dataclass
 class WorkerOptions:
     ledger: LedgerOptions = field(default_factory=LedgerOptions)  # storage, results, heartbeat, grace, retries
@@ -54,19 +51,6 @@ class WorkerOptions:
     nproc: int = 1  # processes per trial (DDP); rank 0's results reach the ledger through this worker
     log_prefix: str = ""
     tensorboard: Path | None = None  # per-trial TensorBoard scalars under this folder (ablate.sweep.tensorboard)
-    # the older loose ledger options, folded into `ledger` (`WorkerOptions(storage=..., results_root=...)`)
-    storage: InitVar[Any] = _UNSET
-    results_root: InitVar[Any] = _UNSET
-    heartbeat: InitVar[Any] = _UNSET
-    grace: InitVar[Any] = _UNSET
-    max_retry: InitVar[Any] = _UNSET
-
-    def __post_init__(self, storage: Any, results_root: Any, heartbeat: Any, grace: Any, max_retry: Any) -> None:
-        given = {"storage": storage, "results_root": results_root, "heartbeat": heartbeat, "grace": grace,
-                 "max_retry": max_retry}
-        changes = {k: v for k, v in given.items() if v is not _UNSET}
-        if changes:
-            self.ledger = self.ledger.replace(**changes)
 
     def log(self, line: str) -> None:
         print(f"{self.log_prefix}{line}", file=sys.stderr, flush=True)
