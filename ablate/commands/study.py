@@ -114,6 +114,7 @@ def count(loaded, use_cache: bool) -> list[dict]:
     def progress(done: int, total: int, name: str) -> None:
         if not bar:
             bar.append(tqdm(total=total, desc="counting", unit="net", file=sys.stderr, disable=None, leave=False))
+            import pandas  # noqa: F401  (for the table: imported while the counting processes start)
         bar[0].n = done
         bar[0].set_postfix_str(name[:30], refresh=True)
 

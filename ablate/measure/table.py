@@ -80,18 +80,24 @@ def pool_map(fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
     is mostly single-threaded Python, so two processes finish a roadmap in about half the time. When the parent has not
     imported torch yet (`ablate flops`), the workers are forked first and import torch/timm/fvcore
     themselves, one per core at the same time: the ~5 s import then overlaps instead of adding up.
-    Otherwise they inherit the parent's imports. Only on Linux (fork); never after a torch op."""
+    Otherwise they inherit the parent's imports. Only on Linux (fork); never after a torch op.
+    The processes start when this is called (not when the iterator is first advanced): the caller can do
+    its own work while they import."""
     import multiprocessing as mp
     import os
 
     procs = min(2, os.cpu_count() or 1)
     if len(items) < 4 or procs < 2 or sys.platform != "linux":
-        yield from map(fn, items)
-        return
+        return map(fn, items)
     if "torch" in sys.modules:
         _import_counter()  # imported once, before the fork (and no torch op has run: fork is safe)
-    with mp.get_context("fork").Pool(procs, initializer=_init_counter) as pool:
-        yield from pool.imap_unordered(fn, items)
+    pool = mp.get_context("fork").Pool(procs, initializer=_init_counter)
+    return _results(pool, pool.imap_unordered(fn, items))
+
+
+def _results(pool: Any, results: Iterator[Any]) -> Iterator[Any]:
+    with pool:  # terminates the processes when done, or when the caller stops early
+        yield from results
 
 
 def _import_counter() -> None:
@@ -138,7 +144,10 @@ def count_study(loaded: LoadedStudy, progress: Callable[[int, int, str], None] |
                 found[key] = hit
             elif key not in todo:
                 todo[key] = (spec, image, chans, v.name)
-    for n, (key, counts) in enumerate(_count_all(todo) if parallel else map(_count_one, todo.items())):
+    results = _count_all(todo) if parallel else map(_count_one, todo.items())
+    if progress and todo:
+        progress(0, len(todo), "")  # while the counting processes import torch
+    for n, (key, counts) in enumerate(results):
         found[key] = counts
         if counts is not None:
             cache_put(key, counts)  # each as soon as it is known: an interrupted call keeps its work
