@@ -10,7 +10,12 @@ the engine's own figure (images over the epoch's training time, data included) o
 (peak, step 1, ..., step 5, peak, ...), and medians of the repetitions are reported, so a shared,
 noisy machine slows both sides alike.
 
-    python bench/proxy_throughput.py [--reps 3] [--threads N] [--steps 12] [--set recipe.batch_size=256]
+--procs N measures the machine the way `ablate run --workers N` uses it: N processes train the same
+step at the same time, each on threads/N intra-op threads, and achieved is the sum of their rates (the peak
+stays the matmul on all `threads`). On a small CPU, trials side by side use the cores better than one
+trial on all of them (per-op overhead does not shrink with more threads).
+
+    python bench/proxy_throughput.py [--reps 3] [--threads N] [--procs 1,2] [--steps 12] [--set recipe.batch_size=256]
 """
 
 from __future__ import annotations
@@ -65,10 +70,54 @@ def train_rate(variant, threads: int, tmp: Path, tag: str) -> float:  # noqa: AN
     return out["train_img_per_s"]
 
 
+class Procs:
+    """N spawned processes (torch imported once each) that train the same trial at the same moment."""
+
+    def __init__(self, n: int, threads: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.jobs = [ctx.Queue() for _ in range(n)]
+        self.done = ctx.Queue()
+        self.procs = [ctx.Process(target=_serve, args=(q, self.done, threads), daemon=True) for q in self.jobs]
+        for p in self.procs:
+            p.start()
+
+    def rate(self, variant, tmp: Path, tag: str) -> float:  # noqa: ANN001
+        """The summed train img/s of the N processes training `variant` side by side."""
+        for i, q in enumerate(self.jobs):
+            q.put((variant, str(tmp), f"{tag}-p{i}"))
+        rates = [self.done.get(timeout=600) for _ in self.jobs]
+        if any(isinstance(r, str) for r in rates):
+            raise RuntimeError(f"a benchmark process failed: {rates}")
+        return sum(rates)
+
+    def close(self) -> None:
+        for q in self.jobs:
+            q.put(None)
+        for p in self.procs:
+            p.join(timeout=30)
+
+
+def _serve(jobs, done, threads: int) -> None:  # noqa: ANN001 - multiprocessing queues
+    import torch
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    while (job := jobs.get()) is not None:
+        variant, tmp, tag = job
+        try:
+            done.put(train_rate(variant, threads, Path(tmp), tag))
+        except Exception as e:  # reported by the parent
+            done.put(f"{type(e).__name__}: {e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median reported)")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    ap.add_argument("--procs", default="1", help="trials side by side, threads/procs threads each (as `ablate "
+                    "run --workers N`), achieved = their summed rate; a list (1,2) measures each, interleaved")
     ap.add_argument("--steps", type=int, default=12, help="training steps per epoch of each timed trial")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="extra study override, e.g. recipe.batch_size=256 (repeatable)")
@@ -88,24 +137,50 @@ def main() -> None:
     loaded = load_study(STUDY, overrides)
     variants = [next(v for v in loaded.variants if v.name == name) for name in STEPS]
     work = {label: gflops_train(v) for label, v in zip(LABELS, variants, strict=True)}
-
+    configs = [max(1, int(n)) for n in args.procs.split(",")]
     print(f"torch {torch.__version__}, {threads} threads, {loaded.file}: batch {batch}, "
           f"{variants[0].data.resolved('image_size')} px, {args.steps} steps/epoch, "
           f"{args.reps} interleaved reps, median")
     print("convention: 1 multiply-add = 1 op; peak = fp32 2048^2 matmul multiply-adds/s; "
           "achieved = gflops_train (forward, fvcore) x 3 x train img/s")
-    peaks: list[float] = []
-    rates: dict[str, list[float]] = {label: [] for label in LABELS}
-    with tempfile.TemporaryDirectory() as tmp:
-        train_rate(variants[-1], threads, Path(tmp), "warmup")
-        for r in range(args.reps):
-            peaks.append(peak_macs())
-            for label, v in zip(LABELS, variants, strict=True):
-                rates[label].append(train_rate(v, threads, Path(tmp), f"{label}-{r}"))
-                print(f"  rep {r + 1}: {label:<11} {rates[label][-1]:7.0f} img/s", file=sys.stderr, flush=True)
+    peaks, rates = measure_all(variants, configs, threads, args.reps)
     peak = statistics.median(peaks)
     print(f"peak: {peak / 1e9:.1f} G multiply-adds/s (median of {len(peaks)}: "
           f"{', '.join(f'{p / 1e9:.1f}' for p in peaks)})")
+    for n in configs:
+        report(n, threads, work, rates[n], peak)
+    if len(configs) > 1:
+        first, last = configs[0], configs[-1]
+        ratio = statistics.median(statistics.median(rates[last][k]) / statistics.median(rates[first][k])
+                                  for k in LABELS)
+        print(f"median step img/s, {last} vs {first} processes: {ratio:.2f}x")
+
+
+def measure_all(variants: list, configs: list[int], threads: int, reps: int) -> tuple[list[float], dict]:
+    """Peak and every (configuration, step), interleaved rep by rep: (peaks, rates[n][label] lists)."""
+    pools = {n: Procs(n, max(1, threads // n)) for n in configs if n > 1}
+    measures = {n: pools[n].rate if n in pools else (lambda v, tmp, tag: train_rate(v, threads, tmp, tag))
+                for n in configs}
+    peaks: list[float] = []
+    rates: dict[int, dict[str, list[float]]] = {n: {label: [] for label in LABELS} for n in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in configs:
+            measures[n](variants[-1], Path(tmp), f"warmup-{n}")
+        for r in range(reps):
+            peaks.append(peak_macs())
+            for n in configs:
+                for label, v in zip(LABELS, variants, strict=True):
+                    rates[n][label].append(measures[n](v, Path(tmp), f"{label}-{n}-{r}"))
+                    print(f"  rep {r + 1}, {n} proc: {label:<11} {rates[n][label][-1]:7.0f} img/s", file=sys.stderr,
+                          flush=True)
+    for pool in pools.values():
+        pool.close()
+    return peaks, rates
+
+
+def report(n: int, threads: int, work: dict[str, float], rates: dict[str, list[float]], peak: float) -> None:
+    how = f"{n} processes x {max(1, threads // n)} threads side by side" if n > 1 else f"1 process, {threads} threads"
+    print(f"-- {how}")
     print(f"{'step':<12}{'gflops_train':>13}{'img/s':>9}{'G mult-adds/s':>15}{'achieved/peak':>15}")
     ratios = []
     for label in LABELS:

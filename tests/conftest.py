@@ -21,6 +21,13 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     return cache
 
 
+@pytest.fixture(autouse=True)
+def _one_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `ablate run` trains in process unless a test asks for workers (--workers, or deleting this variable):
+    # the default on a CPU is one worker process per core (ablate.sweep.worker.default_workers)
+    monkeypatch.setenv("ABLATE_WORKERS", "1")
+
+
 @pytest.fixture
 def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     cache = tmp_path / "cache"

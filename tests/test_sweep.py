@@ -134,6 +134,21 @@ def test_two_workers_share_the_journal_without_duplicates(tmp_path: Path) -> Non
     assert (df["status"] == "done").all()
 
 
+def test_without_workers_a_cpu_trains_one_trial_per_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.sweep.worker import MAX_AUTO_WORKERS
+
+    monkeypatch.delenv("ABLATE_WORKERS")
+    path = study(tmp_path, "auto", "".join(f"  - {{name: v{k}{d}, set: {{kernel_size: {k}, drop_path: {d}}}}}\n"
+                                           for k in (1, 3, 5) for d in (0, 0.1)), epochs=1, n=1024)
+    results = tmp_path / "results"
+    r = run_cli("run", str(path), "--results", str(results), "--device", "cpu", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    n = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+    led = Ledger(load_study(path), LedgerOptions(None, results))
+    assert all(t.state.name == "COMPLETE" for t in led.trials()) and len(led.trials()) == 6
+    assert len({t.user_attrs["pid"] for t in led.trials()}) == n  # n processes trained
+
+
 def test_interrupted_trial_continues_from_its_checkpoint(tmp_path: Path) -> None:
     path = study(tmp_path, "resume", "  - {name: long}\n", epochs=4, n=2048)
     results = tmp_path / "results"

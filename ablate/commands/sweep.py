@@ -28,8 +28,11 @@ from .study import check_sizes, count
 def run(
     study: StudyArg,
     set_: SetOpt = None,
-    workers: Annotated[int, typer.Option(min=1, help="Local worker processes (CPU threads are split between "
-                                         "them; on a GPU box one GPU each).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        min=1, envvar="ABLATE_WORKERS", show_default=False,
+        help="Local worker processes (CPU threads are split between them; on a GPU box one GPU each). Default: "
+             "on a CPU one per core (at most 4, and no more than the trials queued), as trials side by side use "
+             "a small CPU better than one trial on all its cores; on a GPU, 1.")] = None,
     storage: StorageOpt = None,
     retry_failed: Annotated[bool, typer.Option(help="Queue failed trials again.")] = False,
     device: DeviceOpt = None,
@@ -65,6 +68,10 @@ def run(
     if enqueue_only:
         return
     opts = WorkerOptions(ledger=ledger_opts, device=device, linger=linger, tensorboard=tensorboard)
+    if workers is None:
+        from ablate.sweep.worker import default_workers
+
+        workers = default_workers(device, total - done)
     codes = _train(loaded, set_ or [], workers, opts, ledger, total, done)
     _finish(loaded, ledger, study, codes)
 
