@@ -12,6 +12,7 @@ import torch
 
 from ablate.config.study import DataSpec, Recipe
 from ablate.train import data as D
+from ablate.train import sources
 from ablate.train.data import DataError, load_data, stratified_subset
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -28,7 +29,7 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No download attempt, no system dataset folder, an empty private cache."""
     monkeypatch.setenv("ABLATE_OFFLINE", "1")
     monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(D, "SYSTEM_DIRS", ())
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", ())  # where _fashion_mnist_files reads it
     return tmp_path
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -153,6 +154,23 @@ def test_spearman_by_hand() -> None:
     rho, _ = A.spearman([1, 2, 2, 3], [1, 2, 3, 4])  # ties share their mean rank: Pearson of ranks
     assert rho == pytest.approx(0.9486833)
     assert math.isnan(A.spearman([1, 2], [2, 1])[0])
+
+
+def test_spearman_of_many_columns_is_scipys_column_by_column() -> None:
+    from scipy import stats as S
+
+    from ablate.report.stats import spearman_columns
+
+    rng = np.random.default_rng(0)
+    y = np.array([1.0, 2.0, 2.0, np.nan, 5.0, 3.0, 0.5])  # a tie and a missing row
+    x = np.round(rng.normal(size=(7, 40)), 1)  # rounding makes ties inside columns
+    x[:, 0] = 4.0  # a constant column
+    got = spearman_columns(x, y)
+    keep = ~np.isnan(y)
+    want = [S.spearmanr(x[keep, k], y[keep]).statistic if k else np.nan for k in range(40)]
+    assert np.allclose(got, want, equal_nan=True) and np.isnan(got[0])
+    assert all(math.isclose(got[k], A.spearman(x[:, k], y)[0]) for k in range(1, 40))
+    assert np.isnan(spearman_columns(x[:2], y[:2])).all()  # fewer than 3 pairs
 
 
 def test_pareto_mask() -> None:

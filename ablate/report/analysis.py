@@ -29,6 +29,7 @@ from .stats import (
     paired_test,
     pareto_mask,
     spearman,
+    spearman_columns,
     t_interval,
 )
 from .text import show
@@ -232,11 +233,17 @@ def _steps_matrix(table: pd.DataFrame, df: pd.DataFrame | None) -> tuple[pd.Data
     return t, np.array([[float(s.loc[k]) for k in shared] for s in per])
 
 
-def _rhos(means: np.ndarray, ref: np.ndarray, prev: list[int | None]) -> tuple[float, float]:
-    """rho of levels and of step changes (row i vs row prev[i]) for one set of per-row means."""
-    d = np.array([means[i] - means[j] if j is not None else np.nan for i, j in enumerate(prev)])
-    rd = np.array([ref[i] - ref[j] if j is not None else np.nan for i, j in enumerate(prev)])
-    return spearman(means, ref)[0], spearman(d, rd)[0]
+def _rhos(means: np.ndarray, ref: np.ndarray, prev: list[int | None]) -> tuple[Any, Any]:
+    """rho of levels and of step changes (row i vs row prev[i]) for per-row means: (rows,) gives two
+    floats, (rows, B) two arrays of B (one per bootstrap resample)."""
+    cols = means[:, None] if means.ndim == 1 else means
+    rows = [i for i, j in enumerate(prev) if j is not None]
+    before = [j for j in prev if j is not None]
+    d, rd = cols[rows] - cols[before], ref[rows] - ref[before]
+    levels, changes = spearman_columns(cols, ref), spearman_columns(d, rd)
+    if means.ndim == 1:
+        return float(levels[0]), float(changes[0])
+    return levels, changes
 
 
 def agreement(table: pd.DataFrame, df: pd.DataFrame | None = None, kind: str = "steps") -> dict[str, Any]:
@@ -259,10 +266,10 @@ def agreement(table: pd.DataFrame, df: pd.DataFrame | None = None, kind: str = "
                            "rho_levels_ci": (math.nan, math.nan), "rho_deltas_ci": (math.nan, math.nan)}
     if m is not None and len(t) >= 3:
         for j, key in enumerate(("rho_levels_ci", "rho_deltas_ci")):
-            def stat(idx: np.ndarray, j: int = j) -> float:
-                return _rhos(m[:, idx.astype(int)].mean(axis=1), ref, prev)[j]
+            def stat(idx: np.ndarray, j: int = j, axis: int = -1) -> Any:  # idx: (n,) or (resamples, n)
+                return _rhos(m[:, idx.astype(int)].mean(axis=-1), ref, prev)[j]
 
-            out[key] = bootstrap_interval(stat, m.shape[1])
+            out[key] = bootstrap_interval(stat, m.shape[1], vectorized=True)
     out.update(_big_steps(table))
     return out
 

@@ -77,12 +77,29 @@ def spearman(x: Any, y: Any) -> tuple[float, int]:
     return float(stats.spearmanr(frame["x"], frame["y"]).statistic), n
 
 
-def bootstrap_interval(stat: Callable[[np.ndarray], float], n: int) -> tuple[float, float]:
+def spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """`spearman` of every column of x (k, B) against y (k,) at once: ranks (scipy.stats.rankdata, ties share
+    their mean rank) correlated column by column. Rows with a missing value anywhere are dropped; NaN where
+    fewer than 3 rows remain or a side is constant. (scipy.stats.spearmanr takes one pair of columns per
+    call; a bootstrap asks for thousands.)"""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(y) & np.isfinite(x).all(axis=1) if len(y) else np.zeros(0, dtype=bool)
+    if keep.sum() < 3:
+        return np.full(x.shape[1], math.nan)
+    rx, ry = stats.rankdata(x[keep], axis=0), stats.rankdata(y[keep])
+    xc, yc = rx - rx.mean(axis=0), ry - ry.mean()
+    den = np.sqrt((xc**2).sum(axis=0) * (yc**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (yc @ xc) / np.where(den > 0, den, 1.0), math.nan)
+
+
+def bootstrap_interval(stat: Callable[[np.ndarray], Any], n: int, vectorized: bool = False) -> tuple[float, float]:
     """Percentile-bootstrap 95 % interval of `stat(idx)` over resamples `idx` of the indices 0..n-1
-    (scipy.stats.bootstrap, BOOTSTRAP_RESAMPLES resamples, a fixed seed: the same report every time)."""
+    (scipy.stats.bootstrap, BOOTSTRAP_RESAMPLES resamples, a fixed seed: the same report every time).
+    `vectorized`: stat takes a (resamples, n) array of them and returns one value per resample."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = stats.bootstrap((np.arange(n),), stat, vectorized=False, paired=False,
+        res = stats.bootstrap((np.arange(n),), stat, vectorized=vectorized, paired=False,
                               n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
                               confidence_level=CONFIDENCE, random_state=np.random.default_rng(0))
     lo, hi = res.confidence_interval

@@ -92,7 +92,7 @@ class LedgerView:
 
     def fingerprint(self, v: Variant) -> str | None:
         """The fingerprint of the data `v` reads (cached per data spec); None when it cannot be read."""
-        from ablate.train.data import DataError, data_fingerprint
+        from ablate.train.sources import DataError, data_fingerprint
 
         key = json.dumps(v.data.model_dump(mode="json"), sort_keys=True)
         if key not in self.data_fp:

@@ -112,8 +112,8 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     """Train one trial and record its outcome: DONE, FAILED (its own fault), PRUNED, or None when the trial was
     taken over by another worker. An interrupt, unreadable data and a disk fault are recorded as resumable
     and raised (the worker stops)."""
-    from ablate.train.data import DataError
     from ablate.train.engine import TrialFailed
+    from ablate.train.sources import DataError
 
     v, start = item.variant, time.time()
     opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
@@ -221,7 +221,7 @@ def _duration(seconds: float) -> str:
 def _start_on_this_data(ledger: Ledger, item: Item, trial_dir: Path, opts: WorkerOptions) -> None:
     """Record which code and which data train this attempt; a checkpoint left by an attempt on other data
     (data.root now names other files) is not resumed."""
-    from ablate.train.data import data_fingerprint
+    from ablate.train.sources import data_fingerprint
 
     fp = data_fingerprint(item.variant.data)  # DataError: the data cannot be read
     ledger.provenance(item, fp)
