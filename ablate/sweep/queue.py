@@ -141,7 +141,7 @@ class LedgerQueue:
             if t.state == TrialState.COMPLETE and not self.is_stale(t):
                 return "already complete"
             if t.number < number and t.state in (TrialState.RUNNING, TrialState.WAITING):
-                return f"already {'running' if t.state == TrialState.RUNNING else 'queued'} (trial {t.number})"
+                return f"already {Status.of(t).value} (trial {t.number})"  # running or queued
         return None
 
     def _set_params(self, trial_id: int, v: Variant, snapshot: list[Any]) -> None:
