@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,20 @@ def test_stages_of_depth_one_and_two_are_traced_whole() -> None:
     cfg = _nets("roadmap.yaml", "separate downsampling (ConvNeXt-T)")[0]
     cfg = cfg.model_copy(update={"depths": (1, 2, 1, 2), "grn": True, "layer_scale": None})
     assert count_net(cfg, 32) == count_module(build(cfg, init=False), 32, cfg.in_chans)
+
+
+def _square_or_die(n: int) -> int:
+    if n == 3:
+        os._exit(9)  # as an out-of-memory kill: the process is gone, no exception reaches the pool
+    return n * n
+
+
+@pytest.mark.skipif(not Path("/proc").exists() or (os.cpu_count() or 1) < 2,
+                    reason="counting processes are forked on Linux with 2+ cores only (else it would kill pytest)")
+def test_a_dead_counting_process_is_one_error_not_a_hang() -> None:
+    from ablate.config.errors import StudyError
+    from ablate.measure.table import pool_map
+
+    assert sorted(pool_map(_square_or_die, [0, 1, 2, 4, 5])) == [0, 1, 4, 16, 25]  # forked, results in any order
+    with pytest.raises(StudyError, match="a counting process died"):
+        list(pool_map(_square_or_die, [0, 1, 2, 3, 4, 5]))

@@ -82,22 +82,36 @@ def pool_map(fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
     themselves, one per core at the same time: the ~5 s import then overlaps instead of adding up.
     Otherwise they inherit the parent's imports. Only on Linux (fork); never after a torch op.
     The processes start when this is called (not when the iterator is first advanced): the caller can do
-    its own work while they import."""
+    its own work while they import. A process that dies (killed, out of memory) is a one-line StudyError,
+    never a wait without end (concurrent.futures notices a dead worker; multiprocessing.Pool does not)."""
     import multiprocessing as mp
     import os
+    from concurrent.futures import ProcessPoolExecutor
 
     procs = min(2, os.cpu_count() or 1)
     if len(items) < 4 or procs < 2 or sys.platform != "linux":
         return map(fn, items)
     if "torch" in sys.modules:
         _import_counter()  # imported once, before the fork (and no torch op has run: fork is safe)
-    pool = mp.get_context("fork").Pool(procs, initializer=_init_counter)
-    return _results(pool, pool.imap_unordered(fn, items))
+    pool = ProcessPoolExecutor(procs, mp_context=mp.get_context("fork"), initializer=_init_counter)
+    return _results(pool, [pool.submit(fn, item) for item in items])
 
 
-def _results(pool: Any, results: Iterator[Any]) -> Iterator[Any]:
-    with pool:  # terminates the processes when done, or when the caller stops early
-        yield from results
+def _results(pool: Any, futures: list[Any]) -> Iterator[Any]:
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ablate.config.errors import StudyError
+
+    try:
+        for done in as_completed(futures):
+            try:
+                yield done.result()
+            except BrokenProcessPool:
+                raise StudyError("counting", "", "a counting process died (out of memory, or killed); counts "
+                                 "finished before it are cached: run the command again") from None
+    finally:  # done, failed, or the caller stopped early: no process is left behind
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _import_counter() -> None:
