@@ -81,7 +81,8 @@ def spearman_columns(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """`spearman` of every column of x (k, B) against y (k,) at once: ranks (scipy.stats.rankdata, ties share
     their mean rank) correlated column by column. Rows with a missing value anywhere are dropped; NaN where
     fewer than 3 rows remain or a side is constant. (scipy.stats.spearmanr takes one pair of columns per
-    call; a bootstrap asks for thousands.)"""
+    call, and a bootstrap asks for thousands; its 2-d form turns the whole matrix into NaN when any one
+    column is constant, as a resample of a tied step can be.)"""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     keep = np.isfinite(y) & np.isfinite(x).all(axis=1) if len(y) else np.zeros(0, dtype=bool)
     if keep.sum() < 3:
