@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.nn.layers import PatchConv, SpatialConv, _tiny_depthwise
+from ablate.nn.layers import PatchConv, PointwiseConv, SpatialConv, _tiny_depthwise
 
 
 @pytest.mark.parametrize(("chans", "size", "k", "stride", "bias"),
@@ -30,6 +30,21 @@ def test_tiny_depthwise_conv_matches_conv2d_forward_and_backward(chans: int, siz
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize(("size", "k", "stride"), [(2, 3, 2), (1, 3, 1), (1, 3, 2), (3, 5, 2), (2, 7, 4), (3, 3, 1)])
+def test_dense_conv_with_one_output_position_matches_conv2d(size: int, k: int, stride: int) -> None:
+    torch.manual_seed(0)
+    conv = SpatialConv(6, 5, k, stride, padding=k // 2, bias=True).to(memory_format=torch.channels_last)
+    x = torch.randn(3, 6, size, size).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got_out, want_out = conv(xa), F.conv2d(xb, conv.weight, conv.bias, stride, k // 2)
+    assert got_out.shape == want_out.shape
+    torch.testing.assert_close(got_out, want_out, rtol=1e-4, atol=1e-5)
+    grad = torch.randn_like(want_out)
+    got = torch.autograd.grad(got_out, [xa, *conv.parameters()], grad)
+    want = torch.autograd.grad(want_out, [xb, *conv.parameters()], grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
 @pytest.mark.parametrize(("chans", "out", "size", "k"), [(1, 8, 32, 4), (6, 12, 8, 2), (4, 8, 7, 2)])
 def test_patch_conv_matches_conv2d_forward_and_backward(chans: int, out: int, size: int, k: int) -> None:
     torch.manual_seed(0)
@@ -39,6 +54,30 @@ def test_patch_conv_matches_conv2d_forward_and_backward(chans: int, out: int, si
     got_out, want_out = conv(xa), F.conv2d(xb, conv.weight, conv.bias, k)
     torch.testing.assert_close(got_out, want_out, rtol=1e-4, atol=1e-5)
     assert got_out.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(want_out)
+    got = torch.autograd.grad(got_out, [xa, *conv.parameters()], grad)
+    want = torch.autograd.grad(want_out, [xb, *conv.parameters()], grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("chans", "out", "size", "stride", "bias", "channels_last"),
+                         [(16, 4, 8, 1, True, True), (4, 16, 4, 1, False, True), (8, 8, 1, 1, True, True),
+                          (6, 3, 5, 1, True, False), (8, 16, 8, 2, False, True), (4, 8, 5, 2, True, True),
+                          (4, 8, 2, 2, True, True), (4, 6, 7, 3, True, False)])
+def test_pointwise_conv_matches_conv2d_forward_and_backward(chans: int, out: int, size: int, stride: int, bias: bool,
+                                                           channels_last: bool) -> None:
+    torch.manual_seed(0)
+    conv = PointwiseConv(chans, out, 1, stride, bias=bias).to(memory_format=torch.channels_last)
+    x = torch.randn(3, chans, size, size)
+    if channels_last:  # the layout Net gives every activation: the linear path
+        x = x.contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got_out, want_out = conv(xa), F.conv2d(xb, conv.weight, conv.bias, stride)
+    assert got_out.shape == want_out.shape
+    torch.testing.assert_close(got_out, want_out, rtol=1e-4, atol=1e-5)
+    if channels_last:
+        assert got_out.is_contiguous(memory_format=torch.channels_last)  # what BatchNorm after it expects
     grad = torch.randn_like(want_out)
     got = torch.autograd.grad(got_out, [xa, *conv.parameters()], grad)
     want = torch.autograd.grad(want_out, [xb, *conv.parameters()], grad)

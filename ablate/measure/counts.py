@@ -81,7 +81,7 @@ def count_net(cfg: Any, image_size: int) -> Counts:
     counts of a deep stage are those of its first two blocks plus (depth - 2) times the second's. ResNet-50
     (3/4/6/3 blocks) traces 8 blocks instead of 16, ConvNeXt-B 8 instead of 36: 1.6-2.7x faster per network
     in a warm process (`match:` solves, searches); a cold `ablate flops` is mostly torch's import.
-    Parameters come from the full network built on the meta device (no memory, no forward).
+    Parameters are extrapolated the same way (a repeated block has the same parameters as the second).
     `tests/test_counts.py` holds it equal to `count_module` on the full network."""
     from ablate.nn.net import build
 
@@ -94,6 +94,8 @@ def count_net(cfg: Any, image_size: int) -> Counts:
     flops, conv_linear = int(analysis.total()), sum(v for k, v in analysis.by_operator().items() if k in _CONV_LINEAR)
     activations = sum(acts.values())
     breakdown = _breakdown(by_module, model)
+    sizes = {name: p.numel() for name, p in model.named_parameters()}
+    params = sum(sizes.values())
     for i, depth in enumerate(cfg.depths):
         extra = depth - short[i]
         if extra <= 0:
@@ -103,7 +105,7 @@ def count_net(cfg: Any, image_size: int) -> Counts:
         conv_linear += extra * sum(v for k, v in by_mod_op.get(block, {}).items() if k in _CONV_LINEAR)
         activations += extra * sum(n for name, n in acts.items() if name.startswith(block + "."))
         breakdown[f"stage{i + 1}"] += extra * by_module.get(block, 0)
-    params = sum(p.numel() for p in meta_net(cfg).parameters())
+        params += extra * sum(n for name, n in sizes.items() if name.startswith(block + "."))
     return Counts(params=params, flops=flops, flops_conv_linear=int(conv_linear), activations=activations,
                   image_size=image_size, breakdown=breakdown)
 

@@ -20,9 +20,9 @@ from .layers import LayerFn, PatchConv, PointwiseConv, SpatialConv, layer_norm_n
 
 
 def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bias: bool = True) -> nn.Conv2d:
-    if k == 1 and stride == 1 and groups == 1:
-        return PointwiseConv(in_chs, out_chs, 1, bias=bias)
-    if k > 1 and (stride == 1 or groups > 1):
+    if k == 1 and groups == 1:
+        return PointwiseConv(in_chs, out_chs, 1, stride, bias=bias)
+    if k > 1 and k != stride:
         return SpatialConv(in_chs, out_chs, k, stride, padding=(k - 1) // 2, groups=groups, bias=bias)
     if k > 1 and k == stride and groups == 1:  # patchify / 2x2 downsampling: non-overlapping patches
         return PatchConv(in_chs, out_chs, k, stride, bias=bias)
