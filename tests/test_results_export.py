@@ -1,0 +1,69 @@
+"""results.csv is an export a worker rewrites at most every RESULTS_EVERY seconds, and always when it stops,
+however it stops: every finished trial reaches it (in-process workers, synthetic data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.config.load import load_study
+from ablate.sweep import worker as worker_mod
+from ablate.sweep.ledger import Ledger, LedgerOptions
+from ablate.sweep.states import Status
+
+STUDY = """
+name: exp
+model: {depths: [1, 1], dims: [8, 16], stem: patchify, patch_size: 2, expansion: 1.0, stem_width: 8}
+data: {dataset: synthetic, image_size: 8, train_subset: 32, val_subset: 16}
+recipe: {preset: classic, epochs: 1, batch_size: 16, warmup_epochs: 0, lr: 0.05}
+seeds: [0, 1, 2]
+"""
+
+
+def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float) -> tuple:
+    path, results = tmp_path / "exp.yaml", tmp_path / "results"
+    path.write_text(STUDY)
+    loaded = load_study(path)
+    Ledger(loaded, LedgerOptions(None, results)).sync()
+    calls: list[int] = []
+    real = worker_mod.write_results
+
+    def counted(ledger, counts=None):  # noqa: ANN001, ANN202
+        calls.append(1)
+        return real(ledger, counts)
+
+    monkeypatch.setattr(worker_mod, "write_results", counted)
+    monkeypatch.setattr(worker_mod, "RESULTS_EVERY", every)
+    opts = worker_mod.WorkerOptions(ledger=LedgerOptions(None, results), threads=1, progress=False)
+    return loaded, opts, results / "exp" / "results.csv", calls
+
+
+@pytest.mark.parametrize(("every", "writes"), [(1e9, 1), (0.0, 3)])
+def test_a_worker_rewrites_results_csv_at_most_every_so_often_and_when_it_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float, writes: int, one_thread) -> None:  # noqa: ANN001
+    loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, every)
+    assert worker_mod.work(loaded, opts) == {Status.DONE: 3, Status.FAILED: 0, Status.PRUNED: 0}
+    assert len(calls) == writes  # throttled: once at the end; unthrottled: after each of the 3 trials
+    df = pd.read_csv(csv)
+    assert list(df["status"]) == ["done"] * 3 and df["top1"].notna().all()
+
+
+def test_a_worker_stopped_between_trials_still_exports_what_it_finished(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:  # noqa: ANN001
+    loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, 1e9)
+    real_next, taken = worker_mod._next_item, []
+
+    def next_then_interrupt(*args):  # noqa: ANN002, ANN202 - Ctrl-C arrives while the second trial is taken
+        if taken:
+            raise KeyboardInterrupt
+        taken.append(1)
+        return real_next(*args)
+
+    monkeypatch.setattr(worker_mod, "_next_item", next_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        worker_mod.work(loaded, opts)
+    assert len(calls) == 1
+    df = pd.read_csv(csv)
+    assert sorted(df["status"]) == ["done", "queued", "queued"]  # the one finished trial is in the export
