@@ -367,6 +367,35 @@ def test_a_real_save_to_a_full_file_system_is_an_oserror(tmp_path: Path, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+
+def test_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path: Path, monkeypatch) -> None:
+    """torch's C++ writer calls our Python write(); a KeyboardInterrupt raised in there was swallowed (the save
+    failed with "unexpected pos" and the trial read as failed by its own fault, or the interrupt was lost and
+    the worker trained on). Now the signal is held back during the save and delivered once the file is whole."""
+    import os
+    import signal
+
+    import torch
+
+    from ablate.train import checkpoint, engine
+
+    real_write, sent = checkpoint._WriteAll.write, []
+
+    def write_and_interrupt(self, data):  # noqa: ANN001, ANN202 - Ctrl-C arrives while torch.save writes
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_write(self, data)
+
+    monkeypatch.setattr(checkpoint._WriteAll, "write", write_and_interrupt)
+    payload = {"w": torch.arange(100_000, dtype=torch.float32), "step": 7}
+    with pytest.raises(KeyboardInterrupt):
+        engine._save(tmp_path / "checkpoint.pt", payload)
+    assert sent == [1]
+    back = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # whole: written before the interrupt
+    assert torch.equal(back["w"], payload["w"]) and back["step"] == 7
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
 # ---------------------------------------------------------------- 7. exit codes
 
 

@@ -7,9 +7,13 @@ resumed trial continues bit-identically on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import random
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,26 +76,46 @@ class _WriteAll:
                 self.error = e
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back (pending, not lost) while a checkpoint is written and moved into place.
+    torch's C++ writer calls the Python
+    `_WriteAll.write`; a KeyboardInterrupt raised in there is swallowed by the writer: the save then fails with
+    "unexpected pos" (and the trial read as failed by its own fault) or goes on, and the interrupt is lost (the
+    worker trains on). Held back, the signal is delivered the moment the checkpoint is whole. Main thread on
+    POSIX only (where Python runs signal handlers); elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Atomically; a full disk is an OSError (ENOSPC), never torch's RuntimeError (see `_WriteAll`). No temp
-    file is left behind."""
+    file is left behind. An interrupt during the save takes effect once the file is in place (see
+    `_interrupts_held`)."""
     tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb", buffering=0) as f:
-            out = _WriteAll(f, tmp)
-            try:
-                torch.save(payload, out)
-            except RuntimeError:
-                if out.error is None:
-                    raise
-            if out.error is not None:
-                if out.error.filename is None:
-                    out.error.filename = str(tmp)
-                raise out.error
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _interrupts_held():
+        try:
+            with open(tmp, "wb", buffering=0) as f:
+                out = _WriteAll(f, tmp)
+                try:
+                    torch.save(payload, out)
+                except RuntimeError:
+                    if out.error is None:
+                        raise
+                if out.error is not None:
+                    if out.error.filename is None:
+                        out.error.filename = str(tmp)
+                    raise out.error
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
