@@ -78,20 +78,29 @@ class _WriteAll:
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM held back (pending, not lost) while a checkpoint is written and moved into place.
-    torch's C++ writer calls the Python
-    `_WriteAll.write`; a KeyboardInterrupt raised in there is swallowed by the writer: the save then fails with
-    "unexpected pos" (and the trial read as failed by its own fault) or goes on, and the interrupt is lost (the
-    worker trains on). Held back, the signal is delivered the moment the checkpoint is whole. Main thread on
-    POSIX only (where Python runs signal handlers); elsewhere a no-op."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    """Ctrl-C and SIGTERM held back (noted, not lost) while a checkpoint is written and moved into place.
+
+    torch's C++ writer calls the Python `_WriteAll.write`; a KeyboardInterrupt raised in there is swallowed by
+    the writer: the save then fails with "unexpected pos" (the trial read as failed by its own fault) or goes
+    on, and the interrupt is lost (the worker trains on). Here the signals only note themselves while the file
+    is written, then are raised again, to the handlers they had, the moment it is in place. (Blocking them with
+    pthread_sigmask is not enough: another thread, e.g. an OpenMP worker, can take the signal, and Python still
+    runs the handler in the main thread, inside write().) Main thread only, where Python runs handlers."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    noted: list[int] = []
+    held = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: set outside Python, left alone
+            held[sig] = signal.signal(sig, lambda signum, _frame: noted.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(noted):
+            signal.raise_signal(sig)
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
