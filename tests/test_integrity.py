@@ -388,9 +388,15 @@ def test_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path: 
         return real_write(self, data)
 
     monkeypatch.setattr(checkpoint._WriteAll, "write", write_and_interrupt)
+    # Python's own Ctrl-C handler, even when the test runner inherited SIGINT ignored (a background job)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request_restore = previous if previous is not None else signal.SIG_DFL
     payload = {"w": torch.arange(100_000, dtype=torch.float32), "step": 7}
-    with pytest.raises(KeyboardInterrupt):
-        engine._save(tmp_path / "checkpoint.pt", payload)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            engine._save(tmp_path / "checkpoint.pt", payload)
+    finally:
+        signal.signal(signal.SIGINT, request_restore)
     assert sent == [1]
     back = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # whole: written before the interrupt
     assert torch.equal(back["w"], payload["w"]) and back["step"] == 7
