@@ -103,12 +103,10 @@ def _as_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     """A dense conv with a 1 x 1 output: one linear layer over the input patch its kernel reaches (the taps
     over padding only ever see zeros). oneDNN's backward of such a conv ran at ~3 G multiply-adds/s (one
     3x3 conv took 9.4 ms of a 78 ms ResNet proxy step); as a linear layer, forward + backward, 4.2x faster."""
-    (ph, pw), (h, w), n = padding, x.shape[-2:], x.shape[0]
+    (ph, pw), (h, w) = padding, x.shape[-2:]
     weight = weight[:, :, ph:ph + h, pw:pw + w]  # the taps over input positions (clamped to the kernel)
     th, tw = weight.shape[-2:]
-    patch = x[:, :, :th, :tw].permute(0, 2, 3, 1).reshape(n, -1)
-    out = F.linear(patch, weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1), bias)
-    return out.view(n, 1, 1, -1).permute(0, 3, 1, 2)
+    return _patch_linear(x[:, :, :th, :tw], weight, bias)  # the one patch is the reached input
 
 
 class PatchConv(nn.Conv2d):
@@ -121,13 +119,19 @@ class PatchConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_tracing() or x.device.type != "cpu":
             return super().forward(x)
-        (kh, kw), (n, c, h, w) = self.kernel_size, x.shape
-        ho, wo = h // kh, w // kw
-        x = x[:, :, :ho * kh, :wo * kw]  # what a conv without padding reaches
-        patches = (x.permute(0, 2, 3, 1).reshape(n, ho, kh, wo, kw, c).transpose(2, 3)
-                   .reshape(n, ho, wo, kh * kw * c))
-        weight = self.weight.permute(0, 2, 3, 1).reshape(self.out_channels, kh * kw * c)
-        return F.linear(patches, weight, self.bias).permute(0, 3, 1, 2)  # channels-last memory
+        return _patch_linear(x, self.weight, self.bias)
+
+
+def _patch_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A conv whose stride is its kernel, without padding: `F.linear` over the non-overlapping kernel-sized
+    patches (space-to-depth). The output is (N, C, H, W) in channels-last memory."""
+    (kh, kw), (n, c, h, w) = weight.shape[-2:], x.shape
+    ho, wo = h // kh, w // kw
+    x = x[:, :, :ho * kh, :wo * kw]  # what a conv without padding reaches
+    patches = (x.permute(0, 2, 3, 1).reshape(n, ho, kh, wo, kw, c).transpose(2, 3)
+               .reshape(n, ho, wo, kh * kw * c))
+    return F.linear(patches, weight.permute(0, 2, 3, 1).reshape(weight.shape[0], kh * kw * c), bias
+                    ).permute(0, 3, 1, 2)
 
 
 def _tiny_depthwise(x: torch.Tensor, weight: torch.Tensor, groups: int) -> bool:
