@@ -25,6 +25,7 @@ def test_one_worker_per_core_on_a_cpu(monkeypatch: pytest.MonkeyPatch, cores: in
 
 def test_one_worker_on_an_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(worker, "no_accelerator_here", lambda: False)  # a GPU device node: torch is asked
     assert default_workers("cuda", 51) == default_workers("cuda:1", 51) == default_workers("mps", 51) == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # no --device: the best one is a GPU
     assert default_workers(None, 51) == 1
@@ -44,3 +45,57 @@ def test_the_cli_reads_ablate_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     run = get_command(app).commands["run"]  # type: ignore[attr-defined]
     (opt,) = [p for p in run.params if p.name == "workers"]
     assert opt.envvar == "ABLATE_WORKERS" and opt.default is None
+
+
+@pytest.mark.parametrize(("nodes", "platform", "certain"), [
+    ((), "linux", True),
+    (("/dev/nvidiactl",), "linux", False),
+    (("/dev/kfd",), "linux", False),  # ROCm
+    ((), "darwin", False),  # MPS: torch is asked
+])
+def test_no_accelerator_is_known_without_torch_only_when_certain(monkeypatch: pytest.MonkeyPatch, nodes: tuple,
+                                                                 platform: str, certain: bool) -> None:
+    monkeypatch.setattr(worker.sys, "platform", platform)
+    monkeypatch.setattr(worker.os.path, "exists", lambda p: p in nodes)
+    assert worker.no_accelerator_here() is certain
+
+
+def test_ablate_run_itself_never_imports_torch_on_a_cpu_machine(tmp_path) -> None:  # noqa: ANN001
+    """The process of `ablate run` queues the trials and starts the workers; with the counts cached, the
+    Fashion-MNIST files checked without torch and no GPU device node, it never imports torch (~2.5 s)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    if (__import__("os").cpu_count() or 1) < 2:
+        pytest.skip("one core: `ablate run` trains in its own process")
+    if not worker.no_accelerator_here():
+        pytest.skip("this machine has a GPU device node: `ablate run` asks torch how many workers to start")
+    from ablate.train.datasets import _fashion_mnist_files
+
+    try:
+        _fashion_mnist_files(None)
+    except Exception:  # noqa: BLE001
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist; CI installs it)")
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nmodel: {depths: [1, 1], dims: [8, 16], stem: patchify, patch_size: 2}\n"
+                     "data: {dataset: fashion-mnist, image_size: 8, train_subset: 64, val_subset: 32}\n"
+                     "recipe: {preset: classic, epochs: 1, batch_size: 32}\nseeds: [0, 1]\n")
+    env = {**__import__("os").environ, "ABLATE_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("ABLATE_WORKERS", None)
+    flops = subprocess.run([sys.executable, "-m", "ablate", "flops", str(study)], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert flops.returncode == 0, flops.stderr  # the counts are cached, as for a study run before
+    probe = textwrap.dedent(f"""
+        import sys
+        from ablate.sweep import worker
+        def started(loaded, overrides, n, opts, on_poll=None):
+            print("workers", n, "torch imported", "torch" in sys.modules)
+            sys.exit(0)
+        worker.run_workers = started
+        from ablate.cli import main
+        sys.argv = ["ablate", "run", {str(study)!r}, "--results", {str(tmp_path / "results")!r}]
+        main()
+    """)
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert "workers 2 torch imported False" in r.stdout, (r.stdout, r.stderr)

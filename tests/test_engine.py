@@ -23,7 +23,7 @@ data: {dataset: synthetic, image_size: 16, train_subset: 512, val_subset: 256}
 recipe: {preset: classic, epochs: 2, batch_size: 32, lr: 0.1, warmup_epochs: 0, sched: cosine,
          crop_scale: null, hflip: 0.0}
 """
-TIMING = ("epoch_seconds", "train_img_per_s")
+TIMING = ("epoch_seconds", "train_img_per_s", "infer_img_per_s")
 
 
 @pytest.fixture(autouse=True)
@@ -173,6 +173,27 @@ def test_finished_trial_is_not_retrained(tmp_path: Path):
     again = run_trial(v, 0, tmp_path / "t", progress=False, log=lines.append)
     assert not [line for line in lines if line.startswith("epoch ")]
     assert again["top1"] == first["top1"] and again["epochs"] == 1
+
+
+def test_inference_throughput_is_timed_on_the_evaluations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A trial's infer_img_per_s is the median of its epochs' evaluation rates (no separate timing pass); a
+    checkpoint whose epochs carry no rate (written before they were timed) falls back to one."""
+    def no_pass(*_a, **_k):
+        raise AssertionError("a separate inference timing pass ran")
+
+    monkeypatch.setattr(engine, "infer_throughput", no_pass)
+    v = variant(tmp_path, "recipe.epochs=3")
+    result = run_trial(v, 0, tmp_path / "t", progress=False)
+    per_epoch = sorted(float(r["infer_img_per_s"]) for r in rows(tmp_path / "t"))
+    assert len(per_epoch) == 3 and per_epoch[0] > 0
+    assert result["infer_img_per_s"] == pytest.approx(per_epoch[1])  # the median of three
+
+    ck = torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=True)
+    for row in ck["history"]:
+        del row["infer_img_per_s"]
+    torch.save(ck, tmp_path / "t" / "checkpoint.pt")
+    monkeypatch.setattr(engine, "infer_throughput", lambda *_a, **_k: 123.0)
+    assert run_trial(v, 0, tmp_path / "t", progress=False)["infer_img_per_s"] == 123.0
 
 
 def test_timm_model_variant(tmp_path: Path):

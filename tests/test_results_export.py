@@ -1,8 +1,11 @@
 """results.csv is an export a worker rewrites at most every RESULTS_EVERY seconds, and always when it stops,
-however it stops: every finished trial reaches it (in-process workers, synthetic data)."""
+however it stops: every finished trial reaches it (in-process workers, synthetic data). summary.csv (whose
+statistics import scipy) is left out of the rewrites while it trains and rebuilt when it stops, unless the
+`ablate run` that started it does that (summary_on_stop=False)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -27,12 +30,12 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float) -> tup
     path.write_text(STUDY)
     loaded = load_study(path)
     Ledger(loaded, LedgerOptions(None, results)).sync()
-    calls: list[int] = []
+    calls: list[bool] = []  # with_summary of each write
     real = worker_mod.write_results
 
-    def counted(ledger, counts=None):  # noqa: ANN001, ANN202
-        calls.append(1)
-        return real(ledger, counts)
+    def counted(ledger, counts=None, with_summary=True):  # noqa: ANN001, ANN202
+        calls.append(with_summary)
+        return real(ledger, counts, with_summary=with_summary)
 
     monkeypatch.setattr(worker_mod, "write_results", counted)
     monkeypatch.setattr(worker_mod, "RESULTS_EVERY", every)
@@ -40,14 +43,25 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float) -> tup
     return loaded, opts, results / "exp" / "results.csv", calls
 
 
-@pytest.mark.parametrize(("every", "writes"), [(1e9, 1), (0.0, 3)])
+@pytest.mark.parametrize(("every", "writes"), [(1e9, [True]), (0.0, [False, False, False, True])])
 def test_a_worker_rewrites_results_csv_at_most_every_so_often_and_when_it_stops(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float, writes: int, one_thread) -> None:  # noqa: ANN001
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float, writes: list[bool], one_thread) -> None:  # noqa: ANN001
     loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, every)
     assert worker_mod.work(loaded, opts) == {Status.DONE: 3, Status.FAILED: 0, Status.PRUNED: 0}
-    assert len(calls) == writes  # throttled: once at the end; unthrottled: after each of the 3 trials
+    # throttled: once, at the end; unthrottled: after each of the 3 trials, then once more with the summary
+    assert calls == writes
     df = pd.read_csv(csv)
     assert list(df["status"]) == ["done"] * 3 and df["top1"].notna().all()
+    assert list(pd.read_csv(csv.with_name("summary.csv"))["n"]) == [3]
+
+
+def test_a_worker_of_ablate_run_leaves_summary_csv_to_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:  # noqa: ANN001
+    loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, 0.0)
+    opts.summary_on_stop = False
+    assert worker_mod.work(loaded, opts)[Status.DONE] == 3
+    assert calls == [False] * 3 and not csv.with_name("summary.csv").exists()
+    assert list(pd.read_csv(csv)["status"]) == ["done"] * 3
 
 
 def test_a_worker_stopped_between_trials_still_exports_what_it_finished(
@@ -64,6 +78,30 @@ def test_a_worker_stopped_between_trials_still_exports_what_it_finished(
     monkeypatch.setattr(worker_mod, "_next_item", next_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         worker_mod.work(loaded, opts)
-    assert len(calls) == 1
+    assert calls == [True]
     df = pd.read_csv(csv)
     assert sorted(df["status"]) == ["done", "queued", "queued"]  # the one finished trial is in the export
+
+
+def test_ablate_run_stopped_by_ctrl_c_writes_the_summary_its_workers_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:  # noqa: ANN001
+    import sys
+
+    from ablate.cli import main
+    from ablate.commands import sweep as sweep_cmd
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(STUDY)
+
+    def one_trial_then_ctrl_c(loaded, overrides, workers, opts, *rest):  # noqa: ANN001, ANN202
+        worker_mod.work(loaded, dataclasses.replace(opts, max_trials=1, summary_on_stop=False, progress=False))
+        raise KeyboardInterrupt  # as run_workers raises it after stopping its worker processes
+
+    monkeypatch.setattr(sweep_cmd, "_train", one_trial_then_ctrl_c)
+    monkeypatch.setattr(sys, "argv", ["ablate", "run", str(path), "--results", str(tmp_path / "results"),
+                                      "--workers", "2"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 130
+    summary = pd.read_csv(tmp_path / "results" / "exp" / "summary.csv")
+    assert list(summary["n"]) == [1]

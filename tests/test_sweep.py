@@ -132,6 +132,7 @@ def test_two_workers_share_the_journal_without_duplicates(tmp_path: Path) -> Non
     assert len(pids) == 2  # both workers did work
     df = pd.read_csv(results / "par" / "results.csv")
     assert (df["status"] == "done").all()
+    assert list(pd.read_csv(results / "par" / "summary.csv")["n"]) == [1] * 6  # written by `ablate run` itself
 
 
 def test_without_workers_a_cpu_trains_one_trial_per_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ def check_data(loaded) -> None:
     one-line error, not a ledger full of failed trials)."""
     import json
 
-    from ablate.train.data import DataError, load_data
+    from ablate.train.sources import DataError, check_idx_dataset
 
     seen: set[str] = set()
     for v in loaded.variants:
@@ -29,7 +29,12 @@ def check_data(loaded) -> None:
                                  f"class folders ({root / missing[0]} is missing)")
             continue
         try:
-            load_data(v.data, v.recipe, 0, "cpu")
+            if v.data.dataset == "fashion-mnist":
+                check_idx_dataset(v.data)  # without torch: this process need not import it
+            elif v.data.dataset != "synthetic":  # (generated: nothing to read)
+                from ablate.train.data import check_in_memory
+
+                check_in_memory(v.data)
         except DataError as e:
             raise StudyError(loaded.file, "data", str(e)) from None
 

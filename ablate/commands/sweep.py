@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -72,7 +73,12 @@ def run(
         from ablate.sweep.worker import default_workers
 
         workers = default_workers(device, total - done)
-    codes = _train(loaded, set_ or [], workers, opts, ledger, total, done)
+    try:
+        codes = _train(loaded, set_ or [], workers, opts, ledger, total, done)
+    except KeyboardInterrupt:  # the worker processes leave summary.csv to this process
+        with contextlib.suppress(OSError):  # a full disk: the ledger holds every result all the same
+            _write_all(loaded, ledger)
+        raise
     _finish(loaded, ledger, study, codes)
 
 
@@ -120,10 +126,7 @@ def _train(loaded, overrides: list[str], workers: int, opts, ledger, total: int,
 def _finish(loaded, ledger, study: Path, codes: list[int]) -> None:
     """Write results.csv, print the status, and exit as the workers did (2: environment fault, 130:
     interrupted, 1: trials not done)."""
-    from ablate.sweep.results import write_results
-    from ablate.sweep.worker import study_counts
-
-    path = write_results(ledger, None if ledger.search is not None else study_counts(loaded))
+    path = _write_all(loaded, ledger)
     print_status(ledger)
     print(f"results: {path}", file=sys.stderr)
     if 2 in codes:
@@ -131,6 +134,14 @@ def _finish(loaded, ledger, study: Path, codes: list[int]) -> None:
     if 130 in codes:
         raise KeyboardInterrupt
     exit_summary(ledger, study)
+
+
+def _write_all(loaded, ledger) -> Path:
+    """results.csv/parquet and summary.csv as the ledger stands."""
+    from ablate.sweep.results import write_results
+    from ablate.sweep.worker import study_counts
+
+    return write_results(ledger, None if ledger.search is not None else study_counts(loaded))
 
 
 def exit_summary(ledger, study: Path) -> None:

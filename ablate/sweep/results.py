@@ -73,13 +73,13 @@ def summary(df: Any, kind: str = "steps") -> Any:
     and the medians of the speed columns (ablate.report.analysis computes them; see its evidence rules)."""
     import pandas as pd
 
-    from ablate.report.analysis import variant_table
-
     done = df[df["status"] == Status.DONE]
     keys = ["index", "name", "group", "id"]
     base = df.drop_duplicates("id")[keys + ["changes", "params", "gflops", "gflops_train", "ref_top1", "ref_gflops"]]
     if done.empty:
         return base.assign(n=0)
+    from ablate.report.analysis import variant_table  # scipy.stats: ~1.5 s to import, not needed until here
+
     agg = done.groupby("id").agg(top5_mean=("top5", "mean"), ema_top1_mean=("ema_top1", "mean"),
                                  wall_seconds=("wall_seconds", "sum"))
     table = variant_table(df.assign(fail_reason=df.get("fail_reason")), kind)
@@ -103,8 +103,10 @@ def known_counts(ledger: Ledger) -> list[dict[str, Any]]:
     return count_study(dataclasses.replace(ledger.loaded, variants=variants), parallel=False)
 
 
-def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Path:
-    """Rebuild results.csv, results.parquet and summary.csv atomically (a reader never sees half a file)."""
+def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None, with_summary: bool = True) -> Path:
+    """Rebuild results.csv, results.parquet and (`with_summary`) summary.csv atomically (a reader never sees
+    half a file). Workers leave summary.csv out of their rewrites while they train: its statistics import
+    scipy.stats (~1.5 s a process) and it is rebuilt when a worker stops or `ablate run` ends."""
 
     if counts is None or ledger.search is not None:
         counts = known_counts(ledger)
@@ -116,7 +118,8 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None) ->
     with contextlib.suppress(ImportError):  # pyarrow missing: the CSV is the table of record
         _atomic(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
     kind = ledger.loaded.kind
-    _atomic(out / "summary.csv", lambda p: summary(df, kind).to_csv(p, index=False, float_format="%.4f"))
+    if with_summary:
+        _atomic(out / "summary.csv", lambda p: summary(df, kind).to_csv(p, index=False, float_format="%.4f"))
     return out / "results.csv"
 
 

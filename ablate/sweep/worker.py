@@ -57,6 +57,7 @@ class WorkerOptions:
     nproc: int = 1  # processes per trial (DDP); rank 0's results reach the ledger through this worker
     log_prefix: str = ""
     tensorboard: Path | None = None  # per-trial TensorBoard scalars under this folder (ablate.sweep.tensorboard)
+    summary_on_stop: bool = True  # rebuild summary.csv when stopping (False: the `ablate run` that started us does)
 
     def log(self, line: str) -> None:
         print(f"{self.log_prefix}{line}", file=sys.stderr, flush=True)
@@ -90,14 +91,14 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
             stats[outcome] += 1
             unwritten = True
             if time.monotonic() - written >= RESULTS_EVERY:
-                write_results(ledger, counts)
+                write_results(ledger, counts, with_summary=False)
                 written, unwritten = time.monotonic(), False
             spent.append(time.time() - start)
             opts.log(progress_line(ledger, spent))
-    finally:
-        if unwritten:  # however the worker stops; a disk fault has already been said, and the ledger holds all
+    finally:  # however the worker stops; a disk fault has already been said, and the ledger holds all
+        if unwritten or (opts.summary_on_stop and sum(stats.values())):  # summary.csv waits for this write
             with contextlib.suppress(OSError):
-                write_results(ledger, counts)
+                write_results(ledger, counts, with_summary=opts.summary_on_stop)
     return stats
 
 
@@ -194,7 +195,7 @@ def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Even
 def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, counts: list[dict[str, Any]] | None,
                     reason: str, kind: FailKind) -> None:
     _record(opts, item, ledger.fail, item, reason, kind=kind)
-    write_results(ledger, counts)
+    write_results(ledger, counts, with_summary=opts.summary_on_stop)
 
 
 def _environment_fault(ledger: Ledger, item: Item, opts: WorkerOptions, counts: list[dict[str, Any]] | None,
@@ -318,7 +319,9 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
     cores = os.cpu_count() or 1
     procs = []
     for i in range(n):
-        o = dataclasses.replace(opts, threads=opts.threads or max(1, cores // n), progress=False)
+        # summary.csv: the parent writes it once its workers are done (see write_results)
+        o = dataclasses.replace(opts, threads=opts.threads or max(1, cores // n), progress=False,
+                                summary_on_stop=False)
         env_gpu = _gpu_for(i)
         if env_gpu is not None:
             o.device = env_gpu
@@ -358,7 +361,7 @@ def default_workers(device: str | None, queued: int) -> int:
         return 1
     if device is not None and not device.startswith("cpu"):
         return 1
-    if device is None:
+    if device is None and not no_accelerator_here():
         import torch
 
         if torch.cuda.is_available() or (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -366,8 +369,19 @@ def default_workers(device: str | None, queued: int) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, queued))
 
 
+def no_accelerator_here() -> bool:
+    """True when this machine certainly has no GPU torch could train on: Linux without NVIDIA, AMD (ROCm) or
+    WSL GPU device nodes. `ablate run`'s own process then never imports torch (~2.5 s before its workers
+    start); where a node exists, torch is asked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
+
+
 def _gpu_for(i: int) -> str | None:
     """One GPU per worker when there are GPUs (round robin)."""
+    if no_accelerator_here():
+        return None
     try:
         import torch
 

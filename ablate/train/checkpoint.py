@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "top1", "top5", "ema_top1", "ema_top5",
-           "epoch_seconds", "train_img_per_s")
+           "epoch_seconds", "train_img_per_s", "infer_img_per_s")
 
 
 def rng_state() -> dict[str, Any]:

@@ -42,10 +42,12 @@ from .datasets import (  # noqa: F401 - re-exported: callers import the readers'
     _stats,
     _synthetic,
     _to_channels,
+    channels_ok,
     data_dir,
     data_fingerprint,
     offline,
     read_idx,
+    split_checks,
     stratified_subset,
 )
 
@@ -181,29 +183,40 @@ def load_data(spec: DataSpec, recipe: Recipe, seed: int, device: torch.device | 
     size, chans = spec.resolved("image_size"), spec.resolved("in_chans")
     if spec.dataset == "imagefolder":
         return _imagefolder(spec, recipe, seed, device, batch)
-    if spec.dataset == "synthetic":
-        (xt, yt), (xv, yv) = _synthetic(spec, size, chans)
-        num_classes = spec.resolved("num_classes")
-    else:
-        (xt, yt), (xv, yv) = _read_small(spec)
-        num_classes = spec.resolved("num_classes")
-    top = int(max(int(yt.max()), int(yv.max()))) + 1
-    if top > num_classes:
-        raise DataError(f"{spec.dataset}: labels go up to {top - 1} but data.num_classes is {num_classes}")
-    if spec.train_subset is not None and spec.dataset != "synthetic":
-        if spec.train_subset > len(yt):
-            raise DataError(f"{spec.dataset}: train_subset {spec.train_subset} > {len(yt)} training images")
-        keep = stratified_subset(yt, spec.train_subset, seed)
-        xt, yt = xt[keep], yt[keep]
-    if spec.val_subset is not None and spec.val_subset < len(yv):
-        keep = stratified_subset(yv, spec.val_subset, 0)  # one fixed val subset for every trial and seed
-        xv, yv = xv[keep], yv[keep]
+    (xt, yt), (xv, yv), num_classes = _in_memory(spec, seed)
     xt, xv = (_to_channels(_resize(x, size), chans) for x in (xt, xv))
     mean, std = _stats(xt)
     common = dict(batch_size=batch, device=device, mean=mean, std=std, in_chans=chans, seed=seed)
     return Data(train=TensorSource(xt, yt, train=True, recipe=recipe, **common),
                 val=TensorSource(xv, yv, train=False, **common),
                 num_classes=num_classes, in_chans=chans, image_size=size)
+
+
+def check_in_memory(spec: DataSpec) -> None:
+    """DataError unless `load_data` can build spec's in-memory dataset: the files are read and decoded, labels,
+    subsets and channels checked as load_data checks them, but nothing is resized (`ablate run`'s check of a
+    CIFAR study before it queues; Fashion-MNIST's is `sources.check_idx_dataset`, without torch)."""
+    (xt, _), _, _ = _in_memory(spec, 0)
+    channels_ok(xt.shape[1], spec.resolved("in_chans"))
+
+
+def _in_memory(spec: DataSpec, seed: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], int]:
+    """The train and val images (uint8, unresized) and labels of an in-memory dataset, subset as spec says, and
+    the number of classes."""
+    size, chans = spec.resolved("image_size"), spec.resolved("in_chans")
+    if spec.dataset == "synthetic":
+        (xt, yt), (xv, yv) = _synthetic(spec, size, chans)
+    else:
+        (xt, yt), (xv, yv) = _read_small(spec)
+    num_classes = spec.resolved("num_classes")
+    split_checks(spec, len(yt), int(max(int(yt.max()), int(yv.max()))))
+    if spec.train_subset is not None and spec.dataset != "synthetic":
+        keep = stratified_subset(yt, spec.train_subset, seed)
+        xt, yt = xt[keep], yt[keep]
+    if spec.val_subset is not None and spec.val_subset < len(yv):
+        keep = stratified_subset(yv, spec.val_subset, 0)  # one fixed val subset for every trial and seed
+        xv, yv = xv[keep], yv[keep]
+    return (xt, yt), (xv, yv), num_classes
 
 
 def _imagefolder(spec: DataSpec, recipe: Recipe, seed: int, device: torch.device, batch: int) -> Data:

@@ -8,8 +8,6 @@ tensors; `ablate.train.data` turns them into batch sources.
 
 from __future__ import annotations
 
-import gzip
-import math
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +27,13 @@ from .sources import (  # noqa: F401 - re-exported: the torch-free half of the r
     _fashion_mnist_files,
     _find_idx,
     _net_timeout,
+    channels_ok,
     data_dir,
     data_fingerprint,
+    idx_array,
+    idx_splits,
     offline,
+    split_checks,
 )
 
 
@@ -70,13 +72,13 @@ def _resize(x: Tensor, size: int) -> Tensor:
 
 def _to_channels(x: Tensor, chans: int) -> Tensor:
     c = x.shape[1]
+    channels_ok(c, chans)
     if c == chans or (c == 1 and chans > 1):  # 1 -> n is widened per batch, after augmentation
         return x
-    if c == 3 and chans == 1:
-        from torchvision.transforms.v2 import functional as TF
+    from torchvision.transforms.v2 import functional as TF
 
-        return TF.rgb_to_grayscale(x)
-    raise DataError(f"cannot turn {c}-channel images into {chans} channels (data.in_chans)")
+    return TF.rgb_to_grayscale(x)  # 3 -> 1
+
 
 
 def _stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -127,36 +129,14 @@ def _read_idx_cached(stats: tuple, paths: dict[str, list[Path]]) -> tuple[tuple[
 
 
 def _read_idx_files(paths: dict[str, list[Path]]) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    out = []
-    for split in ("train", "val"):
-        img, lab = paths[split]
-        x, y = read_idx(img), read_idx(lab)
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-            raise DataError(f"fashion-mnist: {img} and {lab} do not match (shapes {tuple(x.shape)}, {tuple(y.shape)})")
-        out.append((x.unsqueeze(1), y.long()))
-    return out[0], out[1]
+    splits = {k: (torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y).long()) for k, (x, y) in
+              idx_splits(paths).items()}
+    return splits["train"], splits["val"]
 
 
 def read_idx(path: Path) -> Tensor:
-    """An IDX file (gzipped or not) as a uint8 tensor.
-
-    Hand-written (12 lines) because torchvision's reader does not open .gz files, which is
-    how Debian (and the original site) ship them.
-    """
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file")
-    ndim = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
-    body = raw[4 + 4 * ndim:]
-    if len(body) != math.prod(shape):
-        raise DataError(f"{path}: truncated IDX file ({len(body)} bytes for shape {shape})")
-    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+    """An IDX file (gzipped or not) as a uint8 tensor (`sources.idx_array`, no copy)."""
+    return torch.from_numpy(idx_array(path))
 
 
 def _cifar(name: str, root: str | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:

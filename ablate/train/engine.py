@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import statistics
 import sys
 import threading
 import time
@@ -309,7 +310,8 @@ class _Trial:
                "val_loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
                "ema_top1": ema["top1"] if ema else None, "ema_top5": ema["top5"] if ema else None,
                "epoch_seconds": acc["epoch_seconds"] + time.perf_counter() - self.t_epoch,
-               "train_img_per_s": acc["images"] / max(train_seconds, 1e-9)}
+               "train_img_per_s": acc["images"] / max(train_seconds, 1e-9),
+               "infer_img_per_s": metrics["img_per_s"]}  # the evaluation's own forward passes, timed
         self.history.append(row)
         self.checkpoint(epoch + 1, 0, None)
         if self.writer:
@@ -326,7 +328,11 @@ class _Trial:
             raise TrialFailed("no epoch was trained")
         history, last = self.history, self.history[-1]
         speeds = sorted(r["train_img_per_s"] for r in (history[1:] if len(history) > 1 else history))
-        infer = infer_throughput(self.model, self.recipe.batch_size, self.data, self.dev, self.amp)
+        # inference throughput: the median over the epochs' evaluations (each the median of its batches); a
+        # checkpoint written before evaluations were timed has none: then a separate timing pass
+        timed = sorted(r["infer_img_per_s"] for r in history if r.get("infer_img_per_s"))
+        infer = (statistics.median(timed) if timed else
+                 infer_throughput(self.model, self.recipe.batch_size, self.data, self.dev, self.amp))
         return {
             "top1": last["top1"], "top5": last["top5"],
             "top1_best": max(r["top1"] for r in history), "top5_best": max(r["top5"] for r in history),
