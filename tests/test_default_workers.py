@@ -89,7 +89,7 @@ def test_ablate_run_itself_never_imports_torch_on_a_cpu_machine(tmp_path) -> Non
     probe = textwrap.dedent(f"""
         import sys
         from ablate.sweep import worker
-        def started(loaded, overrides, n, opts, on_poll=None):
+        def started(loaded, overrides, n, opts, **hooks):
             print("workers", n, "torch imported", "torch" in sys.modules)
             sys.exit(0)
         worker.run_workers = started
@@ -99,3 +99,23 @@ def test_ablate_run_itself_never_imports_torch_on_a_cpu_machine(tmp_path) -> Non
     """)
     r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
     assert "workers 2 torch imported False" in r.stdout, (r.stdout, r.stderr)
+
+
+def test_run_workers_calls_on_first_exit_once_while_the_others_still_train(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ablate run` imports what its finish needs when the first worker ends (its core is free), once; and it
+    notices the last worker's end at once (it waits on the processes' sentinels, not a polling sleep)."""
+    import multiprocessing as mp
+    import time
+    from types import SimpleNamespace
+
+    fork = mp.get_context("fork")  # (not spawn: the child keeps the stub below)
+    monkeypatch.setattr(worker.mp, "get_context", lambda _method: fork)
+    monkeypatch.setattr(worker, "_child", lambda _path, _over, _opts, i: time.sleep(0.2 + 1.5 * i))
+    alive_at_call: list[int] = []
+    start = time.monotonic()
+    codes = worker.run_workers(SimpleNamespace(file="s.yaml"), [], 2, worker.WorkerOptions(threads=1),
+                               on_first_exit=lambda: alive_at_call.append(time.monotonic() - start))
+    took = time.monotonic() - start
+    assert codes == [0, 0]
+    assert len(alive_at_call) == 1 and alive_at_call[0] < 1.2  # when the first (0.2 s) ended, not the second
+    assert took < 2.4  # the second ends at ~1.7 s: noticed without a polling delay

@@ -1,7 +1,8 @@
 """results.csv is an export a worker rewrites at most every RESULTS_EVERY seconds, and always when it stops,
 however it stops: every finished trial reaches it (in-process workers, synthetic data). summary.csv (whose
-statistics import scipy) is left out of the rewrites while it trains and rebuilt when it stops, unless the
-`ablate run` that started it does that (summary_on_stop=False)."""
+statistics import scipy) is left out of the rewrites while it trains and rebuilt when it stops. A worker of
+`ablate run` (parent_writes) leaves the exports to the run when it runs out of work, and writes results.csv
+when stopped."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ seeds: [0, 1, 2]
 
 
 def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float) -> tuple:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path, results = tmp_path / "exp.yaml", tmp_path / "results"
     path.write_text(STUDY)
     loaded = load_study(path)
@@ -55,13 +57,36 @@ def test_a_worker_rewrites_results_csv_at_most_every_so_often_and_when_it_stops(
     assert list(pd.read_csv(csv.with_name("summary.csv"))["n"]) == [3]
 
 
-def test_a_worker_of_ablate_run_leaves_summary_csv_to_it(
+def test_a_worker_of_ablate_run_leaves_the_exports_to_it(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:  # noqa: ANN001
-    loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, 0.0)
-    opts.summary_on_stop = False
+    loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, 1e9)
+    opts.parent_writes = True
     assert worker_mod.work(loaded, opts)[Status.DONE] == 3
-    assert calls == [False] * 3 and not csv.with_name("summary.csv").exists()
+    assert calls == [] and not csv.exists()  # ran out of work: `ablate run` writes both files next
+
+    loaded, opts, csv, calls = _setup(tmp_path / "periodic", monkeypatch, 0.0)
+    opts.parent_writes = True
+    assert worker_mod.work(loaded, opts)[Status.DONE] == 3
+    assert calls == [False] * 3 and not csv.with_name("summary.csv").exists()  # rewrites while it trains
     assert list(pd.read_csv(csv)["status"]) == ["done"] * 3
+
+
+def test_a_worker_of_ablate_run_stopped_between_trials_writes_results_csv(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:  # noqa: ANN001
+    loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, 1e9)
+    opts.parent_writes = True
+    stop = __import__("threading").Event()
+    real_attempt = worker_mod._attempt
+
+    def attempt_then_sigterm(*args):  # noqa: ANN002, ANN202 - SIGTERM arrives during the first trial
+        out = real_attempt(*args)
+        stop.set()
+        return out
+
+    monkeypatch.setattr(worker_mod, "_attempt", attempt_then_sigterm)
+    assert worker_mod.work(loaded, opts, stop)[Status.DONE] == 1
+    assert calls == [False]
+    assert sorted(pd.read_csv(csv)["status"]) == ["done", "queued", "queued"]
 
 
 def test_a_worker_stopped_between_trials_still_exports_what_it_finished(
@@ -94,7 +119,7 @@ def test_ablate_run_stopped_by_ctrl_c_writes_the_summary_its_workers_left(
     path.write_text(STUDY)
 
     def one_trial_then_ctrl_c(loaded, overrides, workers, opts, *rest):  # noqa: ANN001, ANN202
-        worker_mod.work(loaded, dataclasses.replace(opts, max_trials=1, summary_on_stop=False, progress=False))
+        worker_mod.work(loaded, dataclasses.replace(opts, max_trials=1, parent_writes=True, progress=False))
         raise KeyboardInterrupt  # as run_workers raises it after stopping its worker processes
 
     monkeypatch.setattr(sweep_cmd, "_train", one_trial_then_ctrl_c)
