@@ -130,3 +130,21 @@ def test_ablate_run_stopped_by_ctrl_c_writes_the_summary_its_workers_left(
     assert e.value.code == 130
     summary = pd.read_csv(tmp_path / "results" / "exp" / "summary.csv")
     assert list(summary["n"]) == [1]
+
+
+@pytest.mark.parametrize("parent_writes", [False, True])
+def test_a_trial_interrupted_while_it_trains_reaches_results_csv(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread, parent_writes: bool) -> None:  # noqa: ANN001
+    loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, 1e9)
+    opts.parent_writes = parent_writes
+
+    def ctrl_c(*_args, **_kwargs):  # noqa: ANN002, ANN003, ANN202 - Ctrl-C during the first trial's training
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker_mod, "_train", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        worker_mod.work(loaded, opts)
+    assert calls == [not parent_writes]  # one export, with the summary unless `ablate run` writes that
+    df = pd.read_csv(csv)
+    assert (df["status"] != "queued").sum() == 1, df[["status", "fail_reason"]]  # the interrupted trial
+    assert df["fail_reason"].dropna().str.contains("interrupted").any()

@@ -85,7 +85,7 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
             if item is None:
                 break
             start = time.time()
-            outcome = _attempt(ledger, item, opts, stop, counts)
+            outcome = _attempt(ledger, item, opts, stop)
             if outcome is None:  # taken over by another worker: its outcome is not ours to count
                 continue
             stats[outcome] += 1
@@ -103,15 +103,15 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
 
 def _write_on_stop(ledger: Ledger, counts: list[dict[str, Any]] | None, opts: WorkerOptions, unwritten: bool,
                    done: bool, ended: int) -> None:
-    """The exports when a worker stops. A worker of `ablate run` that ran out of work leaves them to the run,
-    which writes them once every worker is done (on its critical path: ~0.5 s, and ~1.5 s more for
+    """The exports when a worker stops (`done`: it ran out of work or reached max_trials; else interrupted, or
+    stopped by a data or disk fault, with a trial just marked resumable). A worker of `ablate run` that is done
+    leaves them to the run, which writes them next (on its critical path: ~0.5 s, and ~1.5 s more for
     summary.csv's scipy.stats); stopped otherwise, it writes results.csv. Any other worker writes results.csv
     and summary.csv (whose statistics it alone computes: its rewrites while it trains leave it out)."""
-    if opts.parent_writes and (done or not unwritten):
+    if done and (opts.parent_writes or not (unwritten or ended)):
         return
-    if unwritten or (not opts.parent_writes and ended):
-        with contextlib.suppress(OSError):
-            write_results(ledger, counts, with_summary=not opts.parent_writes)
+    with contextlib.suppress(OSError):
+        write_results(ledger, counts, with_summary=not opts.parent_writes)
 
 
 def _next_item(ledger: Ledger, opts: WorkerOptions, stop: threading.Event | None) -> Item | None:
@@ -135,8 +135,7 @@ def _next_item(ledger: Ledger, opts: WorkerOptions, stop: threading.Event | None
     return None
 
 
-def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event | None,
-             counts: list[dict[str, Any]] | None) -> Status | None:
+def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event | None) -> Status | None:
     """Train one trial and record its outcome: DONE, FAILED (its own fault), PRUNED, or None when the trial was
     taken over by another worker. An interrupt, unreadable data and a disk fault are recorded as resumable
     and raised (the worker stops)."""
@@ -153,14 +152,14 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
         if beat.lost.is_set() and not (stop is not None and stop.is_set()):
             _taken_over(opts, item)
             return None
-        _stop_resumable(ledger, item, opts, counts, "interrupted; resumes from its last epoch checkpoint",
+        _stop_resumable(ledger, item, opts, "interrupted; resumes from its last epoch checkpoint",
                         FailKind.INTERRUPTED)
         raise
     except DataError as e:
-        _stop_resumable(ledger, item, opts, counts, str(e), FailKind.DATA)  # resumable: queued again
+        _stop_resumable(ledger, item, opts, str(e), FailKind.DATA)  # resumable: queued again
         raise
     except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
-        raise _environment_fault(ledger, item, opts, counts, e) from None
+        raise _environment_fault(ledger, item, opts, e) from None
     except Pruned as e:
         done = {"wall_seconds": time.time() - start, **_plain(e.metrics)}
         if not _record(opts, item, ledger.prune, item, e.reason, metrics=done):
@@ -204,20 +203,19 @@ def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Even
                          on_epoch=on_epoch)
 
 
-def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, counts: list[dict[str, Any]] | None,
-                    reason: str, kind: FailKind) -> None:
+def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, reason: str, kind: FailKind) -> None:
+    """Record the trial resumable (queued again by the next sync); the worker then stops, and `_write_on_stop`
+    exports the ledger as it stands."""
     _record(opts, item, ledger.fail, item, reason, kind=kind)
-    write_results(ledger, counts, with_summary=not opts.parent_writes)
 
 
-def _environment_fault(ledger: Ledger, item: Item, opts: WorkerOptions, counts: list[dict[str, Any]] | None,
-                       e: OSError) -> EnvironmentFault:
+def _environment_fault(ledger: Ledger, item: Item, opts: WorkerOptions, e: OSError) -> EnvironmentFault:
     """A disk or file system fault while training: the trial is recorded resumable (when the ledger can still
     be written), its temporary files removed; the one-line error that stops the worker."""
     trial_dir = ledger.dir / "trials" / item.key
     where = e.filename or str(trial_dir)
     with contextlib.suppress(OSError):  # the ledger may be on the same full disk: then the trial stays running,
-        _stop_resumable(ledger, item, opts, counts, f"{where}: {e.strerror or e}", FailKind.IO)  # read as died
+        _stop_resumable(ledger, item, opts, f"{where}: {e.strerror or e}", FailKind.IO)  # read as died
     for tmp in trial_dir.glob("*.tmp"):  # (resumable) once this process is gone
         with contextlib.suppress(OSError):
             tmp.unlink()
