@@ -16,8 +16,8 @@ import pytest
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, load_study
 from ablate.report import analysis as A
-from ablate.report import write_report
-from ablate.report.writer import read_results
+from ablate.report.reading import read_results
+from ablate.report.writer import write_report
 
 HEAD = """name: {name}
 description: synthetic study for report tests
@@ -78,6 +78,7 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
     ledger). Reports are built from the ledger alone."""
     from ablate.sweep.ledger import Ledger
     from ablate.sweep.options import LedgerOptions
+    from ablate.sweep.record import TrialRecord
 
     d = root / loaded.name
     ledger = Ledger(loaded, LedgerOptions(None, root))
@@ -94,9 +95,10 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
         assert item is not None and item.key == v.trial_id(seed)
         done = o["status"] == "done"
         if done:
-            ledger.complete(item, {"top1": o["top1"], "top5": 99.0, "loss": 0.3, "epochs": epochs,
-                                   "train_img_per_s": 800 - 20 * v.index, "infer_img_per_s": 2500 - 50 * v.index,
-                                   "peak_mem_mb": 300, "wall_seconds": 30, "device": "cpu"})
+            ledger.complete(item, TrialRecord(top1=o["top1"], top5=99.0, loss=0.3, epochs=epochs,
+                                              train_img_per_s=800 - 20 * v.index,
+                                              infer_img_per_s=2500 - 50 * v.index, peak_mem_mb=300, wall_seconds=30,
+                                              device="cpu"))
         elif o["status"] in ("failed", "interrupted"):
             ledger.fail(item, o.get("fail_reason") or "boom", "error" if o["status"] == "failed" else "interrupted")
         ran = o.get("epochs_run", epochs if done else 0)

@@ -194,3 +194,11 @@ def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> d
     if paper:
         row["breakdown"] = {k: round(x / 1e9, 4) for k, x in paper.breakdown.items()}
     return row
+
+
+def count_variant(loaded: LoadedStudy, variant: Variant) -> dict[str, Any]:
+    """The counts row (`count_study`) of one variant of a study, in this process (from the cache after the first
+    time): what a trial records when it finishes."""
+    import dataclasses
+
+    return count_study(dataclasses.replace(loaded, variants=[variant]), parallel=False)[0]

@@ -25,7 +25,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
     table and notes about what was left out."""
     from ablate.sweep.ledger import Ledger
     from ablate.sweep.options import LedgerOptions
-    from ablate.sweep.results import known_counts, results_frame
+    from ablate.sweep.results import results_frame
 
     ledger = Ledger(loaded, LedgerOptions(storage, study_dir.parent, readonly=True))
     if not ledger.exists:
@@ -34,7 +34,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
         raise StudyError(loaded.file, "results", f"no results yet: run `ablate run {loaded.file}` first "
                          f"(no ledger in {ledger.where})")
     ledger.expect_current_data()
-    df = results_frame(ledger, known_counts(ledger))
+    df = results_frame(ledger, count_missing=True)
     notes: list[str] = []
     known = ledger.known()
     other = {t.user_attrs.get("name", "?") for t in ledger.trials()
