@@ -13,7 +13,9 @@ import torch
 from ablate.config.study import DataSpec, Recipe
 from ablate.train import data as D
 from ablate.train import sources
-from ablate.train.data import DataError, load_data, stratified_subset
+from ablate.train.data import load_data
+from ablate.train.datasets import stratified_subset
+from ablate.train.sources import DataError
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 PLAIN = dict(crop_scale=None, hflip=0.0, randaugment=None, random_erasing=0.0)
@@ -222,7 +224,7 @@ def test_imagefolder(tmp_path: Path):
 
 
 def test_batch_erasing_follows_timm_random_erasing() -> None:
-    from ablate.train.data import BatchErasing
+    from ablate.train.augment import BatchErasing
 
     torch.manual_seed(0)
     x = torch.zeros(4000, 1, 32, 32)

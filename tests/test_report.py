@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy, load_study
+from ablate.config.load import load_study
+from ablate.config.variant import LoadedStudy
 from ablate.report import analysis as A
 from ablate.report.reading import read_results
 from ablate.report.writer import write_report

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import click
 from typer.core import TyperGroup
 
 from ablate.config.errors import StudyError
@@ -35,27 +36,20 @@ def exit_code(call: Callable[[], Any]) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"{where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except Exception as e:  # data problems are user errors too, but live in the (torch-importing) train package
-        return _other(e)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click's name for Ctrl-C, and Ctrl-C itself
         print("interrupted", file=sys.stderr)
         return 130
-    return code if isinstance(code, int) else 0
+    except click.exceptions.NoArgsIsHelpError as e:  # plain `ablate`: the help
+        e.show()
+        return 2
+    except click.ClickException as e:  # a bad option or argument
+        print(f"{e.ctx.command_path if getattr(e, 'ctx', None) else 'ablate'}: {e.format_message()}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # data problems are user errors too
+        from ablate.train.sources import DataError
 
-
-def _other(e: Exception) -> int:
-    kinds = {c.__name__ for c in type(e).__mro__}
-    if "DataError" in kinds:
+        if not isinstance(e, DataError):
+            raise
         print(e, file=sys.stderr)
         return 2
-    if "Abort" in kinds:  # click's name for Ctrl-C
-        print("interrupted", file=sys.stderr)
-        return 130
-    if "NoArgsIsHelpError" in kinds:  # plain `ablate`: the help
-        e.show()  # type: ignore[attr-defined]
-        return 2
-    if "ClickException" in kinds:  # a bad option or argument
-        ctx = getattr(e, "ctx", None)
-        print(f"{ctx.command_path if ctx else 'ablate'}: {e.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
-        return getattr(e, "exit_code", 2)
-    raise e
+    return code if isinstance(code, int) else 0

@@ -115,7 +115,9 @@ def _results(pool: Any, futures: list[Any]) -> Iterator[Any]:
 
 
 def _import_counter() -> None:
-    import ablate.nn.net  # noqa: F401  (torch, timm)
+    import importlib
+
+    importlib.import_module("ablate.nn.net")  # torch and timm, before the counting processes fork
 
     from .counts import import_fvcore
 

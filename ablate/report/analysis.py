@@ -4,7 +4,7 @@ Nothing here reads or writes files or draws. Inputs are the rows of results/<stu
 variant x seed, any status) and the per-epoch rows of trials/*/metrics.csv; outputs feed charts.py,
 findings.py and writer.py.
 
-Evidence rules (DESIGN.md): a change is judged only by the study's own seeds (paired t-test over the seeds
+Evidence rules (docs/evidence.md): a change is judged only by the study's own seeds (paired t-test over the seeds
 both variants finished, 95 % t-interval of the mean difference); with one seed nothing is judged. Every
 number a reader compares carries its interval: step means (t-interval over seeds), changes (paired
 t-interval), rank correlation with the paper (bootstrap over seeds). The statistics are in stats.py

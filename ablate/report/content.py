@@ -14,9 +14,10 @@ import pandas as pd
 from ablate.config.variant import LoadedStudy
 from ablate.sweep.states import Status
 
-from .analysis import ALPHA, BIG_STEP, BOOTSTRAP_RESAMPLES, typical_seed_std
+from .analysis import BIG_STEP, typical_seed_std
 from .findings import findings
 from .render import Block
+from .stats import ALPHA, BOOTSTRAP_RESAMPLES
 from .text import fmt, fmt_ci, one_line, show
 
 

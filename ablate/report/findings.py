@@ -11,7 +11,8 @@ import pandas as pd
 
 from ablate.sweep.states import Status
 
-from .analysis import ALPHA, BIG_STEP, UNJUDGED
+from .analysis import BIG_STEP, UNJUDGED
+from .stats import ALPHA
 from .text import fmt, fmt_ci, fmt_rho
 
 

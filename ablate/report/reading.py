@@ -45,7 +45,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
                      f"left out: {', '.join(sorted(map(str, other)))}.")
     search = loaded.study.search
     if search is not None and search.bounded:  # a complexity-bounded search: what its cost window let through
-        from ablate.measure.bounds import search_counts
+        from ablate.sweep.search import search_counts
 
         n = search_counts(ledger.trials())
         notes.append(f"cost window ({'GFLOPs ' + str(list(search.flops)) if search.flops else ''}"

@@ -10,11 +10,9 @@ from typing import Any
 
 
 def available() -> bool:
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 class ScalarLog:

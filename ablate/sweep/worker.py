@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy, load_study
+from ablate.config.load import load_study
+from ablate.config.variant import LoadedStudy
 from ablate.measure.table import count_variant
 
 from .epochs import EpochHook, Pruned
