@@ -416,8 +416,8 @@ def _judged(rows: list[tuple[str, float, str, int]]) -> pd.DataFrame:
 
 
 def test_findings_sentences() -> None:
+    from ablate.evidence import Rule
     from ablate.report.findings import findings
-    from ablate.report.verdicts import Rule
 
     t = _judged([("a", math.nan, "", 0), ("b", 0.8, "helped", 3), ("c", -0.6, "hurt", 3),
                  ("d", 0.1, "undetermined", 3)])

@@ -1,4 +1,4 @@
-"""The verdict rules (ablate/report/verdicts.py): corrections against hand-computed values, the three outcomes,
+"""The verdict rules (ablate/evidence.py): corrections against hand-computed values, the three outcomes,
 the looks of the adaptive rule, replication agreement, and the simulation that shows the error rate."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ablate.report import verdicts as V
+from ablate import evidence as V
 
 ROOT = Path(__file__).resolve().parents[1]
 

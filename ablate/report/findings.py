@@ -9,11 +9,11 @@ from typing import Any
 
 import pandas as pd
 
+from ablate.evidence import CORRECTION_NAMES, EQUIVALENT, HELPED, HURT, NOT_JUDGED, SETTLED, UNDETERMINED, Rule
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP
 from .text import fmt, fmt_ci, fmt_rho
-from .verdicts import CORRECTION_NAMES, EQUIVALENT, HELPED, HURT, NOT_JUDGED, SETTLED, UNDETERMINED, Rule
 
 
 def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None, rule: Rule | None = None

@@ -24,6 +24,7 @@ from typing import Any
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, load_study
 
+from .devices import gpu_for
 from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
 from .ledger import Ledger
@@ -37,6 +38,7 @@ from .store import TakenOver
 # a cluster every worker would rewrite the whole table after each of thousands of trials. A worker always
 # writes it when it stops, and `ablate run` when its workers are done.
 RESULTS_EVERY = 30.0
+ROUND_POLL = 2.0  # seconds between looks at a round whose last trials train on another worker
 
 
 class EnvironmentFault(StudyError):
@@ -123,17 +125,30 @@ def _next_item(ledger: Ledger, opts: WorkerOptions, stop: threading.Event | None
     while not (stop is not None and stop.is_set()):
         ledger.fail_stale()  # trials of dead workers: failed here, and queued again by the retry callback
         item = ledger.pop()
+        if item is None:
+            queued = ledger.next_round()  # the adaptive rule's next seeds, once the current round is whole
+            if queued > 0:
+                opts.log(f"verdicts still open: round {max(k for k, _ in ledger.rounds.values())} queued "
+                         f"{queued} more trial(s) (`ablate status` says why each variant got its seeds)")
+                continue
+            if queued < 0:  # the round's last trials train elsewhere: its look needs them
+                _wait(stop, ROUND_POLL)
+                continue
         if item is not None or not (opts.linger and ledger.heartbeat and ledger.running()):
             return item
         if not said:
             opts.log(f"queue empty; {ledger.running()} trial(s) still running elsewhere: waiting, to retry "
                      "them should their worker die (--no-linger to stop now)")
             said = True
-        if stop is not None:
-            stop.wait(ledger.heartbeat)
-        else:
-            time.sleep(ledger.heartbeat)
+        _wait(stop, ledger.heartbeat)
     return None
+
+
+def _wait(stop: threading.Event | None, seconds: float) -> None:
+    if stop is not None:
+        stop.wait(seconds)
+    else:
+        time.sleep(seconds)
 
 
 def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event | None) -> Status | None:
@@ -335,7 +350,7 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
         # results.csv and summary.csv once the workers are done: this process writes them (`_write_on_stop`)
         o = dataclasses.replace(opts, threads=opts.threads or max(1, cores // n), progress=False,
                                 parent_writes=True)
-        env_gpu = _gpu_for(i)
+        env_gpu = gpu_for(i)
         if env_gpu is not None:
             o.device = env_gpu
         p = ctx.Process(target=_child, args=(loaded.file, overrides, o, i), daemon=False)
@@ -362,48 +377,3 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
     for p in procs:
         p.join()
     return [p.exitcode if p.exitcode is not None and p.exitcode >= 0 else 130 for p in procs]
-
-
-MAX_AUTO_WORKERS = 4  # measured on 2 cores only: a cap, so that a many-core machine does not start dozens of
-# processes (each holds torch and its trial's memory) unless asked to with --workers
-
-
-def default_workers(device: str | None, queued: int) -> int:
-    """`ablate run`'s worker processes when --workers is not given: on a CPU, one per core (at most
-    MAX_AUTO_WORKERS, and no more than the trials queued), each on its share of the intra-op threads;
-    on a GPU or MPS device, 1. A small proxy's operations are too small for several threads to share
-    well: two 1-thread trials side by side train 1.55x the images of one 2-thread trial on a 2-core
-    CPU (bench/proxy_throughput.py --procs 1,2)."""
-    if queued < 2:
-        return 1
-    if device is not None and not device.startswith("cpu"):
-        return 1
-    if device is None and not no_accelerator_here():
-        import torch
-
-        if torch.cuda.is_available() or (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            return 1
-    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, queued))
-
-
-def no_accelerator_here() -> bool:
-    """True when this machine certainly has no GPU torch could train on: Linux without NVIDIA, AMD (ROCm) or
-    WSL GPU device nodes. `ablate run`'s own process then never imports torch (~2.5 s before its workers
-    start); where a node exists, torch is asked."""
-    if not sys.platform.startswith("linux"):
-        return False
-    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
-
-
-def _gpu_for(i: int) -> str | None:
-    """One GPU per worker when there are GPUs (round robin)."""
-    if no_accelerator_here():
-        return None
-    try:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-            return f"cuda:{i % torch.cuda.device_count()}"
-    except ImportError:
-        pass
-    return None
