@@ -59,6 +59,8 @@ class Rule:
     def of(cls, study: Any) -> Rule:
         """The rule of a `Study` (config/study.py)."""
         ev = study.evidence
+        if study.search is not None:  # a search has no rounds: one look at the seeds its configurations have
+            return cls(correction=ev.correction, alpha=ev.alpha, margin=ev.margin)
         return cls(correction=ev.correction, alpha=ev.alpha, margin=ev.margin, seeds=tuple(study.seeds),
                    max_seeds=ev.max_seeds, round_seeds=ev.round_seeds)
 

@@ -69,7 +69,7 @@ def report_blocks(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[
     ]
     for note in notes:
         blocks.append(("p", f"**Note:** {note}"))
-    blocks += [("h", 2, "Findings"), ("ul", findings(t.table, loaded.kind, t.agree, t.rule))]
+    blocks += [("h", 2, "Findings"), ("ul", findings(t.table, loaded.kind, t.agree, t.rule, loaded.study.search))]
     blocks += [("h", 2, "Results"), result_table(t.gtable, loaded.kind, t.grid_keys)]
     blocks.append(("p", _table_legend(t.table, loaded.kind, t.rule)))
     blocks.append(("h", 2, "Charts"))

@@ -163,7 +163,8 @@ class Ledger:
         for t in sorted(self.trials(), key=lambda t: t.number):
             key = t.user_attrs.get("trial_id")
             if key and key not in out and t.params:
-                out[key] = (search_variant(self.loaded, dict(t.params), t.number), self.loaded.study.seeds[0])
+                seed = int(t.user_attrs.get("seed", self.loaded.study.seeds[0]))
+                out[key] = (search_variant(self.loaded, dict(t.params), t.number), seed)
         return out
 
     def version_note(self) -> str | None:
@@ -239,6 +240,9 @@ class Ledger:
         """Queue the next round of the adaptive rule once the current one is whole: how many of its trials are
         queued now (0: the plan is complete), or -1 while a trial of the study is still queued or running.
         (Another worker or a re-run may have queued the round already: those trials count too.)"""
+        if self.search is not None:
+            with self._lock():
+                return search.confirm_round(self)
         if not rounds.adaptive(self):
             return 0
         self.fail_stale()

@@ -59,8 +59,23 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
                            if t is not None and t.datetime_complete else None)
         row.update({"ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
                     "ref_gflops": ref.gflops if ref else None, "ref_params": ref.params if ref else None})
-        rows.append(row)
+        rows += _per_seed(row, v, attrs.get("seed_metrics"))
     return rows
+
+
+def _per_seed(row: dict[str, Any], v: Any, seed_metrics: str | None) -> list[dict[str, Any]]:
+    """A search configuration trained on several seeds (`search.seeds`) is one trial of the ledger and one row
+    per seed here, each with its own metrics (the ledger holds their means as the trial's)."""
+    if not seed_metrics:
+        return [row]
+    import json
+
+    out = []
+    for seed, metrics in sorted(json.loads(seed_metrics).items(), key=lambda kv: int(kv[0])):
+        one = dict(row, seed=int(seed), trial_id=v.trial_id(int(seed)))
+        one.update({m: metrics.get(m) for m in METRICS if m != "device"})
+        out.append(one)
+    return out
 
 
 def results_frame(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Any:

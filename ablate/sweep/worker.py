@@ -128,7 +128,9 @@ def _next_item(ledger: Ledger, opts: WorkerOptions, stop: threading.Event | None
         if item is None:
             queued = ledger.next_round()  # the adaptive rule's next seeds, once the current round is whole
             if queued > 0:
-                opts.log(f"verdicts still open: round {max(k for k, _ in ledger.rounds.values())} queued "
+                opts.log(f"confirming the best {ledger.search.confirm} configurations: {queued} trial(s) queued"
+                         if ledger.search is not None else
+                         f"verdicts still open: round {max(k for k, _ in ledger.rounds.values())} queued "
                          f"{queued} more trial(s) (`ablate status` says why each variant got its seeds)")
                 continue
             if queued < 0:  # the round's last trials train elsewhere: its look needs them
@@ -201,22 +203,61 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
 
 def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event, beat: Heartbeat,
            on_epoch: EpochHook) -> dict[str, Any]:
-    """Train the trial (resuming its checkpoint) with heartbeats; its final metrics."""
+    """Train the trial (resuming its checkpoint) with heartbeats; its final metrics. A search's sampled
+    configuration with `search.seeds: n` trains each of its n seeds in turn (each in its own folder, each
+    resumable): the metrics are their means, the objective optuna sees included, and `seed_metrics` holds
+    every seed's own."""
+    seeds = search_seeds(ledger, item)
+    with beat:
+        if len(seeds) == 1:
+            return _train_seed(ledger, item, item.seed, opts, stop, on_epoch)
+        per_seed = {s: _train_seed(ledger, item, s, opts, stop, on_epoch if i == 0 else None)
+                    for i, s in enumerate(seeds)}
+    return seed_means(per_seed)
+
+
+def search_seeds(ledger: Ledger, item: Item) -> list[int]:
+    """The seeds a trial trains: a search's sampled configuration its `search.seeds`, any other trial its own."""
+    search = ledger.search
+    if search is None or search.seeds == 1 or item.confirm:
+        return [item.seed]
+    return ledger.loaded.study.first_seeds(search.seeds)
+
+
+def seed_means(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of every numeric metric, the first seed's other values, and `seed_metrics`: JSON of
+    {seed: {metric: value}} (the report's rows, one per seed)."""
+    import json
+
+    first = next(iter(per_seed.values()))
+    out: dict[str, Any] = {}
+    for k, v in first.items():
+        values = [m.get(k) for m in per_seed.values()]
+        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
+        out[k] = sum(values) / len(values) if numeric else v
+    plain = {str(s): {k: v for k, v in _plain(m).items() if isinstance(v, int | float)} for s, m in per_seed.items()}
+    out["seed_metrics"] = json.dumps(plain, sort_keys=True)
+    return out
+
+
+def _train_seed(ledger: Ledger, item: Item, seed: int, opts: WorkerOptions, stop: threading.Event,
+                on_epoch: EpochHook | None) -> dict[str, Any]:
+    """Train `item`'s variant on `seed` in its own folder (resuming its checkpoint); its final metrics."""
     from ablate.train.engine import run_trial
 
-    trial_dir = ledger.dir / "trials" / item.key
+    key = item.variant.trial_id(seed)
+    trial_dir = ledger.dir / "trials" / key
     _start_on_this_data(ledger, item, trial_dir, opts)
-    with beat:
-        if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
-            from ablate.train.ddp import run_trial_ddp
+    if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
+        from ablate.train.ddp import run_trial_ddp
 
-            metrics = run_trial_ddp(item.variant, item.seed, trial_dir, opts.nproc, device=opts.device,
-                                    threads=opts.threads)
+        metrics = run_trial_ddp(item.variant, seed, trial_dir, opts.nproc, device=opts.device, threads=opts.threads)
+        if on_epoch is not None:
             on_epoch.replay(trial_dir)  # rank 0's metrics.csv: the learning curve
-            return metrics
-        return run_trial(item.variant, item.seed, trial_dir, device=opts.device, threads=opts.threads,
-                         progress=opts.progress, stop=stop, log=lambda line: opts.log(f"[{item.key}] {line}"),
-                         on_epoch=on_epoch)
+        return metrics
+    return run_trial(item.variant, seed, trial_dir, device=opts.device, threads=opts.threads,
+                     progress=opts.progress, stop=stop, log=lambda line: opts.log(f"[{key}] {line}"),
+                     on_epoch=on_epoch)
 
 
 def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, reason: str, kind: FailKind) -> None:
