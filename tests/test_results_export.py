@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from ablate.config.load import load_study
+from ablate.sweep import results as results_mod
 from ablate.sweep import worker as worker_mod
 from ablate.sweep.ledger import Ledger
 from ablate.sweep.options import LedgerOptions
@@ -34,7 +35,7 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float) -> tup
     loaded = load_study(path)
     Ledger(loaded, LedgerOptions(None, results)).sync()
     calls: list[int] = []  # one entry per write of results.csv
-    real = worker_mod.write_results
+    real = results_mod.write_results
 
     def counted(ledger, df=None):  # noqa: ANN001, ANN202
         calls.append(1)

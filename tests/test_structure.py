@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# bottom to top: a package may import those before it
-LAYERS = ["config", "nn", "measure", "train", "sweep", "report", "commands", "cli", "__main__"]
+# bottom to top: a package (or top-level module, `evidence`) may import those before it
+LAYERS = ["evidence", "config", "nn", "measure", "train", "sweep", "report", "commands", "cli", "__main__"]
 # the one import allowed to climb: solving `match:` widths counts networks while the study loads
 CLIMBS_ALLOWED = {("ablate.config.load", "ablate.measure.isocost")}
 
@@ -138,6 +138,28 @@ def test_every_name_is_imported_from_its_home() -> None:
             if target in defined:
                 wrong += [f"{path.relative_to(ROOT)}: {n} from {target}" for n in names
                           if n not in defined[target] and f"{target}.{n}" not in MODULES]
+    assert wrong == []
+
+
+def test_module_attributes_are_read_from_their_home() -> None:
+    """`from ablate.x import module as m` then `m.name`: `name` is defined in that module, not imported into it."""
+    defined = {name: _defined(tree) for name, tree in TREES.items()}
+    imported_modules = {name: {(a.asname or a.name).split(".")[0] for node in tree.body if isinstance(node, ast.Import)
+                               for a in node.names} for name, tree in TREES.items()}  # `worker.mp`: patchable
+    wrong = []
+    for path in sorted([*ROOT.glob("ablate/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("bench/*.py")]):
+        tree = ast.parse(path.read_text())
+        alias = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ablate":
+                alias.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names
+                              if f"{node.module}.{a.name}" in MODULES})
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in alias:
+                target = alias[node.value.id]
+                if (node.attr not in defined[target] | imported_modules[target] and not node.attr.startswith("__")
+                        and f"{target}.{node.attr}" not in MODULES):
+                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
     assert wrong == []
 
 

@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 
 from .net import NetConfig
 from .presets import PRESETS
-from .study import RECIPES, DataSpec, Match, Measure, Range, Recipe, Reference, Scale, Search, Step, Study
+from .study import RECIPES, DataSpec, Evidence, Match, Measure, Range, Recipe, Reference, Scale, Search, Step, Study
 
 # (heading, where the section sits in a study file, its model)
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
@@ -25,6 +25,7 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
     ("Training recipe", "`recipe:` (`recipe.<field>` in `set:` and --set)", Recipe),
     ("Proxy scaling", "`scale:`", Scale),
     ("What is measured", "`measure:`", Measure),
+    ("How changes are judged", "`evidence:`", Evidence),
     ("Steps and variants", "each item of `steps:` (cumulative) or `variants:` (independent)", Step),
     ("Paper values", "a step's or variant's `reference:`", Reference),
     ("Iso-cost matching", "`match:` (study-wide, or a step's or variant's own)", Match),

@@ -20,9 +20,9 @@ from .ledger import Ledger
 from .record import COUNTS, METRICS, TrialRecord
 from .states import Attempt, Status
 
-COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "status", "attempts", "fail_reason", "changes", "model",
-           *NetConfig.model_fields, *COUNTS, "image_size", "dataset", "recipe", "epochs_planned", *METRICS, "started",
-           "finished", "ref_top1", "ref_top1_std", "ref_gflops", "ref_params"]
+COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "round", "seeded_because", "status", "attempts",
+           "fail_reason", "changes", "model", *NetConfig.model_fields, *COUNTS, "image_size", "dataset", "recipe",
+           "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops", "ref_params"]
 
 
 def result_rows(ledger: Ledger, count_missing: bool = False) -> list[dict[str, Any]]:
@@ -38,8 +38,8 @@ def result_rows(ledger: Ledger, count_missing: bool = False) -> list[dict[str, A
     for key, (v, seed) in known.items():
         t = latest.get(key)
         record = records.get(key, _EMPTY)
-        rows.append(_row(ledger, v, seed, key, t, attempts.get(key, 0), record,
-                         record.counts() or counted.get(v.id, {})))
+        row = _row(ledger, v, seed, key, t, attempts.get(key, 0), record, record.counts() or counted.get(v.id, {}))
+        rows += _per_seed(row, v, record.seed_metrics)
     return rows
 
 
@@ -54,6 +54,7 @@ def _row(ledger: Ledger, v: Variant, seed: int, key: str, t: Attempt | None, att
     ref = v.reference
     row: dict[str, Any] = {
         "index": v.index, "name": v.name, "group": v.group, "id": v.id, "trial_id": key, "seed": seed,
+        "round": ledger.rounds.get(key, (0, ""))[0], "seeded_because": ledger.rounds.get(key, (0, ""))[1],
         "status": status, "attempts": attempts,
         "fail_reason": attrs.get(Status.PRUNED.value if status == Status.PRUNED else "fail_reason"),
         "changes": changes_text(v.changes, limit=50), "model": v.timm or "ablate",
@@ -72,6 +73,21 @@ def _row(ledger: Ledger, v: Variant, seed: int, key: str, t: Attempt | None, att
     row.update({"ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
                 "ref_gflops": ref.gflops if ref else None, "ref_params": ref.params if ref else None})
     return row
+
+
+def _per_seed(row: dict[str, Any], v: Variant, seed_metrics: str | None) -> list[dict[str, Any]]:
+    """A search configuration trained on several seeds (`search.seeds`) is one trial of the ledger and one row
+    per seed here, each with its own metrics (the ledger holds their means as the trial's)."""
+    if not seed_metrics:
+        return [row]
+    import json
+
+    out = []
+    for seed, metrics in sorted(json.loads(seed_metrics).items(), key=lambda kv: int(kv[0])):
+        one = dict(row, seed=int(seed), trial_id=v.trial_id(int(seed)))
+        one.update({m: metrics.get(m) for m in METRICS if m != "device"})
+        out.append(one)
+    return out
 
 
 def results_frame(ledger: Ledger, count_missing: bool = False) -> Any:

@@ -59,12 +59,15 @@ def ask(ledger: Ledger) -> Item | None:
             return None
         trial, number, storage_id = ledger.store.ask()
         v = search_variant(ledger.loaded, ledger.store.suggest(trial, search.space), number)
-        seed = ledger.loaded.study.seeds[0]
+        queued = ledger.store.attrs_of(trial)  # a queued attempt (a confirmation, an interrupted trial) says its seed
+        seed, confirm = int(queued.get("seed", ledger.loaded.study.seeds[0])), bool(queued.get("confirm"))
         if _set_aside(ledger, trial, number, v, seed):
             continue
-        ledger.store.set_attrs(trial, {**ledger.attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()})
+        attrs = {**ledger.attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()}
+        ledger.store.set_attrs(trial, {**attrs, "confirm": True} if confirm else attrs)
         first_heartbeat(ledger, storage_id)
-        return Item(number=number, trial_id=storage_id, key=v.trial_id(seed), seed=seed, variant=v, trial=trial)
+        return Item(number=number, trial_id=storage_id, key=v.trial_id(seed), seed=seed, variant=v, trial=trial,
+                    confirm=confirm)
     return None
 
 
@@ -118,3 +121,38 @@ def search_counts(trials: list[Attempt]) -> dict[str, int]:
     accepted = {t.user_attrs["trial_id"] for t in trials if t.user_attrs.get("trial_id")
                 and "rejected" not in t.user_attrs and Status.SKIPPED not in t.user_attrs}
     return {"accepted": len(accepted), "rejected": rejected}
+
+
+def confirm_round(ledger: Ledger) -> int:
+    """`search.confirm: k`: once the budget is spent and no trial runs, queue the best k configurations (by the
+    objective optuna saw, their mean over `search.seeds`) on every seed of `confirm_seeds` they lack; how many
+    trials are queued now (0: nothing to confirm, or done), -1 while a trial still runs. Idempotent: the
+    ranking reads the sampled trials only, never the confirmations."""
+    search = ledger.search
+    if search is None or not search.confirm:
+        return 0
+    trials = ledger.trials()
+    if any(t.state in (State.RUNNING, State.WAITING) for t in trials) or _budget_left(ledger) > 0:
+        return -1 if any(t.state is State.RUNNING for t in trials) else 0
+    sampled = [t for t in trials
+               if t.state is State.COMPLETE and not t.user_attrs.get("confirm") and t.value is not None]
+    best = sorted(sampled, key=lambda t: -float(t.value))[: search.confirm]  # type: ignore[arg-type]
+    have = {t.user_attrs.get("trial_id") for t in trials if t.state is State.COMPLETE}
+    queued = 0
+    for t in best:
+        trained = set(_seed_metrics(t)) or {int(t.user_attrs["seed"])}
+        for seed in ledger.loaded.study.first_seeds(search.confirm_seeds):
+            key = f"{t.user_attrs['variant_id']}-s{seed}"
+            if seed in trained or key in have:
+                continue
+            ledger.store.enqueue({"seed": seed, "confirm": True, "trial_id": key}, dict(t.params))
+            queued += 1
+    return queued
+
+
+def _seed_metrics(t: Attempt) -> dict[int, dict[str, float]]:
+    """A multi-seed search trial's per-seed metrics (`seed_metrics`), by seed."""
+    import json
+
+    raw = t.user_attrs.get("seed_metrics")
+    return {int(k): v for k, v in json.loads(raw).items()} if raw else {}

@@ -301,6 +301,10 @@ class Store:
         trial = self.study.ask()
         return trial, trial.number, _storage_id(trial)
 
+    def attrs_of(self, trial: Any) -> dict[str, Any]:
+        """The user attributes an attempt of ours holds (those it was queued with, for a queued one)."""
+        return dict(trial.user_attrs)
+
     def suggest(self, trial: Any, space: dict[str, Any]) -> dict[str, Any]:
         """The sampled value of every dimension of a search space (fixed ones when the trial was queued with them):
         `Range`s (int or float, optionally stepped or log) and lists of choices."""

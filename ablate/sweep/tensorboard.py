@@ -10,9 +10,13 @@ from typing import Any
 
 
 def available() -> bool:
-    import importlib.util
+    import importlib
 
-    return importlib.util.find_spec("tensorboard") is not None
+    try:
+        importlib.import_module("tensorboard")
+    except ImportError:
+        return False
+    return True
 
 
 class ScalarLog:
