@@ -214,7 +214,8 @@ def _digest(net: NetConfig | None, train_net: NetConfig | None, timm_name: str |
         "train": train_net.identity() if train_net else {"in": data.resolved("in_chans"),
                                                           "classes": data.resolved("num_classes")},
         "data": without_defaults(data.model_dump(mode="json", exclude={"root"}), DataSpec),
-        "recipe": without_defaults(recipe.model_dump(mode="json"), Recipe),
+        # micro_batch is how the global batch is reached (like the number of processes), not what is trained
+        "recipe": without_defaults(recipe.model_dump(mode="json", exclude={"micro_batch"}), Recipe),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
 

@@ -72,9 +72,16 @@ class Recipe(_Strict):
     preset: Literal["modern", "classic"] = Field("modern", description="`modern`: the ConvNeXt paper's recipe; "
                                                  "`classic`: the ResNet recipe.")
     epochs: int = Field(300, gt=0, description="Training epochs.")
-    batch_size: int = Field(128, gt=0, description="Images per optimizer step (per worker).")
+    batch_size: int = Field(128, gt=0, description="Global batch: images per optimizer update, over all "
+                            "data-parallel processes and accumulated micro-batches (the paper's 4096).")
+    micro_batch: int | None = Field(
+        None, gt=0, description="Images per forward/backward pass of one process; the gradients of the passes "
+        "that make up `batch_size` are accumulated into one update. null = the process's whole share in one pass "
+        "(halved on a CUDA out-of-memory error until it fits, one process only). An execution detail like the "
+        "number of processes: not part of a variant's id (BatchNorm normalizes over each pass's images).")
     opt: str = Field("adamw", description="Optimizer name understood by timm.optim.create_optimizer_v2.")
-    lr: float | None = Field(None, gt=0, description="Learning rate; null = base_lr x batch_size / base_batch.")
+    lr: float | None = Field(None, gt=0, description="Learning rate; null = base_lr x batch_size / base_batch "
+                             "(the linear scaling rule on the global batch).")
     base_lr: float = Field(4e-3, gt=0, description="Learning rate at base_batch images per step.")
     base_batch: int = Field(4096, gt=0, description="Batch size base_lr is quoted for.")
     weight_decay: float = Field(0.05, ge=0, description="Weight decay.")
@@ -109,6 +116,14 @@ class Recipe(_Strict):
             if preset in RECIPES:
                 return {**scaled_preset(preset, data.get("epochs")), **data}
         return data
+
+    @field_validator("micro_batch")
+    @classmethod
+    def _micro_within_batch(cls, v: int | None, info: ValidationInfo) -> int | None:
+        batch = info.data.get("batch_size")
+        if v is not None and isinstance(batch, int) and v > batch:
+            raise ValueError(f"{v} is more than batch_size {batch} (a micro-batch is a part of the global batch)")
+        return v
 
     @field_validator("opt")
     @classmethod

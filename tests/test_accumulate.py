@@ -1,0 +1,84 @@
+"""The global batch: gradient accumulation equals one large-batch step; micro_batch is not part of the id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ablate.config.errors import StudyError
+from ablate.config.load import load_study
+from ablate.config.net import NetConfig
+from ablate.nn.net import build
+from ablate.train.accumulate import accumulate
+
+TINY = dict(depths=(1, 1), dims=(8, 16), stem="patchify", patch_size=2, expansion=2, groups="depthwise",
+            kernel_size=3, spatial_conv="first", activation="gelu", activations="one", norms="one",
+            downsample="separate", init="convnext", in_chans=3, num_classes=5)
+
+
+def _grads(model: nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("micro", [4, 5, 12])  # equal parts, a short last part, one part
+def test_accumulated_passes_equal_one_large_batch_step(micro: int) -> None:
+    torch.manual_seed(0)
+    net = build(NetConfig(**TINY, norm="layer")).train()
+    x, y = torch.randn(12, 3, 16, 16), torch.randint(0, 5, (12,))
+    loss_big = accumulate(net, nn.functional.cross_entropy, x, y, micro=12)
+    big = _grads(net)
+    net.zero_grad(set_to_none=True)
+    loss_acc = accumulate(net, nn.functional.cross_entropy, x, y, micro=micro)
+    assert loss_acc.item() == pytest.approx(loss_big.item(), rel=1e-6)
+    for a, b in zip(_grads(net), big, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)  # and so the update: the optimizer sees the same gradients
+    opt.step()
+
+
+def test_batchnorm_normalizes_over_each_pass() -> None:
+    """BatchNorm is the exception, by design: each pass normalizes over its own images and updates the running
+    statistics once, as each GPU's BatchNorm does in data-parallel training (no SyncBatchNorm)."""
+    torch.manual_seed(0)
+    net = build(NetConfig(**TINY, norm="batch")).train()
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 5, (8,))
+    twin = build(NetConfig(**TINY, norm="batch")).train()
+    twin.load_state_dict(net.state_dict())
+    accumulate(net, nn.functional.cross_entropy, x, y, micro=4)
+    with torch.no_grad():
+        twin(x[:4])
+        twin(x[4:])
+    for (name, a), b in zip(net.named_buffers(), twin.buffers(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+TINY_STUDY = """
+name: tiny
+model: {depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 1}
+data: {dataset: synthetic, image_size: 16, train_subset: 64, val_subset: 32}
+recipe: {preset: classic, epochs: 1, batch_size: 32, lr: 0.1, warmup_epochs: 0, crop_scale: null, hflip: 0.0}
+"""
+
+
+def test_micro_batch_trains_the_same_variant(tmp_path: Path) -> None:
+    from ablate.train.engine import run_trial
+
+    path = tmp_path / "study.yaml"
+    path.write_text(TINY_STUDY)
+    whole = load_study(path).variants[0]
+    parts = load_study(path, ["recipe.micro_batch=8"]).variants[0]
+    assert parts.id == whole.id and parts.recipe.micro_batch == 8 and parts.recipe.learning_rate == 0.1
+    result = run_trial(parts, 0, tmp_path / "t", progress=False)
+    assert result["epochs"] == 1
+    with pytest.raises(StudyError, match=r"recipe\.micro_batch.*more than batch_size 32"):
+        load_study(path, ["recipe.micro_batch=64"])
+
+
+def test_learning_rate_scales_with_the_global_batch() -> None:
+    from ablate.config.study import Recipe
+
+    assert Recipe(preset="modern", batch_size=4096, micro_batch=128).learning_rate == pytest.approx(4e-3)
+    assert Recipe(preset="modern", batch_size=1024).learning_rate == pytest.approx(1e-3)
