@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 import pytest
-import yaml
 from conftest import STUDIES
 
 from ablate.config.load import load_study
 from ablate.config.presets import preset
 from ablate.measure.table import count_study
+from ablate.reference import table
 
-TABLE_11 = yaml.safe_load(files("ablate.reference").joinpath("convnext_roadmap_r200.yaml").read_text())
+TABLE_11 = table("convnext_roadmap_r200")
 
 
 def test_the_study_carries_table_11() -> None:
