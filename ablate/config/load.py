@@ -64,8 +64,8 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
         _check_search(study, raw, file)
     check_grid_lists(study, file)
     check_count(study, file)
-    variants = _with_changes(_matched(_expand(study, raw, file), study, file), study)
-    variants = excluded(variants, study, file)
+    # `changes` after `exclude:`: a step is compared with the step before it in what is run, not with a left-out one
+    variants = _with_changes(excluded(_matched(_expand(study, raw, file), study, file), study, file), study)
     check_unique(variants, study, file)
     if any(v.timm for v in variants):
         remember_timm_names(timm_model_names())

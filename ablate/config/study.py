@@ -227,8 +227,8 @@ class Match(_Strict):
     the paper's scale (`measure.flops_image_size`, 3 channels, 1000 classes) lands on a target."""
 
     gflops: float | Literal["reference"] | None = Field(
-        None, description="Target GFLOPs (fvcore, as `ablate flops` counts them); `reference` = the first "
-        "variant's own (unmatched) cost, or the base model's when there is none.")
+        None, description="Target GFLOPs, fvcore's full count (`gflops_fvcore` of `ablate flops`); `reference` = "
+        "the first variant's own (unmatched) cost, or the base model's when there is none.")
     params: float | Literal["reference"] | None = Field(
         None, description="Target parameter count (e.g. 28.6e6); `reference` as for gflops.")
     tolerance: float = Field(0.02, gt=0, lt=1, description="Largest relative distance from the target.")
