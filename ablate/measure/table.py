@@ -190,18 +190,18 @@ def paper_view(row: dict[str, Any]) -> dict[str, Any]:
             out.update(gflops=row.get("gmacs_conv_linear"), gflops_fvcore=value)
         elif key != "gmacs_conv_linear":
             out[key] = value
-    out["vs_paper"] = vs_paper(row.get("gmacs_conv_linear"), row.get("ref_gflops"),
-                                   row.get("ref_gflops_corrected"), row.get("ref_note"))
+    out["vs_paper"] = vs_paper(row.get("gmacs_conv_linear"), row.get("ref_gflops"), row.get("ref_gflops_corrected"))
     return out
 
 
-def vs_paper(count: float | None, printed: float | None, corrected: float | None, note: str | None) -> str | None:
-    """None where the count matches the printed value to its rounding; else a label saying why it does not."""
+def vs_paper(count: float | None, printed: float | None, corrected: float | None) -> str | None:
+    """None where the count matches the printed value to its rounding; else a short label (the reference's note,
+    in `ref_note`, says why)."""
     if count is None or printed is None or abs(count - printed) <= printed_tolerance(printed):
         return None
     if corrected is not None and abs(count - corrected) <= printed_tolerance(corrected):
-        return f"printed {printed:g}, misprint: {corrected:g} (stored beside it)" + (f"; {note}" if note else "")
-    return f"{count:.3f} vs printed {printed:g}" + (f": {note}" if note else "")
+        return f"misprint: printed {printed:g}, corrected {corrected:g}"
+    return f"{count:.3f} vs printed {printed:g}"
 
 
 def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> dict[str, Any]:
