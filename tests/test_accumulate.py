@@ -73,8 +73,35 @@ def test_micro_batch_trains_the_same_variant(tmp_path: Path) -> None:
     assert parts.id == whole.id and parts.recipe.micro_batch == 8 and parts.recipe.learning_rate == 0.1
     result = run_trial(parts, 0, tmp_path / "t", progress=False)
     assert result["epochs"] == 1
-    with pytest.raises(StudyError, match=r"recipe\.micro_batch.*more than batch_size 32"):
-        load_study(path, ["recipe.micro_batch=64"])
+    assert load_study(path, ["recipe.micro_batch=64"]).variants[0].id == whole.id  # above the batch: one pass
+    with pytest.raises(StudyError, match=r"recipe\.micro_batch"):
+        load_study(path, ["recipe.micro_batch=0"])
+
+
+def test_out_of_memory_halves_the_micro_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without recipe.micro_batch, a pass that runs out of CUDA memory is done again in halves (simulated: a
+    pass of more than 8 images raises the error a GPU would)."""
+    from ablate.train import engine
+
+    real = engine.accumulate
+    sizes: list[int] = []
+
+    def small_memory(model, criterion, x, target, micro, *args):  # noqa: ANN001, ANN002
+        sizes.append(micro)
+        if micro > 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(model, criterion, x, target, micro, *args)
+
+    monkeypatch.setattr(engine, "accumulate", small_memory)
+    path = tmp_path / "study.yaml"
+    path.write_text(TINY_STUDY)
+    lines: list[str] = []
+    result = engine.run_trial(load_study(path).variants[0], 0, tmp_path / "t", progress=False, log=lines.append)
+    assert result["epochs"] == 1 and sizes[:3] == [32, 16, 8] and set(sizes[3:]) == {8}
+    assert any("out of memory: micro-batch 8 images" in line for line in lines)
+    fixed = load_study(path, ["recipe.micro_batch=16"]).variants[0]  # a micro-batch the study fixed is kept
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        engine.run_trial(fixed, 0, tmp_path / "u", progress=False)
 
 
 def test_learning_rate_scales_with_the_global_batch() -> None:

@@ -76,7 +76,8 @@ class Recipe(_Strict):
                             "data-parallel processes and accumulated micro-batches (the paper's 4096).")
     micro_batch: int | None = Field(
         None, gt=0, description="Images per forward/backward pass of one process; the gradients of the passes "
-        "that make up `batch_size` are accumulated into one update. null = the process's whole share in one pass "
+        "that make up `batch_size` are accumulated into one update (at or above a process's share: one pass). null = "
+        "the process's whole share in one pass "
         "(halved on a CUDA out-of-memory error until it fits, one process only). An execution detail like the "
         "number of processes: not part of a variant's id (BatchNorm normalizes over each pass's images).")
     opt: str = Field("adamw", description="Optimizer name understood by timm.optim.create_optimizer_v2.")
@@ -116,14 +117,6 @@ class Recipe(_Strict):
             if preset in RECIPES:
                 return {**scaled_preset(preset, data.get("epochs"), data.get("batch_size")), **data}
         return data
-
-    @field_validator("micro_batch")
-    @classmethod
-    def _micro_within_batch(cls, v: int | None, info: ValidationInfo) -> int | None:
-        batch = info.data.get("batch_size")
-        if v is not None and isinstance(batch, int) and v > batch:
-            raise ValueError(f"{v} is more than batch_size {batch} (a micro-batch is a part of the global batch)")
-        return v
 
     @field_validator("opt")
     @classmethod
