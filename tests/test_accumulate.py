@@ -109,3 +109,27 @@ def test_learning_rate_scales_with_the_global_batch() -> None:
 
     assert Recipe(preset="modern", batch_size=4096, micro_batch=128).learning_rate == pytest.approx(4e-3)
     assert Recipe(preset="modern", batch_size=1024).learning_rate == pytest.approx(1e-3)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_accumulating_match_one_process(tmp_path: Path) -> None:
+    """2 ranks x 2 passes of 8 images (DDP all-reduces on the last pass only) = one process, one pass of 32."""
+    import pandas as pd
+
+    from ablate.train.ddp import run_trial_ddp
+    from ablate.train.engine import run_trial
+
+    path = tmp_path / "study.yaml"
+    path.write_text(TINY_STUDY.replace("expansion: 1}", "expansion: 2, norm: layer, norms: one, activations: one, "
+                                       "spatial_conv: first, groups: depthwise, downsample: separate}"))
+    whole = load_study(path).variants[0]
+    parts = load_study(path, ["recipe.micro_batch=8"]).variants[0]
+    threads = torch.get_num_threads()
+    try:
+        one = run_trial(whole, 0, tmp_path / "one", device="cpu", threads=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    two = run_trial_ddp(parts, 0, tmp_path / "two", 2, device="cpu", threads=1)
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-3)
+    a, b = (pd.read_csv(tmp_path / d / "metrics.csv") for d in ("one", "two"))
+    assert b["train_loss"].to_numpy() == pytest.approx(a["train_loss"].to_numpy(), rel=1e-3)
