@@ -21,6 +21,7 @@ from .content import Tables, report_blocks, result_table
 from .reading import grid_values, read_metrics, read_results
 from .render import to_html, to_latex, to_markdown
 from .text import slug
+from .verdicts import Rule
 
 __all__ = ["grid_values", "read_metrics", "read_results", "write_report"]
 
@@ -57,14 +58,15 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
 def analyse(loaded: LoadedStudy, df: pd.DataFrame, study_dir: Path) -> Tables:
     """The tables a report shows, from the study's trials `df` (reading.read_results) and its metrics."""
     kind = loaded.kind
-    table = A.variant_table(df, kind)
+    rule = Rule.of(loaded.study)
+    table = A.variant_table(df, kind, rule)
     table, baseline = A.vs_baseline(table, df)
     table["changes"] = table["id"].map({v.id: changes_text(v.changes, limit=4) for v in loaded.variants})
     agree = A.agreement(table, df, kind) if kind != "search" else None
     curves = A.curve_table(read_metrics(study_dir, df), table)
     grid_keys = list(loaded.study.grid) if kind == "grid" else []
     gtable = A.grid_table(table, grid_values(loaded)) if grid_keys else table
-    return Tables(table, baseline, agree, curves, grid_keys, gtable)
+    return Tables(table, baseline, agree, curves, grid_keys, gtable, rule)
 
 
 class _Charts:
@@ -117,14 +119,13 @@ def _draw_charts(loaded: LoadedStudy, t: Tables, charts: _Charts) -> None:
 def _draw_search_charts(loaded: LoadedStudy, charts: _Charts, storage: str | None, study_dir: Path) -> list[str]:
     """optuna's history and importance charts of a search; returns notes (why they are missing, if so)."""
     try:
-        import optuna
-
-        from ablate.sweep.ledger import open_storage
+        from ablate.sweep.ledger import Ledger
+        from ablate.sweep.options import LedgerOptions
 
         from .charts import search_charts
 
-        ostudy = optuna.load_study(study_name=loaded.name, storage=open_storage(storage, study_dir, readonly=True))
-        for stem, fig in search_charts(ostudy).items():
+        ledger = Ledger(loaded, LedgerOptions(storage, study_dir.parent, readonly=True))
+        for stem, fig in search_charts(ledger.store.search_study()).items():
             charts.save(fig, stem, "optuna: " + stem.replace("search_", "search ").replace("_", " "))
     except Exception as e:  # a report without the search charts beats no report
         return [f"search charts not drawn: {type(e).__name__}: {e}"]
