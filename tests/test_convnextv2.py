@@ -15,11 +15,11 @@ from ablate.measure.counts import count_module
 from ablate.nn.net import Net, build
 from ablate.nn.timm_map import from_timm, to_timm
 
-# Variant ids at commit f474ecf, before `recipe.micro_batch` existed and before roadmap.yaml set batch_size 4096,
+# Variant ids at main 728a6d7, before `recipe.micro_batch` existed and before roadmap.yaml set batch_size 4096,
 # micro_batch 128 and stem_norm: kernel-size.yaml (unchanged since), and the steps of roadmap-quick.yaml whose
 # networks those changes left alone (1-3 and 17: micro_batch is not in an id, the proxy sets its own batch).
 KERNEL_IDS = ["cd6cd78638", "fde2ebfca0", "170ff2db49", "61ef41f666", "2e73477df7"]
-QUICK_IDS = {0: "185aab34d9", 1: "fe4fa69366", 2: "a14f8b3813", 16: "ccfc7ea37e"}
+QUICK_IDS = {0: "a8345b6fad", 1: "a353a9044d", 2: "5110a8355c", 16: "efef5546d6"}
 
 
 @pytest.mark.parametrize("name", ["convnextv2_tiny", "convnextv2_atto"])  # linear MLP / 1x1-conv MLP in timm
