@@ -109,6 +109,12 @@ def test_learning_rate_scales_with_the_global_batch() -> None:
 
     assert Recipe(preset="modern", batch_size=4096, micro_batch=128).learning_rate == pytest.approx(4e-3)
     assert Recipe(preset="modern", batch_size=1024).learning_rate == pytest.approx(1e-3)
+    # the classic recipe at the paper's batch is Goyal et al.'s: lr 0.1 x 4096/256 with 5 epochs of warmup;
+    # at 256 or less (the proxies' 128) no warmup, as before
+    big = Recipe(preset="classic", batch_size=4096)
+    assert big.learning_rate == pytest.approx(1.6) and big.warmup_epochs == 5
+    assert Recipe(preset="classic", batch_size=128).warmup_epochs == 0
+    assert Recipe(preset="classic", batch_size=4096, epochs=9).warmup_epochs == pytest.approx(0.5)  # scaled
 
 
 @pytest.mark.slow
