@@ -146,16 +146,10 @@ class Recipe(_Strict):
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch
 
 
-# `modern`: the paper's Table 5 (ImageNet-1K, ConvNeXt-T; ablate/reference/training_recipe.yaml).
-# `classic`: the ResNet-50 baseline. Source of each choice (Goyal et al. 2017, "Accurate, Large Minibatch SGD",
-# Section 5.1, from memory of the text: not re-checked here):
-#   SGD momentum 0.9, lr 0.1 per 256 images (the linear scaling rule), weight decay 1e-4   He et al. 2016 / Goyal
-#   step decay x0.1 at epochs 30, 60, 80 of 90                  Goyal et al. (torchvision's script: every 30 epochs)
-#   zero-init of each residual branch's last BN gamma (NetConfig.zero_init_last, `init: resnet`)  Goyal et al.
-#   no weight decay on BN parameters and biases (timm's optimizer factory does it for every recipe)  Goyal et al.
-#   gradual warmup over 5 epochs when the global batch exceeds 256 (below)                  Goyal et al.
-#   random-resized crop + horizontal flip                                                   torchvision / He et al.
-# torchvision's own ResNet-50 (76.13 %, the paper's baseline) trained with batch 256, decay at 30/60, no warmup.
+# `modern`: the paper's Table 5. `classic`: the ResNet-50 baseline as Goyal et al. 2017 ("Accurate, Large Minibatch
+# SGD", Section 5.1; recalled, not re-read here) give it: linear lr scaling, decay at 30/60/80, zero-init last BN,
+# no weight decay on BN/bias (timm's optimizer does that for every recipe), 5 warmup epochs above batch 256.
+# torchvision's own (76.13 %): batch 256, decay every 30 epochs. Sources per choice: reference/training_recipe.yaml.
 RECIPES: dict[str, dict[str, Any]] = {
     "modern": dict(epochs=300, opt="adamw", base_lr=4e-3, base_batch=4096, weight_decay=0.05, sched="cosine",
                    warmup_epochs=20, randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0,
@@ -165,8 +159,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                     cutmix=0.0, random_erasing=0.0, label_smoothing=0.0, drop_path=None, layer_scale=None,
                     ema=None),
 }
-# Goyal et al.'s gradual warmup: a preset whose global batch is above its base_batch warms up this long (epochs of
-# its full schedule), so the linearly scaled lr (1.6 for the classic recipe at 4096) is reached gently.
+# Goyal et al.'s gradual warmup: above its base_batch a preset warms up this long (epochs of its full schedule).
 LARGE_BATCH_WARMUP: dict[str, float] = {"classic": 5}
 
 
