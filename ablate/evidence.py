@@ -266,7 +266,9 @@ def replay(pairs: list[tuple[pd.Series, pd.Series]], rule: Rule) -> tuple[list[d
                           strict=True):
             if tested[i]:
                 final[i] = dict(res, look=k, alpha_look=alpha_k)
-        history.append([i for i in fam if tested[i] and final[i]["verdict"] == UNDETERMINED])  # type: ignore[index]
+        # the changes a round may reopen: still undetermined, on the look's whole data (never a partial round)
+        history.append([i for i in fam if tested[i] and final[i]["verdict"] == UNDETERMINED  # type: ignore[index]
+                        and (keep is None or len(diffs[i]) == len(keep))])
     m = sum(judged)
     return [_finish(f, d, rule, m) for f, (_, d) in zip(final, shared, strict=True)], history
 

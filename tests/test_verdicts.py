@@ -134,3 +134,12 @@ def test_verdict_simulation_small() -> None:
     power = re.findall(r"power \(right settled verdict\) by planted \|effect\|: (.*)", out)[1]
     biggest = float(power.split(",")[-1].split(":")[1])
     assert biggest >= 0.9, out
+
+
+def test_a_partial_round_plans_nothing() -> None:
+    """While the study's seeds are still training (2 of 3 finished), no round is planned: a look needs its
+    whole data; once all 3 are in, round 1 gives the open change seeds 3, 4, 5."""
+    rule = V.Rule(seeds=(0, 1, 2), max_seeds=6, round_seeds=3)
+    whole = _pairs([0.3], [2.0], 3)
+    assert V.plan([(a.iloc[:2], b.iloc[:2]) for a, b in whole], rule) == {}
+    assert V.plan(whole, rule) == {1: {0: [3, 4, 5]}}
