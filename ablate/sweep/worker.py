@@ -24,6 +24,7 @@ from typing import Any
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy, load_study
 
+from . import search
 from .devices import gpu_for
 from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
@@ -31,7 +32,7 @@ from .ledger import Ledger
 from .options import LedgerOptions
 from .results import write_results
 from .states import FailKind, Item, Status
-from .store import TakenOver
+from .store import TakenOver, json_attrs
 
 # Seconds between one worker's rewrites of results.csv (an export: the ledger is the record, and the report and
 # `ablate status` read the ledger). Rewriting it after every trial cost the quick proxy ~0.25 s a trial, and on
@@ -179,7 +180,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
         raise _environment_fault(ledger, item, opts, e) from None
     except Pruned as e:
-        done = {"wall_seconds": time.time() - start, **_plain(e.metrics)}
+        done = {"wall_seconds": time.time() - start, **json_attrs(e.metrics)}
         if not _record(opts, item, ledger.prune, item, e.reason, metrics=done):
             return None
         opts.log(f"[{item.key}] {v.name}: {e.reason}")
@@ -195,7 +196,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
         return Status.FAILED
     finally:
         on_epoch.close()
-    if not _record(opts, item, ledger.complete, item, _plain(metrics)):
+    if not _record(opts, item, ledger.complete, item, json_attrs(metrics)):
         return None
     opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} in {time.time() - start:.0f}s")
     return Status.DONE
@@ -207,37 +208,13 @@ def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Even
     configuration with `search.seeds: n` trains each of its n seeds in turn (each in its own folder, each
     resumable): the metrics are their means, the objective optuna sees included, and `seed_metrics` holds
     every seed's own."""
-    seeds = search_seeds(ledger, item)
+    seeds = search.search_seeds(ledger, item)
     with beat:
         if len(seeds) == 1:
             return _train_seed(ledger, item, item.seed, opts, stop, on_epoch)
         per_seed = {s: _train_seed(ledger, item, s, opts, stop, on_epoch if i == 0 else None)
                     for i, s in enumerate(seeds)}
-    return seed_means(per_seed)
-
-
-def search_seeds(ledger: Ledger, item: Item) -> list[int]:
-    """The seeds a trial trains: a search's sampled configuration its `search.seeds`, any other trial its own."""
-    search = ledger.search
-    if search is None or search.seeds == 1 or item.confirm:
-        return [item.seed]
-    return ledger.loaded.study.first_seeds(search.seeds)
-
-
-def seed_means(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """The mean over seeds of every numeric metric, the first seed's other values, and `seed_metrics`: JSON of
-    {seed: {metric: value}} (the report's rows, one per seed)."""
-    import json
-
-    first = next(iter(per_seed.values()))
-    out: dict[str, Any] = {}
-    for k, v in first.items():
-        values = [m.get(k) for m in per_seed.values()]
-        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
-        out[k] = sum(values) / len(values) if numeric else v
-    plain = {str(s): {k: v for k, v in _plain(m).items() if isinstance(v, int | float)} for s, m in per_seed.items()}
-    out["seed_metrics"] = json.dumps(plain, sort_keys=True)
-    return out
+    return search.seed_means(per_seed)
 
 
 def _train_seed(ledger: Ledger, item: Item, seed: int, opts: WorkerOptions, stop: threading.Event,
@@ -332,16 +309,6 @@ def _record(opts: WorkerOptions, item: Any, fn: Callable[..., None], *args: Any,
 def _taken_over(opts: WorkerOptions, item: Any) -> None:
     opts.log(f"[{item.key}] this attempt was failed by another worker (its heartbeats did not arrive in time) "
              "and is retried there; dropping it here")
-
-
-def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Ledger attributes must be JSON: numbers, strings, None."""
-    out = {}
-    for k, v in metrics.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        out[k] = v if isinstance(v, int | float | str | bool) or v is None else str(v)
-    return out
 
 
 # ---- N local worker processes
