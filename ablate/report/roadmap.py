@@ -106,7 +106,7 @@ def _draw_sections(lay: _Layout, names: list[str], groups: list[str], colors: di
         lab.text(lay.group_w + lay.name_w - lay.verdict_w - 0.08, i, s, ha="right", va="center", fontsize=9)
 
 
-# How the chart marks each change's verdict (verdicts.py), vs the previous step.
+# How the chart marks each change's verdict (ablate/evidence.py), vs the previous step.
 VERDICT_MARKS = {"helped": ("▲ helped", "#1a7f37"), "hurt": ("▼ hurt", "#c0392b"),
                  "equivalent": ("= equivalent", "#2c5d8a"), "undetermined": ("? undetermined", "#777777"),
                  "not judged": ("· not judged", "#999999")}
