@@ -27,5 +27,5 @@ def test_the_reference_documents_every_field() -> None:
 def test_the_readme_is_short_and_links_the_docs() -> None:
     readme = (ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 250
-    for page in ("docs/study-file.md", "docs/evidence.md", "docs/findings.md"):
+    for page in ("docs/study-file.md", "docs/guide.md", "docs/evidence.md", "docs/findings.md"):
         assert page in readme and (ROOT / page).is_file()

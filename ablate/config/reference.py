@@ -15,7 +15,8 @@ from pydantic_core import PydanticUndefined
 
 from .net import NetConfig
 from .presets import PRESETS
-from .study import RECIPES, DataSpec, Evidence, Match, Measure, Range, Recipe, Reference, Scale, Search, Step, Study
+from .recipes import RECIPES
+from .study import DataSpec, Evidence, Match, Measure, Range, Recipe, Reference, Scale, Search, Step, Study
 
 # (heading, where the section sits in a study file, its model)
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [

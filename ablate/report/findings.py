@@ -117,13 +117,12 @@ def method_line(tested: pd.DataFrame, rule: Rule) -> str:
 
 def _tested_changes(tested: pd.DataFrame, unjudged: pd.DataFrame, what: str, rule: Rule) -> list[str]:
     """The sentences on judged changes, by verdict (and on the rest, not judged)."""
-    out = []
-    how = method_line(tested, rule)
+    out = [f"Verdicts on each change vs {what}: {method_line(tested, rule)}."]
     by = {v: tested[tested["verdict"] == v] for v in (HELPED, HURT, EQUIVALENT, UNDETERMINED)}
     if len(by[HELPED]):
-        out.append(f"Helped (vs {what}; {how}): {_names(by[HELPED])}.")
+        out.append(f"Helped: {_names(by[HELPED])}.")
     if len(by[HURT]):
-        out.append(f"Hurt (vs {what}; {how}): {_names(by[HURT])}.")
+        out.append(f"Hurt: {_names(by[HURT])}.")
     if len(by[EQUIVALENT]):
         out.append(f"Equivalent — no effect beyond ±{rule.margin:g} points (two one-sided tests, corrected the "
                    f"same way): {_names(by[EQUIVALENT])}.")

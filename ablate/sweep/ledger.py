@@ -104,6 +104,7 @@ class Ledger:
         with contextlib.nullcontext() if self.readonly or not self.exists else self._lock():
             self._check_owner()
         self.by_key = {v.trial_id(s): (v, s) for v in loaded.variants for s in loaded.study.seeds}
+        self.fixed = dict(self.by_key)  # the study's own (variant, seed)s, before any round adds seeds
         self.rounds: dict[str, tuple[int, str]] = {}  # trial id -> (round, why) of the seeds the plan added
         self.data_fp: dict[str, str | None] = {}  # data spec (JSON) -> fingerprint of the data it reads now
         self.param_space = param_space(loaded)  # optuna params of fixed-variant studies (`params.py`)
@@ -233,7 +234,9 @@ class Ledger:
             return queue.sync_variants(self, latest, retry_failed)
 
     def extend(self, latest: dict[str, Attempt]) -> None:
-        """Add the trials the adaptive rule's plan holds for the finished trials `latest` (`rounds.py`)."""
+        """The study's trials: its own, plus those the adaptive rule's plan holds for the finished trials `latest`
+        (`rounds.py`; a plan reads whole looks only, so it grows as rounds end and never takes a trial back)."""
+        self.by_key, self.rounds = dict(self.fixed), {}
         for key, (v, seed, k, why) in rounds.planned(self, latest).items():
             self.by_key[key] = (v, seed)
             self.rounds[key] = (k, why)

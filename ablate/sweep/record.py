@@ -42,7 +42,7 @@ class TrialRecord:
     def of(cls, metrics: dict[str, Any], counts: dict[str, Any] | None = None) -> TrialRecord:
         """The record of a run's metrics (`run_trial`'s, or an epoch row's) and the variant's counts row
         (`measure.table.count_study`); names the record does not hold are left out."""
-        values = {k: json_value(v) for k, v in metrics.items() if k in (*METRICS, "seed_metrics")}
+        values = {k: _json_value(v) for k, v in metrics.items() if k in (*METRICS, "seed_metrics")}
         values.update({k: (counts or {}).get(k) for k in COUNTS if counts})
         return cls(**values)
 
@@ -61,29 +61,17 @@ class TrialRecord:
         return None if self.gflops is None else {k: getattr(self, k) for k in COUNTS}
 
 
-def seed_means(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """The mean over seeds of every numeric metric, the first seed's other values, and `seed_metrics`: JSON of
-    {seed: {metric: value}} (the report's rows, one per seed)."""
-    import json
-
-    first = next(iter(per_seed.values()))
-    out: dict[str, Any] = {}
-    for k, v in first.items():
-        values = [m.get(k) for m in per_seed.values()]
-        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
-        out[k] = sum(values) / len(values) if numeric else v
-    plain = {str(s): {k: json_value(v) for k, v in m.items() if isinstance(json_value(v), int | float)}
-             for s, m in per_seed.items()}
-    out["seed_metrics"] = json.dumps(plain, sort_keys=True)
-    return out
-
-
 COUNTS = ("params", "gflops", "params_train", "gflops_train")
 METRICS = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name not in (*COUNTS, "seed_metrics"))
 
 
-def json_value(v: Any) -> Any:
+def _json_value(v: Any) -> Any:
     """Ledger attributes must be JSON: numbers, strings, None (a tensor's or numpy's scalar as its number)."""
     if hasattr(v, "item"):
         v = v.item()
     return v if isinstance(v, int | float | str | bool) or v is None else str(v)
+
+
+def json_attrs(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as ledger attributes: JSON values (numbers, strings, None)."""
+    return {k: _json_value(v) for k, v in metrics.items()}

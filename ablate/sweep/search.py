@@ -12,6 +12,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from .queue import first_heartbeat
+from .record import json_attrs
 from .states import Attempt, Item, State, Status, resumable, was_pruned
 
 if TYPE_CHECKING:
@@ -156,3 +157,28 @@ def _seed_metrics(t: Attempt) -> dict[int, dict[str, float]]:
 
     raw = t.user_attrs.get("seed_metrics")
     return {int(k): v for k, v in json.loads(raw).items()} if raw else {}
+
+
+def search_seeds(ledger: Ledger, item: Item) -> list[int]:
+    """The seeds a trial trains: a search's sampled configuration its `search.seeds`, any other trial its own."""
+    search = ledger.search
+    if search is None or search.seeds == 1 or item.confirm:
+        return [item.seed]
+    return ledger.loaded.study.first_seeds(search.seeds)
+
+
+def seed_means(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of every numeric metric, the first seed's other values, and `seed_metrics`: JSON of
+    {seed: {metric: value}} (the report's rows, one per seed)."""
+    import json
+
+    first = next(iter(per_seed.values()))
+    out: dict[str, Any] = {}
+    for k, v in first.items():
+        values = [m.get(k) for m in per_seed.values()]
+        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
+        out[k] = sum(values) / len(values) if numeric else v
+    plain = {str(s): {k: v for k, v in json_attrs(m).items() if isinstance(v, int | float)}
+             for s, m in per_seed.items()}
+    out["seed_metrics"] = json.dumps(plain, sort_keys=True)
+    return out

@@ -26,12 +26,13 @@ from ablate.config.load import load_study
 from ablate.config.variant import LoadedStudy
 from ablate.measure.table import count_variant
 
+from . import search
 from .devices import gpu_for
 from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
 from .ledger import Ledger
 from .options import LedgerOptions
-from .record import TrialRecord, seed_means
+from .record import TrialRecord
 from .results import write_results
 from .states import FailKind, Item, Status
 from .store import TakenOver
@@ -200,21 +201,13 @@ def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Even
     configuration with `search.seeds: n` trains each of its n seeds in turn (each in its own folder, each
     resumable): the metrics are their means, the objective optuna sees included, and `seed_metrics` holds
     every seed's own."""
-    seeds = search_seeds(ledger, item)
+    seeds = search.search_seeds(ledger, item)
     with beat:
         if len(seeds) == 1:
             return _train_seed(ledger, item, item.seed, opts, stop, on_epoch)
         per_seed = {s: _train_seed(ledger, item, s, opts, stop, on_epoch if i == 0 else None)
                     for i, s in enumerate(seeds)}
-    return seed_means(per_seed)
-
-
-def search_seeds(ledger: Ledger, item: Item) -> list[int]:
-    """The seeds a trial trains: a search's sampled configuration its `search.seeds`, any other trial its own."""
-    search = ledger.search
-    if search is None or search.seeds == 1 or item.confirm:
-        return [item.seed]
-    return ledger.loaded.study.first_seeds(search.seeds)
+    return search.seed_means(per_seed)
 
 
 def _train_seed(ledger: Ledger, item: Item, seed: int, opts: WorkerOptions, stop: threading.Event,

@@ -29,6 +29,7 @@ from torch import Tensor
 from ablate.config.variant import Variant
 
 from . import checkpoint
+from .accumulate import accumulate
 from .checkpoint import rng_state, set_rng_state, write_metrics
 from .data import Data, load_data
 from .datasets import _seed_of
@@ -162,6 +163,8 @@ class _Trial:
                          else contextlib.nullcontext())
         self.optimizer = _optimizer(self.model, self.recipe, dev)
         self.steps_per_epoch = len(self.data.train)
+        # images per forward/backward pass: the process's share of the global batch unless the recipe says less
+        self.micro = self.recipe.micro_batch or -(-self.recipe.batch_size // self.world)
         self.scheduler = _scheduler(self.optimizer, self.recipe, self.steps_per_epoch)
         if self.recipe.warmup_epochs >= self.recipe.epochs:
             say(f"warning: warmup_epochs {self.recipe.warmup_epochs:g} >= epochs {self.recipe.epochs}: "
@@ -227,7 +230,7 @@ class _Trial:
         return batches
 
     def step(self, x: Tensor, y: Tensor, epoch: int, step: int) -> tuple[float, int]:
-        """One optimizer update on the batch; returns (mean loss of the whole batch, its images)."""
+        """One optimizer update on the global batch; returns (mean loss of the whole batch, its images)."""
         if self.mixup is not None and len(x) % 2:  # timm's batch mixup pairs images: needs an even batch
             x, y = x[:-1], y[:-1]
         if self.dev.type == "cuda":
@@ -238,14 +241,11 @@ class _Trial:
         n_global = len(x)
         if self.world > 1:  # the same global batch on every rank (same seeds): each trains on its slice
             x, target = x.tensor_split(self.world)[self.rank], target.tensor_split(self.world)[self.rank]
-        with self.amp:
-            out = self.train_model(x)
-            loss = self.criterion(out.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._backward(x, target)
         loss_value = loss.item() if self.world == 1 else _global_mean(loss, len(x), n_global)
         if not math.isfinite(loss_value):
             raise TrialFailed(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step + 1}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if self.recipe.clip_grad is not None:
             from timm.utils import dispatch_clip_grad
 
@@ -256,6 +256,21 @@ class _Trial:
         if self.ema is not None:
             self.ema.update(self.model, step=self.num_updates)
         return loss_value, n_global
+
+    def _backward(self, x: Tensor, target: Tensor) -> Tensor:
+        """Gradients of this process's mean loss over its share of the batch, accumulated over micro-batches;
+        returns that mean loss. Without `recipe.micro_batch`, a CUDA out-of-memory error halves the micro-batch
+        and the share is done again (one process only: ranks that halved apart would no longer meet)."""
+        while True:
+            try:
+                return accumulate(self.train_model, self.criterion, x, target, self.micro, self.amp, self.world > 1)
+            except torch.cuda.OutOfMemoryError:
+                if self.recipe.micro_batch is not None or self.world > 1 or self.micro == 1:
+                    raise
+            self.optimizer.zero_grad(set_to_none=True)  # outside the except: its frames no longer hold tensors
+            torch.cuda.empty_cache()
+            self.micro = (self.micro + 1) // 2
+            self.say(f"out of memory: micro-batch {self.micro} images ({len(x)} per update, accumulated)")
 
     def train_epoch(self, epoch: int, progress: bool, stop: threading.Event | None
                     ) -> tuple[dict[str, Any], float, float]:
@@ -330,7 +345,7 @@ class _Trial:
         # checkpoint written before evaluations were timed has none: then a separate timing pass
         timed = sorted(r["infer_img_per_s"] for r in history if r.get("infer_img_per_s"))
         infer = (statistics.median(timed) if timed else
-                 infer_throughput(self.model, self.recipe.batch_size, self.data, self.dev, self.amp))
+                 infer_throughput(self.model, self.data.val.batch_size, self.data, self.dev, self.amp))
         return {
             "top1": last["top1"], "top5": last["top5"],
             "top1_best": max(r["top1"] for r in history), "top5_best": max(r["top5"] for r in history),
