@@ -180,6 +180,10 @@ STORAGE_CASES = {
     "postgresql+nodriver://bob:s3cret@host/db": "cannot open: ",
     "mysql://bob:s3cret@localhost/db": "",
     "://": "is not a storage URL",
+    "postgresql://bob@127.0.0.1:1/db?password=s3cret": "cannot open: connection to server",  # libpq's own spelling
+    "postgresql://127.0.0.1:1/db?user=bob&sslpassword=s3cret&connect_timeout=1": "cannot open: ",
+    "postgresql://bob:ab@s3cret@127.0.0.1:1/db": "holds an '@': write it as %40",  # an unescaped '@'
+    "postgresql://bob:ab%40s3cret@127.0.0.1:1/db": "cannot open: connection to server",
 }
 
 

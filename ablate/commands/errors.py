@@ -13,12 +13,14 @@ from typing import Any
 from typer.core import TyperGroup
 
 from ablate.config.errors import StudyError
+from ablate.secrets import guard_output
 
 
 class OneLineErrors(TyperGroup):
     def main(self, *args: Any, one_line_errors: bool = False, **kwargs: Any) -> Any:
         if not one_line_errors:
             return super().main(*args, **kwargs)
+        guard_output()  # no secret (a --storage password) in any line this process writes
         kwargs["standalone_mode"] = False  # click's usage errors come here too: one line, not a framed box
         code = exit_code(lambda: super(OneLineErrors, self).main(*args, **kwargs))
         sys.exit(code)

@@ -19,7 +19,20 @@ AllowLargeOpt = Annotated[bool, typer.Option(
     "training step, both estimated from the study), on hardware that takes them.")]
 
 
+def _storage(url: str | None) -> str | None:
+    """--storage as given, its secrets learned first (no output shows them); a password with an unescaped '@'
+    refused (a parser would take its second half for the host, and show it)."""
+    from ablate.config.errors import StudyError
+    from ablate.secrets import register, safe_url
+
+    register(url)
+    if url and "://" in url and url.split("://", 1)[1].partition("?")[0].count("@") > 1:
+        raise StudyError("--storage", "", f"{safe_url(url)}: the password holds an '@': write it as %40")
+    return url
+
+
 StorageOpt = Annotated[str | None, typer.Option(
+    callback=_storage,
     help="optuna storage URL shared by all workers (e.g. postgresql://user@host/db, sqlite:///ledger.db) "
          "or a journal file path; default: results/<study>/ledger.journal.")]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder holding results/<study>/.")]

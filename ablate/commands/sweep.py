@@ -85,7 +85,8 @@ def run(
 def _enqueue(loaded, options, retry_failed: bool, check: bool):
     """Count the networks, check the data (`check`), queue the missing trials and write results.csv as it
     stands: (the ledger, trials in all, trials already done)."""
-    from ablate.sweep.ledger import Ledger, safe_url
+    from ablate.secrets import safe_url
+    from ablate.sweep.ledger import Ledger
     from ablate.sweep.results import write_results
     from ablate.sweep.states import Status
 

@@ -8,24 +8,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ablate.secrets import redact, register, safe_url
+
 from .journal import safe_journal
 from .options import DEFAULT_HEARTBEAT, LedgerError, LedgerOptions
 
 
 def is_rdb_url(url: str | None) -> bool:
     return bool(url) and "://" in str(url)
-
-
-def safe_url(url: str | None) -> str | None:
-    """The storage URL with its password hidden (for logs)."""
-    if not is_rdb_url(url):
-        return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL sqlalchemy understands: show it as given
-        return url
 
 
 def rdb_url(url: str) -> str:
@@ -102,23 +92,37 @@ def _rdb_storage(url: str, readonly: bool, kwargs: dict[str, Any]) -> Any:
     import optuna
     from sqlalchemy.engine import make_url
 
+    register(url)
     shown = safe_url(url) or ""
     try:
         parsed = make_url(url)
     except Exception as e:  # noqa: BLE001 - sqlalchemy's ArgumentError / ValueError: malformed URL
-        raise LedgerError("--storage", f"'{_hide(url, None)}' is not a storage URL ({_first_line(e)}); e.g. "
+        raise LedgerError("--storage", f"'{shown}' is not a storage URL ({_first_line(e)}); e.g. "
                           "postgresql://user@host/db, sqlite:///ledger.db, or a journal file path") from None
     if parsed.get_backend_name() == "sqlite" and not _sqlite_file_ok(parsed.database, shown, readonly):
         return None
     try:
-        return optuna.storages.RDBStorage(rdb_url(url), **kwargs)
+        if readonly and not _has_ledger_tables(rdb_url(url)):
+            return None  # an empty database: nothing to read, and a reading command creates no table
+        return optuna.storages.RDBStorage(rdb_url(url), skip_table_creation=readonly, **kwargs)
     except ModuleNotFoundError as e:
         raise LedgerError("--storage", f"{shown}: the database driver '{e.name}' is not installed "
                           f"(pip install it)") from None
     except Exception as e:  # noqa: BLE001 - refused connection, unknown dialect, bad host, ...
         cause = getattr(e, "orig", None) or e
-        raise LedgerError("--storage", f"{shown}: cannot open: {_hide(_first_line(cause), parsed.password)}") \
+        raise LedgerError("--storage", f"{shown}: cannot open: {redact(_first_line(cause))}") \
             from None
+
+
+def _has_ledger_tables(url: str) -> bool:
+    """Whether the database holds optuna's tables (asked without writing anything)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
 
 
 def _sqlite_file_ok(db: str | None, shown: str, readonly: bool) -> bool:
@@ -136,15 +140,6 @@ def _sqlite_file_ok(db: str | None, shown: str, readonly: bool) -> bool:
             raise LedgerError("--storage", f"{shown}: {db} is not an SQLite database")
         return True
     return not readonly
-
-
-def _hide(text: str, password: str | None) -> str:
-    """`text` with a URL's password (or, unparsed, anything between user: and @) masked."""
-    import re
-
-    if password:
-        text = text.replace(password, "***")
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def heartbeat_interval(storage: Any) -> int | None:

@@ -296,6 +296,10 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
     """Entry point of one spawned worker process."""
     import signal
 
+    from ablate.secrets import guard_output, register
+
+    register(opts.ledger.storage)  # a fresh interpreter: learn the URL's secrets again, then hide them
+    guard_output()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us with SIGTERM
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
