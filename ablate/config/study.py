@@ -266,7 +266,7 @@ class Search(_Strict):
     sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="optuna sampler.")
     trials: int = Field(20, gt=0, description="How many configurations to train (tpe/random).")
     objective: Literal["top1", "top5", "ema_top1"] = Field("top1", description="Validation metric maximised.")
-    seed: int = Field(0, description="Sampler seed.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Sampler seed (numpy's range: 0 to 2^32-1).")
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = Field(
         "none", description="optuna pruner (tpe/random): stops a trial whose learning curve falls behind the others "
         "(recorded as pruned). Off by default; ablations and grid searches never prune.")
@@ -329,7 +329,8 @@ class Study(_Strict):
     recipe: Recipe = Recipe()
     scale: Scale = Scale()
     measure: Measure = Measure()
-    seeds: list[int] = Field([0], min_length=1, description="Each variant is trained once per seed.")
+    seeds: list[Annotated[int, Field(ge=-2**63, le=2**63 - 1)]] = Field(
+        [0], min_length=1, description="Each variant is trained once per seed (64-bit integers, as torch takes).")
     steps: list[Step] = Field(default_factory=list, description="Cumulative roadmap steps.")
     variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Cartesian product of field values.")
@@ -338,6 +339,21 @@ class Study(_Strict):
                                 "(e.g. {gflops: 4.47}); a step or variant may give its own.")
     exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
                                "proxy study that extends a full one: a reference model that cannot run at its size).")
+
+    @model_validator(mode="after")
+    def _objective_is_measured(self) -> Study:
+        """A search maximises a metric every trial measures: ema_top1 needs the recipe's EMA on (for every choice
+        the search may make), or each trial would score a silent 0."""
+        from .net import FieldError
+
+        if self.search is None or self.search.objective != "ema_top1":
+            return self
+        choices = self.search.space.get("recipe.ema", [self.recipe.ema])
+        if not isinstance(choices, list) or None in choices:
+            where = " in the search space" if "recipe.ema" in self.search.space else ""
+            raise FieldError("search.objective", f"ema_top1 needs the EMA of the weights, but recipe.ema is off "
+                             f"(null){where}; set recipe.ema (e.g. 0.9999) or maximise top1")
+        return self
 
     @field_validator("seeds")
     @classmethod

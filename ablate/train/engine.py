@@ -306,6 +306,9 @@ class _Trial:
         self.scheduler.step(epoch + 1)
         metrics = evaluate(self.model, self.data, self.dev, self.amp)
         ema = evaluate(self.ema.module, self.data, self.dev, self.amp) if self.ema is not None else None
+        for what, m in (("", metrics), (" of the EMA weights", ema or {})):  # diverged: its accuracy means nothing
+            if not math.isfinite(m.get("loss", 0.0)):
+                raise TrialFailed(f"non-finite validation loss{what} ({m['loss']}) after epoch {epoch + 1}")
         row = {"epoch": epoch + 1, "lr": acc["lr"], "train_loss": acc["loss_sum"] / max(acc["images"], 1),
                "val_loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
                "ema_top1": ema["top1"] if ema else None, "ema_top5": ema["top5"] if ema else None,
