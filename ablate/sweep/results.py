@@ -8,12 +8,12 @@ skipped, or not yet queued (new).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
 from ablate.config.net import NetConfig
 from ablate.config.variant import changes_text
+from ablate.files import atomic_write
 
 from .ledger import Ledger
 from .states import Status
@@ -114,12 +114,12 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None, wi
     df = results_frame(ledger, counts)
     out = ledger.dir
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
     with contextlib.suppress(ImportError):  # pyarrow missing: the CSV is the table of record
-        _atomic(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
+        atomic_write(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
     kind = ledger.loaded.kind
     if with_summary:
-        _atomic(out / "summary.csv", lambda p: summary(df, kind).to_csv(p, index=False, float_format="%.4f"))
+        atomic_write(out / "summary.csv", lambda p: summary(df, kind).to_csv(p, index=False, float_format="%.4f"))
     return out / "results.csv"
 
 
@@ -131,15 +131,3 @@ def _parquet_safe(df: Any) -> Any:
         if out[col].dtype == object and len({type(v) for v in out[col].dropna()}) > 1:
             out[col] = out[col].map(lambda v: v if v is None or v != v else str(v))
     return out
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temp file behind
-        if isinstance(e, OSError) and e.filename is None:
-            e.filename = str(path)  # pandas' errors do not say which file
-        raise
