@@ -237,7 +237,13 @@ def print_status(ledger, to=None) -> None:
     df = results_frame(ledger)
     counts = df["status"].value_counts().to_dict()
     line = Status.counts_line(counts)  # every status with a trial, in display order (skipped ones too)
-    print(f"{ledger.loaded.name}: {len(df)} trials: {line}", file=to)
+    search = ledger.loaded.study.search if ledger.search is not None else None
+    if df.empty:
+        print(f"{ledger.loaded.name}: no trial yet ({ledger.loaded.plan()}); `ablate run` queues and trains them",
+              file=to)
+        return
+    total = f" of {search.trials} search" if search is not None else ""
+    print(f"{ledger.loaded.name}: {len(df)}{total} trials: {line}", file=to)
     cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
     show = df[cols].copy()
     show["fail_reason"] = show["fail_reason"].fillna("").astype(str).str.slice(0, 60)

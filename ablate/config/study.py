@@ -61,6 +61,14 @@ class DataSpec(_Strict):
                                      "(synthetic: the number of images made).")
     val_subset: int | None = Field(None, gt=0, description="Evaluate on this many validation images.")
 
+    @field_validator("root")
+    @classmethod
+    def _home(cls, v: str | None) -> str | None:
+        """`~/data` as the shell means it, once, for every reader of the path (it is not part of a variant id)."""
+        import os
+
+        return os.path.expanduser(v) if v else v
+
     def resolved(self, key: str) -> int:
         value = getattr(self, key)
         return value if value is not None else DATASETS[self.dataset][key]
