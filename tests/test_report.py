@@ -198,9 +198,9 @@ def test_complete_roadmap_report(tmp_path: Path) -> None:
     assert all(table_row(md, n)[-3] == A.UNJUDGED for n in ("stage ratio", "patchify stem", "depthwise conv"))
     assert "1 seed: changes not judged; run with `seeds: [0, 1, 2]`" in md
     found = md.split("## Findings")[1].split("## Results")[0]
-    for word in ("Helped", "Hurt", "beyond", "real", "within noise"):
+    for word in ("Helped", "Hurt", "Equivalent", "Undetermined", "settled"):
         assert word not in found, word
-    assert not any(table_row(md, n)[-3].startswith(("real", "within")) for n, *_ in STEPS[:5])
+    assert not any(table_row(md, n)[-3].startswith(("helped", "hurt", "equiv", "undet")) for n, *_ in STEPS[:5])
     # agreement: levels 0.3 (by hand below); changes +0.5 -0.2 +0.7 +0.2 vs +2.69 +0.54 +0.15 -1.23:
     # ranks 3 1 4 2 vs 4 3 2 1 -> sum d^2 = 10 -> rho = 1 - 6*10/(4*15) = 0.0. Big paper steps (>= 0.4):
     # +2.69, +0.54, -1.23 -> measured +0.5, -0.2, +0.2: the paper's sign in 1 of 3.
@@ -267,9 +267,10 @@ def test_failed_trials_are_listed_with_reasons(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_planted_effect_is_real_and_planted_null_within_noise(tmp_path: Path) -> None:
+def test_planted_effect_is_helped_and_planted_null_undetermined(tmp_path: Path) -> None:
     """3 seeds: step 1 plants no effect (per-seed noise of both signs), step 2 plants +1.0 on top of it, step 3
-    plants no effect again. The verdicts say so, and each 95 % interval holds the planted value."""
+    plants no effect again. Holm over the family of 3 changes: the effect is `helped`, each null (no margin)
+    `undetermined`, and each corrected interval holds the planted value."""
     loaded = roadmap_study(tmp_path, n=4, seeds="[0, 1, 2]")
     base = {0: 90.0, 1: 90.4, 2: 89.8}
     noise = [0.3, -0.25, 0.05]
@@ -283,24 +284,27 @@ def test_planted_effect_is_real_and_planted_null_within_noise(tmp_path: Path) ->
     df, _ = read_results(loaded, tmp_path / "results" / "synth")
     t = A.variant_table(df)
     null, effect, null2 = t.iloc[1], t.iloc[2], t.iloc[3]
-    assert null["noise"] == "within noise" and null["delta_lo"] < 0.0 < null["delta_hi"]
-    assert effect["noise"] == "real" and effect["delta_lo"] < 1.0 < effect["delta_hi"] and effect["p"] < 0.05
-    assert null2["noise"] == "within noise" and null2["delta_lo"] < 0.0 < null2["delta_hi"]
+    assert null["verdict"] == "undetermined" and null["delta_lo"] < 0.0 < null["delta_hi"]
+    assert effect["verdict"] == "helped" and effect["delta_lo"] < 1.0 < effect["delta_hi"]
+    # raw p 0.0033 is the family's smallest: Holm multiplies it by 3
+    assert effect["p"] == pytest.approx(0.003317, rel=1e-2) and effect["p_adj"] == pytest.approx(3 * effect["p"])
+    assert null2["verdict"] == "undetermined" and null2["delta_lo"] < 0.0 < null2["delta_hi"]
+    assert (effect["family"], effect["pairs"]) == (3, 3)
     row = table_row(md, "ResNet-50 (modern recipe)")
-    assert row[-3].startswith("within noise, p=") and row[9].startswith("90.10 [")
+    assert row[-3].startswith("undetermined, p_adj=") and row[9].startswith("90.10 [")
     assert row[9].endswith("(n=3)")
-    assert table_row(md, "stage ratio")[-3].startswith("real, p=0.0")
-    assert "+1.00 [+0.75, +1.25]" in table_row(md, "stage ratio")[10]
-    assert "Helped (vs the previous step; paired t-test over 3 shared seeds" in md
-    assert "stage ratio (+1.00 [+0.75, +1.25])" in md
-    assert "Within the study's own seed noise" in md and "ResNet-50 (modern recipe) (+0.03 [" in md
+    assert table_row(md, "stage ratio")[-3].startswith("helped, p_adj=0.00995")
+    # the interval at the level Holm spends on it (0.05 / 3): t(2) quantile 7.65 x 0.1 / sqrt(3) = 0.44
+    assert "+1.00 [+0.56, +1.44]" in table_row(md, "stage ratio")[10]
+    assert ("Helped (vs the previous step; paired t-tests over 3 shared seeds, corrected together over the "
+            "family of 3 judged changes by Holm's step-down") in md
+    assert "stage ratio (+1.00 [+0.56, +1.44])" in md
+    assert "Undetermined" in md and "ResNet-50 (modern recipe) (+0.03 [" in md
+    assert "1 of 3 judged changes settled (1 helped, 0 hurt)" in md
     assert "not judged" not in md.split("## Findings")[1].split("## Results")[0]
     # rho comes with a bootstrap interval over the 3 seeds
     agree = A.agreement(t, df)
     assert agree["seeds"] == 3 and agree["rho_levels_ci"][0] <= agree["rho_levels"] <= agree["rho_levels_ci"][1]
-    assert re.search(r"over 4 steps: -?\d\.\d\d \[-?\d\.\d\d, -?\d\.\d\d\], 3 seeds", md)
-    summary = A.variant_table(df)  # summary.csv carries the same interval columns (see test_sweep)
-    assert {"top1_lo", "top1_hi", "delta_lo", "delta_hi"} <= set(summary.columns)
 
 
 def test_grid_report_has_a_chart_per_field(tmp_path: Path) -> None:
@@ -404,25 +408,32 @@ def test_bootstrap_interval_is_reproducible() -> None:
 def _judged(rows: list[tuple[str, float, str, int]]) -> pd.DataFrame:
     """A variant table with changes (name, delta, verdict, shared seeds): the columns `findings` reads."""
     return pd.DataFrame([{"name": n, "top1_mean": 90.0 + i, "top1_lo": 89.5 + i, "top1_hi": 90.5 + i, "n": 3,
-                          "delta": d, "delta_lo": d - 0.2, "delta_hi": d + 0.2, "noise": v, "pairs": k,
+                          "delta": d, "delta_lo": d - 0.2, "delta_hi": d + 0.2, "verdict": v, "pairs": k,
+                          "family": 3, "seeds_to_settle": 12.0 if v == "undetermined" else math.nan,
                           "ref_top1": math.nan, "state": "done", "status": "done"}
                          for i, (n, d, v, k) in enumerate(rows)])
 
 
 def test_findings_sentences() -> None:
     from ablate.report.findings import findings
+    from ablate.report.verdicts import Rule
 
-    t = _judged([("a", math.nan, "", 0), ("b", 0.8, "real", 3), ("c", -0.6, "real", 3), ("d", 0.1, "within noise", 3)])
+    t = _judged([("a", math.nan, "", 0), ("b", 0.8, "helped", 3), ("c", -0.6, "hurt", 3),
+                 ("d", 0.1, "undetermined", 3)])
     out = findings(t, "steps")
     assert out[0] == "Best measured top-1: **d** with 93.00 [92.50, 93.50] (n = 3, 95 % CI)."
-    assert out[1].startswith("Helped (vs the previous step; paired t-test over 3 shared seeds") and "b (+0.80" in out[1]
+    assert out[1].startswith("Helped (vs the previous step; paired t-tests over 3 shared seeds, corrected together "
+                             "over the family of 3 judged changes by Holm's step-down") and "b (+0.80" in out[1]
     assert out[2].startswith("Hurt") and "c (-0.60 [-0.80, -0.40])" in out[2]
-    assert out[3].startswith("Within the study's own seed noise") and len(out) == 4
-    two = findings(_judged([("a", math.nan, "", 0), ("b", 0.5, "real", 2), ("c", 0.1, "within noise", 2)]), "grid")
-    assert two[1].startswith("Helped (vs 'a'; paired t-test over 2 shared seeds") and two[2].startswith("Within")
-    assert "1 degree of freedom" in two[3] and len(two) == 4
-    null = findings(_judged([("a", math.nan, "", 0), ("b", 0.1, "within noise", 3)]), "steps")
-    assert null[2].startswith("No change is beyond the study's own seed noise")
+    assert out[3].startswith("Undetermined") and "d (+0.10 [-0.10, +0.30]; ~12 seeds)" in out[3]
+    assert out[4] == "2 of 3 judged changes settled (1 helped, 1 hurt)." and len(out) == 5
+    eq = findings(_judged([("a", math.nan, "", 0), ("b", 0.1, "equivalent", 3)]), "grid", rule=Rule(margin=0.5))
+    assert eq[1].startswith("Equivalent — no effect beyond ±0.5 points") and "b (+0.10" in eq[1]
+    assert eq[2] == "1 of 1 judged changes settled (0 helped, 0 hurt, 1 equivalent)."
+    two = findings(_judged([("a", math.nan, "", 0), ("b", 0.5, "helped", 2), ("c", 0.1, "undetermined", 2)]),
+                   "grid", rule=Rule(correction="bh"))
+    assert two[1].startswith("Helped (vs 'a'; paired t-tests over 2 shared seeds") and "Benjamini-Hochberg" in two[1]
+    assert "1 degree of freedom" in two[-1]
     one = findings(_judged([("a", math.nan, "", 0), ("b", 0.3, A.UNJUDGED, 1)]), "steps")
     assert one[1].startswith("1 seed: changes not judged") and "b (+0.30 [+0.10, +0.50])" in one[1]
     assert findings(pd.DataFrame(), "steps") == ["The study has no variants."]

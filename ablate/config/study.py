@@ -325,6 +325,24 @@ class Search(_Strict):
         return self.flops is not None or self.params is not None
 
 
+class Evidence(_Strict):
+    """How the study's changes are judged: the family correction, the equivalence margin, the extra seeds.
+    The rules are in docs/evidence.md (a change's verdict is helped / hurt / equivalent / undetermined, or not
+    judged with one seed)."""
+
+    correction: Literal["holm", "bh", "none"] = Field(
+        "holm", description="Multiplicity correction over the study's judged changes (one family): `holm` "
+        "(family-wise error, Holm's step-down), `bh` (false discovery rate, Benjamini-Hochberg) or `none`.")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Error rate of the whole family (after correction).")
+    margin: float | None = Field(
+        None, gt=0, description="Equivalence margin in points of top-1: a change whose corrected interval lies "
+        "inside +-margin is `equivalent` (two one-sided tests); null = no change is called equivalent.")
+    max_seeds: int | None = Field(
+        None, gt=1, le=100, description="Add seeds to the variants of undetermined changes, round by round, "
+        "until every change is settled or has this many seeds; null = train `seeds` only.")
+    round_seeds: int = Field(2, gt=0, le=50, description="Seeds added to each open variant per round.")
+
+
 class Study(_Strict):
     """A study file: the base network, data, recipe, and the variants to compare."""
 
@@ -339,6 +357,7 @@ class Study(_Strict):
     measure: Measure = Measure()
     seeds: list[Annotated[int, Field(ge=-2**63, le=2**63 - 1)]] = Field(
         [0], min_length=1, description="Each variant is trained once per seed (64-bit integers, as torch takes).")
+    evidence: Evidence = Field(Evidence(), description="How changes are judged (correction, margin, extra seeds).")
     steps: list[Step] = Field(default_factory=list, description="Cumulative roadmap steps.")
     variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Cartesian product of field values.")
@@ -369,3 +388,19 @@ class Study(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"seeds repeat: {v}")
         return v
+
+    @model_validator(mode="after")
+    def _enough_max_seeds(self) -> Study:
+        top = self.evidence.max_seeds
+        if top is not None and top < len(self.seeds):
+            from .net import FieldError
+
+            raise FieldError("evidence.max_seeds", f"{top} is below the study's {len(self.seeds)} seeds")
+        return self
+
+    def added_seeds(self, rounds: int) -> list[int]:
+        """The seeds rounds 1..`rounds` of `evidence.max_seeds` add: the next integers after the largest given,
+        `evidence.round_seeds` a round, never beyond `max_seeds` seeds in all."""
+        top = self.evidence.max_seeds or len(self.seeds)
+        n = min(rounds * self.evidence.round_seeds, top - len(self.seeds))
+        return [max(self.seeds) + 1 + i for i in range(max(n, 0))]

@@ -4,11 +4,11 @@ Nothing here reads or writes files or draws. Inputs are the rows of results/<stu
 variant x seed, any status) and the per-epoch rows of trials/*/metrics.csv; outputs feed charts.py,
 findings.py and writer.py.
 
-Evidence rules (DESIGN.md): a change is judged only by the study's own seeds (paired t-test over the seeds
-both variants finished, 95 % t-interval of the mean difference); with one seed nothing is judged. Every
-number a reader compares carries its interval: step means (t-interval over seeds), changes (paired
-t-interval), rank correlation with the paper (bootstrap over seeds). The statistics are in stats.py
-(scipy.stats) and re-exported here.
+Evidence rules (docs/evidence.md): a change is judged only by the study's own seeds, as one member of the
+study's family of changes (verdicts.py: corrected paired tests, helped / hurt / equivalent / undetermined);
+with one seed nothing is judged. Every number a reader compares carries its interval: step means
+(t-interval over seeds), changes (the corrected paired interval), rank correlation with the paper
+(bootstrap over seeds). The statistics are in stats.py and verdicts.py (scipy.stats).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .stats import (
     t_interval,
 )
 from .text import show
+from .verdicts import NOT_JUDGED, SETTLED, Rule, judge_family
 
 __all__ = ["ALPHA", "BIG_STEP", "BOOTSTRAP_RESAMPLES", "CONFIDENCE", "REFERENCE_GROUPS", "STATE_LABEL", "UNJUDGED",
            "agreement", "curve_table", "grid_effect", "grid_table", "noise_verdicts", "paired_test", "pareto_mask",
@@ -47,7 +48,7 @@ STATE_LABEL = {s.value: s.label for s in Status}  # status -> the word reports u
 # A variant whose seeds differ in status takes the first of these its seeds have (after done / partial).
 _VARIANT_STATE_PRIORITY = (Status.RUNNING, Status.INTERRUPTED, Status.QUEUED, Status.FAILED, Status.PRUNED,
                            Status.SKIPPED)
-UNJUDGED = "not judged (1 seed)"
+UNJUDGED = NOT_JUDGED
 
 
 # ---------------------------------------------------------------- the variant table
@@ -75,7 +76,7 @@ def _status_text(statuses: list[str]) -> str:
     return Status.counts_line(counts.to_dict(), label=True)
 
 
-def variant_table(df: pd.DataFrame, kind: str = "steps") -> pd.DataFrame:
+def variant_table(df: pd.DataFrame, kind: str = "steps", rule: Rule | None = None) -> pd.DataFrame:
     """One row per variant in study order: counts, throughput, top-1 mean/std over finished seeds, the
     paper's reference, the change vs the previous step (kind `steps`) or vs the first variant (otherwise),
     the same change in the paper's numbers, and a noise verdict for the change (see `noise_verdicts`)."""
@@ -83,7 +84,7 @@ def variant_table(df: pd.DataFrame, kind: str = "steps") -> pd.DataFrame:
     table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
     if table.empty:
         return table
-    return noise_verdicts(table, df, kind)
+    return noise_verdicts(table, df, kind, rule)
 
 
 def _variant_row(vid: str, g: pd.DataFrame) -> dict[str, Any]:
@@ -141,23 +142,27 @@ def seed_values(df: pd.DataFrame) -> dict[str, pd.Series]:
     return {vid: pd.to_numeric(g.set_index("seed")["top1"], errors="coerce") for vid, g in done.groupby("id")}
 
 
-def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Add `vs` (the row compared with), `delta` with its 95 % interval `delta_lo`/`delta_hi`, `ref_delta`,
-    `p`, `pairs` and `noise` to the table.
+def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str, rule: Rule | None = None) -> pd.DataFrame:
+    """Add `vs` (the row compared with), `delta` with its corrected interval `delta_lo`/`delta_hi`,
+    `ref_delta`, `p`, `p_adj`, `p_equiv_adj`, `pairs`, `verdict`, `look`, `seeds_to_settle` and `family` to
+    the table (verdicts.py: the rules).
 
     Compared with: the previous step for `steps` studies (reference-group rows are skipped: they are not
-    steps of the roadmap), the first variant otherwise. With >= 2 seeds both rows finished, a paired t-test
-    over the shared seeds decides: `noise` = "real" when p < ALPHA, else "within noise"; `delta` is then the
-    mean of the paired differences and the interval its t-interval. With fewer shared seeds the change is
-    listed but not judged (`noise` = UNJUDGED): nothing else (e.g. the paper's noise) may stand in for the
-    study's own seeds.
+    steps of the roadmap), the first variant otherwise. Every change with >= 2 seeds both rows finished is
+    one member of the study's family, judged by the paired differences over those seeds (`delta` is their
+    mean); with fewer it is listed (`delta` the difference of the means) and `not judged`: nothing else
+    (e.g. the paper's noise) may stand in for the study's own seeds.
     """
     t = table.copy()
     by_seed = seed_values(df)
-    changes = []
-    for i, row in t.iterrows():
-        j = _compare_with(t, int(i), kind)
-        changes.append(_NO_CHANGE if j is None else _change(t.loc[j], row, by_seed))
+    empty = pd.Series(dtype=float)
+    against = [_compare_with(t, int(i), kind) for i in t.index]
+    rows = [i for i, j in zip(t.index, against, strict=True) if j is not None]
+    pairs = [(by_seed.get(t.loc[j, "id"], empty), by_seed.get(t.loc[i, "id"], empty))
+             for i, j in zip(t.index, against, strict=True) if j is not None]
+    judged = dict(zip(rows, judge_family(pairs, rule or Rule()), strict=True))
+    changes = [_NO_CHANGE if j is None else _change(t.loc[j], t.loc[i], judged[i])
+               for i, j in zip(t.index, against, strict=True)]
     for k in _NO_CHANGE:
         t[k] = [c[k] for c in changes]
     return t
@@ -165,24 +170,19 @@ def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str) -> pd.DataF
 
 # The change columns of a row compared with nothing (a reference row, or the first row).
 _NO_CHANGE: dict[str, Any] = {"vs": "", "delta": math.nan, "delta_lo": math.nan, "delta_hi": math.nan,
-                              "ref_delta": math.nan, "p": math.nan, "pairs": 0, "noise": ""}
+                              "ref_delta": math.nan, "p": math.nan, "p_adj": math.nan, "p_equiv_adj": math.nan,
+                              "pairs": 0, "verdict": "", "look": 0, "seeds_to_settle": math.nan, "family": 0}
 
 
-def _change(prev: pd.Series, row: pd.Series, by_seed: dict[str, pd.Series]) -> dict[str, Any]:
-    """The change columns of `row` vs `prev` (see `noise_verdicts`)."""
-    empty = pd.Series(dtype=float)
-    test = paired_test(by_seed.get(prev["id"], empty), by_seed.get(row["id"], empty))
-    paired = test["n"] >= 2
-    delta = test["mean"] if paired else row["top1_mean"] - prev["top1_mean"]
-    if not math.isfinite(delta):
-        verdict = ""
-    elif paired:
-        verdict = "within noise" if test["p"] >= ALPHA else "real"
-    else:
-        verdict = UNJUDGED
-    return {"vs": prev["name"], "delta": delta, "delta_lo": test["lo"] if paired else math.nan,
-            "delta_hi": test["hi"] if paired else math.nan, "ref_delta": row["ref_top1"] - prev["ref_top1"],
-            "p": test["p"], "pairs": int(test["n"]), "noise": verdict}
+def _change(prev: pd.Series, row: pd.Series, res: dict[str, Any]) -> dict[str, Any]:
+    """The change columns of `row` vs `prev` from its verdict `res` (see `noise_verdicts`)."""
+    paired = res["n"] >= 2
+    delta = res["mean"] if paired else row["top1_mean"] - prev["top1_mean"]
+    return {"vs": prev["name"], "delta": delta, "delta_lo": res["lo"], "delta_hi": res["hi"],
+            "ref_delta": row["ref_top1"] - prev["ref_top1"], "p": res["p"], "p_adj": res["p_adj"],
+            "p_equiv_adj": res["p_equiv_adj"], "pairs": int(res["n"]),
+            "verdict": res["verdict"] if math.isfinite(delta) else "", "look": int(res["look"]),
+            "seeds_to_settle": res["seeds_to_settle"], "family": int(res["family"])}
 
 
 def _compare_with(t: pd.DataFrame, i: int, kind: str) -> int | None:
@@ -283,7 +283,7 @@ def _big_steps(table: pd.DataFrame) -> dict[str, Any]:
     big = big[big["delta"].notna()]
     same = np.sign(big["delta"]) == np.sign(big["ref_delta"])
     return {"big_n": len(big), "big_same": int(same.sum()),
-            "big_same_real": int((same & (big["noise"] == "real")).sum()),
+            "big_same_settled": int((same & big["verdict"].isin(SETTLED[:2])).sum()),
             "big_names": [str(x) for x in big["name"]]}
 
 

@@ -28,6 +28,7 @@ from .reading import read_results
 from .render import PLAIN_TEXT, Block, save_figure, to_html, to_markdown
 from .style import PALETTE, figure, plain_axes
 from .text import fmt, fmt_ci, fmt_rho, slug
+from .verdicts import Rule, agreement
 
 # Images in the full training split, for the cost of a study that trains on all of it.
 TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}
@@ -67,7 +68,7 @@ def read_study(loaded: LoadedStudy, results_dir: Path, storage: str | None = Non
     df, _notes = read_results(loaded, Path(results_dir) / loaded.name, storage)
     if not (df["status"] == Status.DONE).any():
         raise StudyError(loaded.file, "results", f"no finished trial yet: run `ablate run {loaded.file}` first")
-    table = A.variant_table(df, loaded.kind)
+    table = A.variant_table(df, loaded.kind, Rule.of(loaded.study))
     table, _ = A.vs_baseline(table, df)
     return StudyResult(loaded, table, A.agreement(table, df, loaded.kind), study_cost(loaded, df))
 
@@ -95,7 +96,8 @@ def step_table(results: list[StudyResult]) -> tuple[pd.DataFrame, list[str]]:
             row.setdefault("paper delta", h["ref_delta"])
             row.update({f"{tag}:top1": h["top1_mean"], f"{tag}:lo": h["top1_lo"], f"{tag}:hi": h["top1_hi"],
                         f"{tag}:delta": h["delta"], f"{tag}:dlo": h["delta_lo"], f"{tag}:dhi": h["delta_hi"],
-                        f"{tag}:verdict": h["noise"]})
+                        f"{tag}:verdict": h["verdict"]})
+        row["agreement"] = agreement([row.get(f"{r.loaded.name}:verdict", "") for r in results])
         rows.append(row)
     notes = []
     for r in results:
@@ -114,7 +116,7 @@ def summary_table(results: list[StudyResult]) -> pd.DataFrame:
             "steps": a["n_levels"], "rho_levels": a["rho_levels"], "rho_levels_lo": a["rho_levels_ci"][0],
             "rho_levels_hi": a["rho_levels_ci"][1], "rho_changes": a["rho_deltas"],
             "rho_changes_lo": a["rho_deltas_ci"][0], "rho_changes_hi": a["rho_deltas_ci"][1],
-            "big_same_sign": a["big_same"], "big_steps": a["big_n"], "big_same_real": a["big_same_real"],
+            "big_same_sign": a["big_same"], "big_steps": a["big_n"], "big_same_settled": a["big_same_settled"],
             "image_size": s.data.resolved("image_size"), "train_subset": s.data.train_subset,
             "epochs": s.recipe.epochs, "width": s.scale.width, "depth": s.scale.depth,
             "trials_done": int(c["trials_done"]), "trials": int(c["trials"]), "train_images": c["train_images"],
@@ -175,18 +177,29 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
         save_figure(fig, out / "compare.png", dpi=130)
         save_figure(fig, out / "compare.svg")
     atomic_write(out / "compare.csv", lambda tmp: summary.to_csv(tmp, index=False, float_format="%.4f"))
+    atomic_write(out / "compare-steps.csv", lambda tmp: steps.to_csv(tmp, index=False, float_format="%.4f"))
     tags = [s.name for s in loaded]
     blocks: list[Block] = [("h", 1, f"Comparison: {', '.join(tags)}"),
                            ("p", f"generated {time.strftime('%Y-%m-%d %H:%M')}; steps matched by name.")]
     blocks += [("h", 2, "Agreement with the paper and cost"), _summary_block(summary),
                ("img", "compare.png", "agreement vs cost"), ("p", "_Agreement with the paper against cost._")]
-    blocks += [("h", 2, "Per step"), _steps_block(steps, tags)]
+    blocks += [("h", 2, "Per step"), _steps_block(steps, tags), ("p", _agreement_line(steps))]
     if notes:
         blocks += [("h", 2, "Steps not shared by every study"), ("ul", notes)]
     blocks += [("h", 2, "How to read this"), ("ul", _HOW_TO_READ)]
     atomic_write_text(out / "compare.md", to_markdown(blocks))
     atomic_write_text(out / "compare.html", to_html(blocks, out, f"compare {name} — ablate"))
-    return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv")]
+    return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv",
+                              "compare-steps.csv")]
+
+
+def _agreement_line(steps: pd.DataFrame) -> str:
+    """How many steps' verdicts agree across the studies (the `agreement` column)."""
+    counts = steps["agreement"].value_counts() if "agreement" in steps else pd.Series(dtype=int)
+    words = ("same", "compatible", "contradictory")
+    return ("Verdicts across the studies (agreement): " + ", ".join(f"{int(counts.get(w, 0))} {w}" for w in words)
+            + ". `contradictory`: settled in ways that cannot both hold (helped vs hurt, an effect vs equivalent); "
+            "`compatible`: one settled, another undetermined or not judged.")
 
 
 def _summary_block(summary: pd.DataFrame) -> Block:
@@ -195,7 +208,7 @@ def _summary_block(summary: pd.DataFrame) -> Block:
             "image px", "train images", "epochs", "width × depth", "trials", "trained images", "trial-seconds",
             "wall (s)"]
     rows = [[str(r["study"]), str(r["seeds"]), str(r["steps"]), _rho_cell(r, "rho_levels"),
-             _rho_cell(r, "rho_changes"), f"{r['big_same_sign']} of {r['big_steps']} ({r['big_same_real']} real)",
+             _rho_cell(r, "rho_changes"), f"{r['big_same_sign']} of {r['big_steps']} ({r['big_same_settled']} settled)",
              str(r["image_size"]), str(r["train_subset"] or "all"), str(r["epochs"]),
              f"{r['width']:g} × {r['depth']:g}",
              f"{r['trials_done']}/{r['trials']}", f"{r['train_images']:,.0f}", fmt(r["trial_seconds"], 0),
@@ -206,13 +219,14 @@ def _summary_block(summary: pd.DataFrame) -> Block:
 def _steps_block(steps: pd.DataFrame, tags: list[str]) -> Block:
     """One row per step: the paper's top-1 and change, then each study's top-1 and change with intervals."""
     head = ["step", "paper top-1", "paper Δ"] + [f"{t}: top-1 [95% CI]" for t in tags] + \
-        [f"{t}: Δ [95% CI]" for t in tags]
+        [f"{t}: Δ [corrected CI]" for t in tags] + (["agreement"] if len(tags) > 1 else [])
     rows = []
     for _, r in steps.iterrows():
         cells = [str(r["step"]), fmt(r.get("paper top1")), fmt(r.get("paper delta"), signed=True)]
         cells += [fmt(r[f"{t}:top1"]) + fmt_ci(r[f"{t}:lo"], r[f"{t}:hi"]) for t in tags]
         cells += [(fmt(r[f"{t}:delta"], signed=True) + fmt_ci(r[f"{t}:dlo"], r[f"{t}:dhi"], signed=True)
                    + (f" ({r[f'{t}:verdict']})" if r[f"{t}:verdict"] else "")) for t in tags]
+        cells += [str(r["agreement"]) or "—"] if len(tags) > 1 else []
         rows.append(cells)
     return ("table", head, rows)
 
@@ -221,8 +235,8 @@ _HOW_TO_READ = [
     "ρ: Spearman rank correlation with the paper's ImageNet top-1 over the steps, of the levels and of the "
     "step-to-step changes; 95 % percentile-bootstrap interval over each study's shared seeds.",
     f"paper's sign: of the steps whose paper change is ≥ {A.BIG_STEP:g} points (beyond the paper's own seed "
-    "noise), how many changes have the paper's sign here, and how many of those are `real` by the study's "
-    "own paired test.",
+    "noise), how many changes have the paper's sign here, and how many of those each study settled as helped "
+    "or hurt (its own corrected verdict).",
     "cost: trained images = train-set size × epochs over finished trials; trial-seconds = sum of the trials' "
     "wall time (one device each); wall = first trial start to last trial end.",
 ]

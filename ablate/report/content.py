@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -14,10 +14,11 @@ import pandas as pd
 from ablate.config.variant import LoadedStudy
 from ablate.sweep.states import Status
 
-from .analysis import ALPHA, BIG_STEP, BOOTSTRAP_RESAMPLES, typical_seed_std
-from .findings import findings
+from .analysis import BIG_STEP, BOOTSTRAP_RESAMPLES, typical_seed_std
+from .findings import findings, method_line
 from .render import Block
 from .text import fmt, fmt_ci, one_line, show
+from .verdicts import CORRECTION_NAMES, SETTLED, UNDETERMINED, Rule
 
 
 def _versions() -> str:
@@ -53,6 +54,7 @@ class Tables:
     curves: pd.DataFrame  # analysis.curve_table
     grid_keys: list[str]  # the swept fields of a grid ([] otherwise)
     gtable: pd.DataFrame  # the table with a column per swept field (the table itself when not a grid)
+    rule: Rule = field(default_factory=Rule)  # how the study judges its changes (verdicts.Rule)
 
 
 def report_blocks(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[str],
@@ -67,14 +69,14 @@ def report_blocks(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[
     ]
     for note in notes:
         blocks.append(("p", f"**Note:** {note}"))
-    blocks += [("h", 2, "Findings"), ("ul", findings(t.table, loaded.kind, t.agree))]
+    blocks += [("h", 2, "Findings"), ("ul", findings(t.table, loaded.kind, t.agree, t.rule))]
     blocks += [("h", 2, "Results"), result_table(t.gtable, loaded.kind, t.grid_keys)]
-    blocks.append(("p", _table_legend(t.table, loaded.kind)))
+    blocks.append(("p", _table_legend(t.table, loaded.kind, t.rule)))
     blocks.append(("h", 2, "Charts"))
     for file, caption in images:
         blocks += [("img", file, caption), ("p", f"_{caption}_")]
     blocks += _failed_trials(df)
-    blocks += [("h", 2, "How the numbers are computed"), ("ul", _method_notes(t.table, loaded.kind))]
+    blocks += [("h", 2, "How the numbers are computed"), ("ul", _method_notes(t.table, loaded.kind, t.rule))]
     return blocks
 
 
@@ -115,7 +117,7 @@ def _failed_trials(df: pd.DataFrame) -> list[Block]:
 
 
 def result_table(t: pd.DataFrame, kind: str, grid_keys: list[str]) -> Block:
-    vs = "Δ vs prev [95% CI]" if kind == "steps" else "Δ vs first [95% CI]"
+    vs = "Δ vs prev [corrected CI]" if kind == "steps" else "Δ vs first [corrected CI]"
     header = ["#", "name", *grid_keys, "group", "changes", "status", "params (M)", "GFLOPs", "train img/s",
               "infer img/s", "top-1 mean [95% CI] (n)", vs, "verdict", "paper top-1", "paper Δ"]
     if kind == "grid":
@@ -127,12 +129,12 @@ def result_table(t: pd.DataFrame, kind: str, grid_keys: list[str]) -> Block:
         if math.isfinite(r["top1_mean"]):
             top1 = fmt(r["top1_mean"]) + fmt_ci(r.get("top1_lo"), r.get("top1_hi")) + f" (n={r['n']})"
         delta = fmt(r["delta"], signed=True) + fmt_ci(r["delta_lo"], r["delta_hi"], signed=True)
-        p = f", p={r['p']:.3f}" if isinstance(r["p"], float) and math.isfinite(r["p"]) else ""
+        p = _verdict_note(r)
         ref = fmt(r["ref_top1"]) + (f" ± {fmt(r['ref_top1_std'])}" if math.isfinite(r["ref_top1_std"]) else "")
         row = [str(r["index"] + 1), str(r["name"]), *[show(r[k]) for k in grid_keys], str(r["group"]),
                str(r.get("changes") or "—"), str(r["status"]), fmt(r["params"] / 1e6), fmt(r["gflops"]),
                fmt(r["train_img_per_s"], 0), fmt(r["infer_img_per_s"], 0), top1, delta,
-               (str(r["noise"]) + p) if r["noise"] else "", ref if ref != "—" else "—",
+               (str(r["verdict"]) + p) if r["verdict"] else "", ref if ref != "—" else "—",
                fmt(r["ref_delta"], signed=True)]
         if kind == "grid":
             del row[2 + len(grid_keys): 4 + len(grid_keys)]
@@ -140,26 +142,42 @@ def result_table(t: pd.DataFrame, kind: str, grid_keys: list[str]) -> Block:
     return ("table", header, rows)
 
 
-def _table_legend(t: pd.DataFrame, kind: str) -> str:
+def _verdict_note(r: Any) -> str:
+    """`, p_adj=0.012` after a verdict (and the seeds an undetermined change would need)."""
+    p = r.get("p_adj")
+    out = f", p_adj={p:.3g}" if isinstance(p, float) and math.isfinite(p) else ""
+    need = r.get("seeds_to_settle")
+    if r.get("verdict") == UNDETERMINED and isinstance(need, float) and not math.isnan(need):
+        out += f", needs ~{int(need)} seeds" if math.isfinite(need) else ", needs > 1000 seeds"
+    return out
+
+
+def _table_legend(t: pd.DataFrame, kind: str, rule: Rule) -> str:
     vs = "the previous step (reference rows are not steps)" if kind == "steps" else "the first variant"
+    margin = f"`equivalent` (its interval inside ±{rule.margin:g} points), " if rule.margin else ""
     return (f"changes: every resolved network, recipe and data field that differs from {vs} (computed from the "
-            f"configs, not from the names). Δ: change of mean top-1 vs {vs}, in points, with its paired 95 % "
-            "t-interval over shared seeds; verdict: `real` (paired t-test p < 0.05), `within noise`, or not judged "
-            "with one seed. paper: ImageNet-1K top-1 from the study's `reference:` (± the paper's seed std: context "
-            "only, never a verdict's basis; a proxy's accuracies are on another scale: compare changes and "
-            "orderings, not levels). GFLOPs at the paper's scale; img/s measured as trained (median over seeds).")
+            f"configs, not from the names). Δ: change of mean top-1 vs {vs}, in points, with its paired t-interval "
+            "over shared seeds at the level the family correction spends on it; verdict: `helped` / `hurt` (the "
+            f"corrected interval excludes 0), {margin}`undetermined`, or `not judged` with one seed; p_adj: the "
+            f"corrected p ({CORRECTION_NAMES[rule.correction]}). paper: ImageNet-1K top-1 from the study's "
+            "`reference:` (± the paper's seed std: context only, never a verdict's basis; a proxy's accuracies are "
+            "on another scale: compare changes and orderings, not levels). GFLOPs at the paper's scale; img/s "
+            "measured as trained (median over seeds).")
 
 
-def _method_notes(t: pd.DataFrame, kind: str) -> list[str]:
+def _method_notes(t: pd.DataFrame, kind: str, rule: Rule) -> list[str]:
     sigma = typical_seed_std(t)
     paper = (f" The paper's own seed std (median {fmt(sigma)} points on ImageNet) is context, not a basis for "
              "any verdict here." if math.isfinite(sigma) else "")
+    tested = t[t["verdict"].isin([*SETTLED, UNDETERMINED])] if "verdict" in t else t.iloc[0:0]
+    family = (method_line(tested, rule) + ".") if len(tested) else "no change has 2 shared seeds: none is judged."
     return [
         "top-1: final-epoch validation top-1 of each finished seed; mean with a 95 % Student-t interval over "
         "seeds (scipy.stats.t).",
-        f"verdict: with ≥ 2 shared seeds, a paired t-test of the per-seed differences (scipy.stats.ttest_rel, "
-        f"two-sided, α = {ALPHA}) and the 95 % t-interval of the mean difference; `real` when p < α, "
-        "`within noise` otherwise. With one seed no change is judged." + paper,
+        "verdicts (docs/evidence.md): every change with ≥ 2 shared seeds belongs to one family, the study's "
+        "judged changes; each is a paired t-test of the per-seed differences (is there an effect?)"
+        + (f" and two one-sided tests against ±{rule.margin:g} points (is the effect smaller than the margin?)"
+           if rule.margin else "") + ", corrected together: " + family + paper,
         "agreement: Spearman ρ (scipy.stats.spearmanr) between measured mean top-1 and paper top-1 over steps "
         "that have both (levels), and between step changes Δ and paper Δ (changes); reference rows (group "
         "`reference`) are left out. Intervals: percentile bootstrap over seeds (scipy.stats.bootstrap, "

@@ -11,18 +11,20 @@ import pandas as pd
 
 from ablate.sweep.states import Status
 
-from .analysis import ALPHA, BIG_STEP, UNJUDGED
+from .analysis import BIG_STEP
 from .text import fmt, fmt_ci, fmt_rho
+from .verdicts import CORRECTION_NAMES, EQUIVALENT, HELPED, HURT, NOT_JUDGED, SETTLED, UNDETERMINED, Rule
 
 
-def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None) -> list[str]:
+def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None, rule: Rule | None = None
+             ) -> list[str]:
     """Sentences the study's own numbers support: the best variant, what helped or hurt beyond the study's
     own seed noise (with intervals), what lies within it, the agreement with the paper (with intervals),
     and what is missing. With one seed no change is judged. Each sentence names its rows and numbers."""
     if table.empty:
         return ["The study has no variants."]
     out = [_best(table)]
-    out += _changes(table, kind)
+    out += _changes(table, kind, rule or Rule())
     if agree is not None and agree["n_levels"] >= 3:
         out += _agreement(agree)
     elif table["ref_top1"].notna().any() and kind == "steps":
@@ -45,50 +47,75 @@ def _best(table: pd.DataFrame) -> str:
             + (", 95 % CI" if int(best["n"]) >= 2 else "") + ").")
 
 
-def _names(rows: pd.DataFrame) -> str:
-    """`name (+0.12 [-0.30, 0.54])` for each row's change, comma-separated."""
+def _names(rows: pd.DataFrame, need: bool = False) -> str:
+    """`name (+0.12 [-0.30, 0.54])` for each row's change, comma-separated; `need`: with the seeds that would
+    settle it."""
     return ", ".join(f"{r['name']} ({fmt(r['delta'], signed=True)}"
-                     f"{fmt_ci(r['delta_lo'], r['delta_hi'], signed=True)})" for _, r in rows.iterrows())
+                     f"{fmt_ci(r['delta_lo'], r['delta_hi'], signed=True)}"
+                     + (f"; {_seeds_needed(r['seeds_to_settle'])}" if need else "") + ")" for _, r in rows.iterrows())
 
 
-def _changes(table: pd.DataFrame, kind: str) -> list[str]:
-    """What helped, hurt or lies within the study's own seed noise; unjudged changes as such."""
+def _seeds_needed(n: float) -> str:
+    if not math.isfinite(n):
+        return "more than 1000 seeds" if n == math.inf else "seeds needed unknown"
+    return f"~{int(n)} seeds"
+
+
+def _changes(table: pd.DataFrame, kind: str, rule: Rule) -> list[str]:
+    """What helped, hurt, is equivalent or undetermined, by the study's own seeds and its corrected family;
+    unjudged changes as such."""
     what = "the previous step" if kind == "steps" else f"'{table.iloc[0]['name']}'"
     judged = table[table["delta"].notna()] if "delta" in table else table.iloc[0:0]
-    unjudged = judged[judged["noise"] == UNJUDGED]
-    tested = judged[judged["noise"].isin(["real", "within noise"])]
+    unjudged = judged[judged["verdict"] == NOT_JUDGED]
+    tested = judged[judged["verdict"].isin([*SETTLED, UNDETERMINED])]
     if len(unjudged) and tested.empty:
         return ["1 seed: changes not judged; run with `seeds: [0, 1, 2]`. A single run per variant cannot "
                 "tell an effect from seed noise, so none of these changes is a finding. Changes (vs "
                 f"{what}, unjudged): {_names(unjudged)}."]
     if not len(judged):
         return []
-    return _tested_changes(tested, unjudged, what)
+    return _tested_changes(tested, unjudged, what, rule)
 
 
-def _tested_changes(tested: pd.DataFrame, unjudged: pd.DataFrame, what: str) -> list[str]:
-    """The sentences on changes judged by the paired t-test (and on the rest, not judged)."""
-    out = []
-    real = tested[tested["noise"] == "real"]
-    helped, hurt = real[real["delta"] > 0], real[real["delta"] < 0]
-    noise = tested[tested["noise"] == "within noise"]
+def method_line(tested: pd.DataFrame, rule: Rule) -> str:
+    """How the tested changes were judged, in one clause: seeds, correction, family size, margin, looks."""
     n_min, n_max = int(tested["pairs"].min()), int(tested["pairs"].max())
     seeds = f"{n_min}" if n_min == n_max else f"{n_min}-{n_max}"
-    how = f"paired t-test over {seeds} shared seeds, p < {ALPHA:g}; 95 % interval of the change"
-    if len(helped):
-        out.append(f"Helped (vs {what}; {how}): {_names(helped)}.")
-    if len(hurt):
-        out.append(f"Hurt (vs {what}; {how}): {_names(hurt)}.")
-    if len(noise):
-        out.append(f"Within the study's own seed noise (p ≥ {ALPHA:g}) — not findings: {_names(noise)}.")
-    if not len(real) and len(noise):
-        out.append("No change is beyond the study's own seed noise: more seeds (or a larger proxy) are needed "
-                   "to resolve effects of this size.")
+    family = int(tested["family"].max())
+    how = (f"paired t-tests over {seeds} shared seeds, corrected together over the family of {family} judged "
+           f"change{'s' * (family != 1)} by {CORRECTION_NAMES[rule.correction]}, α = {rule.alpha:g}")
+    looks = rule.looks()
+    if len(looks) > 1:
+        how += ("; seeds added where undetermined, looks at " + ", ".join(str(n) for n, _ in looks)
+                + " seeds spending α " + " / ".join(f"{a:.3g}" for _, a in looks)
+                + " (Lan-DeMets, O'Brien-Fleming type)")
+    return how + "; corrected intervals"
+
+
+def _tested_changes(tested: pd.DataFrame, unjudged: pd.DataFrame, what: str, rule: Rule) -> list[str]:
+    """The sentences on judged changes, by verdict (and on the rest, not judged)."""
+    out = []
+    how = method_line(tested, rule)
+    by = {v: tested[tested["verdict"] == v] for v in (HELPED, HURT, EQUIVALENT, UNDETERMINED)}
+    if len(by[HELPED]):
+        out.append(f"Helped (vs {what}; {how}): {_names(by[HELPED])}.")
+    if len(by[HURT]):
+        out.append(f"Hurt (vs {what}; {how}): {_names(by[HURT])}.")
+    if len(by[EQUIVALENT]):
+        out.append(f"Equivalent — no effect beyond ±{rule.margin:g} points (two one-sided tests, corrected the "
+                   f"same way): {_names(by[EQUIVALENT])}.")
+    if len(by[UNDETERMINED]):
+        out.append("Undetermined — neither an effect nor " + ("equivalence" if rule.margin else "no effect (the "
+                   "study sets no `evidence.margin`)") + " is shown; the seeds each would need at the observed "
+                   f"spread: {_names(by[UNDETERMINED], need=True)}.")
+    settled = sum(len(by[v]) for v in SETTLED)
+    out.append(f"{settled} of {len(tested)} judged changes settled ({len(by[HELPED])} helped, {len(by[HURT])} hurt"
+               + (f", {len(by[EQUIVALENT])} equivalent" if rule.margin else "") + ").")
     if len(unjudged):
         out.append(f"Fewer than 2 shared seeds, not judged: {_names(unjudged)}.")
-    if n_min == 2:
+    if int(tested["pairs"].min()) == 2:
         out.append("With 2 seeds a paired t-test has 1 degree of freedom: its intervals are wide and only very "
-                   "consistent changes reach p < 0.05.")
+                   "consistent changes are settled.")
     return out
 
 
@@ -102,7 +129,7 @@ def _agreement(agree: dict[str, Any]) -> list[str]:
     if agree["big_n"]:
         parts.append(f"the measured change has the paper's sign in {agree['big_same']} of the {agree['big_n']} "
                      f"steps whose paper change is ≥ {BIG_STEP:g} points"
-                     + (f" ({agree['big_same_real']} of them beyond the study's own noise)" if seeds >= 2 else ""))
+                     + (f" ({agree['big_same_settled']} of them settled as helped or hurt)" if seeds >= 2 else ""))
     out = ["Agreement with the paper (bootstrap 95 % intervals over seeds): " + "; ".join(parts) + "."]
     ci = agree["rho_levels_ci"]
     if seeds >= 2 and math.isfinite(ci[0]) and ci[0] <= 0 <= ci[1]:

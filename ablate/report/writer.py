@@ -22,6 +22,7 @@ from .content import Tables, report_blocks, result_table
 from .reading import grid_values, read_metrics, read_results
 from .render import PLAIN_TEXT, save_figure, to_html, to_latex, to_markdown
 from .text import slug
+from .verdicts import Rule
 
 __all__ = ["grid_values", "read_metrics", "read_results", "write_report"]
 
@@ -55,14 +56,15 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
 def analyse(loaded: LoadedStudy, df: pd.DataFrame, study_dir: Path) -> Tables:
     """The tables a report shows, from the study's trials `df` (reading.read_results) and its metrics."""
     kind = loaded.kind
-    table = A.variant_table(df, kind)
+    rule = Rule.of(loaded.study)
+    table = A.variant_table(df, kind, rule)
     table, baseline = A.vs_baseline(table, df)
     table["changes"] = table["id"].map({v.id: changes_text(v.changes, limit=4) for v in loaded.variants})
     agree = A.agreement(table, df, kind) if kind != "search" else None
     curves = A.curve_table(read_metrics(study_dir, df), table)
     grid_keys = list(loaded.study.grid) if kind == "grid" else []
     gtable = A.grid_table(table, grid_values(loaded)) if grid_keys else table
-    return Tables(table, baseline, agree, curves, grid_keys, gtable)
+    return Tables(table, baseline, agree, curves, grid_keys, gtable, rule)
 
 
 class _Charts:

@@ -67,7 +67,7 @@ def results_frame(ledger: Ledger, counts: list[dict[str, Any]] | None = None) ->
     return pd.DataFrame(result_rows(ledger, counts), columns=COLUMNS)
 
 
-def summary(df: Any, kind: str = "steps") -> Any:
+def summary(df: Any, kind: str = "steps", rule: Any = None) -> Any:
     """Per variant over its finished seeds: mean, std, n and the 95 % t-interval of top-1, the change vs the
     previous step (`steps`) or the first variant (otherwise) with its paired 95 % interval, p and verdict,
     and the medians of the speed columns (ablate.report.analysis computes them; see its evidence rules)."""
@@ -82,10 +82,11 @@ def summary(df: Any, kind: str = "steps") -> Any:
 
     agg = done.groupby("id").agg(top5_mean=("top5", "mean"), ema_top1_mean=("ema_top1", "mean"),
                                  wall_seconds=("wall_seconds", "sum"))
-    table = variant_table(df.assign(fail_reason=df.get("fail_reason")), kind)
+    table = variant_table(df.assign(fail_reason=df.get("fail_reason")), kind, rule)
     cols = {"top1_mean": "top1_mean", "top1_std": "top1_std", "top1_lo": "top1_ci_low", "top1_hi": "top1_ci_high",
             "n": "n", "vs": "delta_vs", "delta": "delta", "delta_lo": "delta_ci_low", "delta_hi": "delta_ci_high",
-            "p": "delta_p", "noise": "verdict", "train_img_per_s": "train_img_per_s",
+            "p": "delta_p", "p_adj": "p_adj", "p_equiv_adj": "p_equiv_adj", "verdict": "verdict", "look": "look",
+            "seeds_to_settle": "seeds_to_settle", "family": "family", "train_img_per_s": "train_img_per_s",
             "infer_img_per_s": "infer_img_per_s"}
     stats = table[["id", *cols]].rename(columns=cols)
     out = base.merge(stats, on="id", how="left").merge(agg.reset_index(), on="id", how="left")
@@ -119,7 +120,11 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None, wi
         atomic_write(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
     kind = ledger.loaded.kind
     if with_summary:
-        atomic_write(out / "summary.csv", lambda p: summary(df, kind).to_csv(p, index=False, float_format="%.4f"))
+        from ablate.report.verdicts import Rule
+
+        rule = Rule.of(ledger.loaded.study)
+        atomic_write(out / "summary.csv", lambda p: summary(df, kind, rule).to_csv(p, index=False,
+                                                                                   float_format="%.4f"))
     return out / "results.csv"
 
 
