@@ -12,7 +12,6 @@ import typer
 from ablate.commands.errors import OneLineErrors
 from ablate.commands.reports import compare, report
 from ablate.commands.study import flops, validate
-from ablate.commands.sweep import print_status as _print_status  # noqa: F401 - re-export (tests/test_ledger.py)
 from ablate.commands.sweep import run, status, worker
 
 app = typer.Typer(

@@ -14,7 +14,9 @@ import pytest
 from conftest import run_cli
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, LedgerOptions, _alive
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
+from ablate.sweep.view import alive
 
 pytestmark = pytest.mark.slow  # subprocesses, signals, servers: CI runs them, `-m "not slow"` skips them
 
@@ -58,9 +60,9 @@ def running_pids(path: Path, results: Path, n: int, proc: subprocess.Popen, time
 
 def wait_gone(pids: list[int], timeout: float = 60) -> list[int]:
     deadline = time.time() + timeout
-    while time.time() < deadline and any(_alive(p) for p in pids):
+    while time.time() < deadline and any(alive(p) for p in pids):
         time.sleep(0.2)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if alive(p)]
 
 
 def kinds(path: Path, results: Path) -> list[str]:

@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, LedgerOptions
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
 
 TINY = """
 name: {name}
@@ -66,7 +67,7 @@ def error_lines(err: str) -> list[str]:
 def states(path: Path, results: Path, *args: str) -> dict[str, list[str]]:
     led = Ledger(load_study(path, list(args)), LedgerOptions(None, results, readonly=True))
     out: dict[str, list[str]] = {}
-    for t in led.storage.get_all_trials(led.sid) if led.study else []:
+    for t in led.store.trials():
         if t.user_attrs["trial_id"] in led.by_key:  # this version of the study only
             out.setdefault(t.user_attrs["trial_id"], []).append(t.state.name)
     return out

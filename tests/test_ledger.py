@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, LedgerOptions
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
 from ablate.sweep.results import results_frame
-from ablate.sweep.states import PARTIAL, FailKind, Status, resumable
+from ablate.sweep.states import PARTIAL, FailKind, State, Status, resumable
 
 STUDY = """
 name: {name}
@@ -70,7 +71,7 @@ def test_complete_is_done_and_never_queued_again(tmp_path: Path) -> None:
     item = led.pop()
     led.complete(item, {"top1": 42.5, "epochs": 1})
     t = led.latest()[item.key]
-    assert t.state.name == "COMPLETE" and t.values == [42.5] and t.user_attrs["top1"] == 42.5
+    assert t.state is State.COMPLETE and t.value == 42.5 and t.user_attrs["top1"] == 42.5
     assert statuses(led)[item.key] == Status.DONE
     assert led.sync(retry_failed=True) == {Status.QUEUED: 0, Status.DONE: 1}
 
@@ -117,8 +118,8 @@ def test_an_unknown_or_missing_kind_is_the_trials_own_fault(tmp_path: Path) -> N
     led = ledger(tmp_path)
     led.sync()
     item = led.pop()
-    led.storage.set_trial_user_attr(item.trial_id, "fail_kind", "from a future version")
-    led.storage.set_trial_state_values(item.trial_id, led.latest()[item.key].state.FAIL)
+    led.store.set_attrs(led.latest()[item.key], {"fail_kind": "from a future version"})
+    led.store.tell(led.latest()[item.key], State.FAIL)
     assert statuses(led)[item.key] == Status.FAILED
     assert led.sync()[Status.QUEUED] == 0
     with pytest.raises(ValueError):
@@ -130,7 +131,7 @@ def test_a_duplicate_queued_by_a_concurrent_sync_is_skipped(tmp_path: Path) -> N
     led.sync()
     first = led.pop()
     led.complete(first, {"top1": 1.0})
-    led.study.enqueue_trial({}, user_attrs=led._attrs(*led.by_key[first.key]))  # as a racing `ablate run` would
+    led.store.enqueue(led.attrs(*led.by_key[first.key]))  # as a racing `ablate run` would
     taken = [led.pop() for _ in range(4)]
     assert first.key not in [i.key for i in taken if i is not None]  # the duplicate was not handed out
     skipped = [t for t in led.trials() if t.state.name == "PRUNED"]
@@ -144,7 +145,7 @@ def test_of_two_queued_attempts_of_one_trial_the_older_runs(tmp_path: Path) -> N
     led = ledger(tmp_path)
     led.sync()
     key = next(iter(led.by_key))
-    led.study.enqueue_trial({}, user_attrs=led._attrs(*led.by_key[key]))  # the racing run's copy (newest)
+    led.store.enqueue(led.attrs(*led.by_key[key]))  # the racing run's copy (newest)
     items = [led.pop() for _ in range(5)]
     assert [i.key for i in items if i is not None] == list(led.by_key) and items[-1] is None
     first = items[0]
@@ -155,7 +156,7 @@ def test_of_two_queued_attempts_of_one_trial_the_older_runs(tmp_path: Path) -> N
 
 
 def test_ledger_options_reach_the_ledger_and_the_worker(tmp_path: Path) -> None:
-    from ablate.sweep.ledger import LedgerOptions
+    from ablate.sweep.options import LedgerOptions
     from ablate.sweep.worker import WorkerOptions
 
     opts = LedgerOptions(None, tmp_path / "results", heartbeat=5, grace=9, max_retry=1)
@@ -170,16 +171,16 @@ def test_ledger_options_reach_the_ledger_and_the_worker(tmp_path: Path) -> None:
 
 def test_status_counts_skipped_trials(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`ablate status` names every status it counts: a trial id whose only attempt was skipped is `skipped`."""
-    from ablate.cli import _print_status
+    from ablate.commands.sweep import print_status
 
     led = ledger(tmp_path)
     led.sync()
     items = [led.pop() for _ in range(4)]
     led.complete(items[0], {"top1": 1.0})
     led.fail(items[1], "boom")
-    led.storage.set_trial_user_attr(items[2].trial_id, Status.SKIPPED.value, "already complete")
-    led.storage.set_trial_state_values(items[2].trial_id, led.latest()[items[2].key].state.PRUNED)
-    _print_status(led, to=None)
+    led.store.set_attrs(led.latest()[items[2].key], {Status.SKIPPED.value: "already complete"})
+    led.store.tell(led.latest()[items[2].key], State.PRUNED)
+    print_status(led, to=None)
     err = capsys.readouterr().err
     assert err.splitlines()[0] == "led: 4 trials: 1 done, 1 running, 1 failed, 1 skipped", err
 

@@ -10,7 +10,8 @@ import optuna
 import pytest
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, LedgerOptions
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
 from ablate.sweep.params import param_space, variant_params
 
 STUDY = """
@@ -85,14 +86,14 @@ def test_an_edited_study_leaves_out_a_param_whose_choices_changed(tmp_path: Path
     led = Ledger(load_study(path), LedgerOptions(None, tmp_path / "results"))
     led.sync()
     first = led.pop()
-    assert led.storage.get_trial(first.trial_id).params["activation"] == "relu"
+    assert led.store.storage.get_trial(first.trial_id).params["activation"] == "relu"
     path.write_text(path.read_text() + "  - {name: silu, set: {activation: silu, kernel_size: 5}}\n")
     led = Ledger(load_study(path), LedgerOptions(None, tmp_path / "results"))
     led.sync()
     items = [led.pop() for _ in range(2)]
     for item in items:  # activation's choices differ from the recorded ones: left out, the rest recorded, no error
-        assert "activation" not in led.storage.get_trial(item.trial_id).params
-        assert "kernel_size" in led.storage.get_trial(item.trial_id).params
+        assert "activation" not in led.store.storage.get_trial(item.trial_id).params
+        assert "kernel_size" in led.store.storage.get_trial(item.trial_id).params
 
 
 def test_a_resumed_trial_reports_the_epochs_of_its_checkpoint_first(tmp_path: Path, one_thread) -> None:

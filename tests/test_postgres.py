@@ -32,7 +32,8 @@ from conftest import run_cli
 from optuna.trial import TrialState
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, LedgerOptions
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
 
 pytestmark = pytest.mark.slow  # subprocesses, signals, servers: CI runs them, `-m "not slow"` skips them
 
@@ -314,7 +315,8 @@ def test_killed_worker_trial_is_retried_by_a_live_worker(tmp_path: Path, pg_url:
     assert dead.user_attrs["fail_kind"] == "died" and "stopped sending heartbeats" in dead.user_attrs["fail_reason"]
     assert [t.state.name for t in rest] == ["COMPLETE"], states
     retry = rest[0]
-    assert retry.system_attrs.get("failed_trial") == dead.number  # optuna's retry callback made it
+    raw = Ledger(load_study(path), LedgerOptions(pg_url, results)).store.storage.get_trial(retry.storage_id)
+    assert raw.system_attrs.get("failed_trial") == dead.number  # optuna's retry callback made it
     assert retry.user_attrs["pid"] == survivor.pid
     for attr in ("trial_id", "variant_id", "name", "seed", "config"):  # the retry keeps the trial's attributes
         assert retry.user_attrs[attr] == dead.user_attrs[attr]
@@ -347,7 +349,7 @@ def test_stale_trials_are_retried_up_to_max_retry(tmp_path: Path, pg_url: str) -
     assert led.sync()["queued"] == 1
     item = led.pop()
     assert item is not None and led.pop() is None
-    with Heartbeat(led.storage, item.trial_id, led.heartbeat):  # beating: not stale
+    with Heartbeat(led.store, item.trial_id, led.heartbeat):  # beating: not stale
         time.sleep(4.5)
         led.fail_stale()
         assert [t.state.name for t in led.trials()] == ["RUNNING"]
@@ -368,8 +370,8 @@ def test_stale_trials_are_retried_up_to_max_retry(tmp_path: Path, pg_url: str) -
     assert third is not None
     # a trial failed under a live worker (its heartbeats were late): the worker learns it lost the trial
     stop = threading.Event()
-    with Heartbeat(led.storage, third.trial_id, led.heartbeat) as beat:
-        led.storage.set_trial_state_values(third.trial_id, TrialState.FAIL)  # as another worker would
+    with Heartbeat(led.store, third.trial_id, led.heartbeat) as beat:
+        led.store.storage.set_trial_state_values(third.trial_id, TrialState.FAIL)  # as another worker would
         deadline = time.time() + 10
         while not beat.lost.is_set() and time.time() < deadline:
             time.sleep(0.1)

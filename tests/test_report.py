@@ -76,7 +76,8 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
     every trial, and a metrics.csv per trial that has run. outcome[(variant index, seed)] = {status, top1,
     fail_reason, epochs_run}; status one of done, failed, interrupted, running, queued, new (not in the
     ledger). Reports are built from the ledger alone."""
-    from ablate.sweep.ledger import Ledger, LedgerOptions
+    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.options import LedgerOptions
 
     d = root / loaded.name
     ledger = Ledger(loaded, LedgerOptions(None, root))
@@ -86,7 +87,7 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
     for v, seed, o in sorted(todo, key=lambda x: x[2]["status"] == "queued"):
         if o["status"] == "new":
             continue
-        ledger.study.enqueue_trial({}, user_attrs=ledger._attrs(v, seed))
+        ledger.store.enqueue(ledger.attrs(v, seed))
         if o["status"] == "queued":
             continue
         item = ledger.pop()

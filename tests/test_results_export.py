@@ -14,7 +14,8 @@ import pytest
 
 from ablate.config.load import load_study
 from ablate.sweep import worker as worker_mod
-from ablate.sweep.ledger import Ledger, LedgerOptions
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
 from ablate.sweep.states import Status
 
 STUDY = """

@@ -14,7 +14,8 @@ import pytest
 from conftest import run_cli
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, LedgerOptions
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
 
 pytestmark = pytest.mark.slow  # end to end: `ablate run` subprocesses, workers, signals (CI runs them)
 
@@ -100,7 +101,7 @@ def test_killed_worker_then_rerun_completes_everything_once(tmp_path: Path) -> N
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     led = Ledger(load_study(path), LedgerOptions(None, results, readonly=True))
-    raw = [t for t in led.storage.get_all_trials(led.sid) if t.state.name == "RUNNING"]
+    raw = [t for t in led.store.trials() if t.state.name == "RUNNING"]
     assert len(raw) == 1  # the killed trial is left running in the ledger, but reads as died (resumable)
     (seen,) = [t for t in led.trials() if t.number == raw[0].number]
     assert seen.state.name == "FAIL" and seen.user_attrs["fail_kind"] == "died"

@@ -12,8 +12,9 @@ import pytest
 from test_integrity import cli, error_lines  # noqa: F401 - `cli` is a fixture
 
 from ablate.config.load import load_study
-from ablate.sweep.ledger import Ledger, LedgerOptions
-from ablate.sweep.states import Status
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
+from ablate.sweep.states import State, Status
 
 STUDY = """
 name: {name}
@@ -39,7 +40,7 @@ def test_a_pruned_trial_is_recorded_as_pruned_and_the_search_goes_on(tmp_path: P
     # five finished trials (not ablate's: no trial id) whose curves no real trial reaches: optuna's median
     # pruner (5 startup trials) stops every trial of ours after its first epoch
     for _ in range(5):
-        led.study.add_trial(optuna.trial.create_trial(value=1000.0, intermediate_values={1: 1000.0, 2: 1000.0}))
+        led.store.study.add_trial(optuna.trial.create_trial(value=1000.0, intermediate_values={1: 1000.0, 2: 1000.0}))
     stats = work(loaded, WorkerOptions(ledger=LedgerOptions(None, results), threads=1, progress=False))
     assert stats == {Status.DONE: 0, Status.FAILED: 0, Status.PRUNED: 2}  # pruned, and the search went on
 
@@ -47,10 +48,10 @@ def test_a_pruned_trial_is_recorded_as_pruned_and_the_search_goes_on(tmp_path: P
     ours = [t for t in led.trials() if t.user_attrs.get("trial_id")]
     assert len(ours) == 2 and len({t.user_attrs["trial_id"] for t in ours}) == 2
     for t in ours:
-        assert t.state == optuna.trial.TrialState.PRUNED and Status.of(t) == Status.PRUNED
+        assert t.state is State.PRUNED and Status.of(t) == Status.PRUNED
         assert t.user_attrs[Status.PRUNED] == "pruned at epoch 1 by the median pruner"
         assert list(t.intermediate_values) == [1] and t.user_attrs["epochs"] == 1
-        assert t.values == [pytest.approx(t.intermediate_values[1])]  # optuna: the last reported value
+        assert t.value == pytest.approx(t.intermediate_values[1])  # optuna: the last reported value
         metrics = pd.read_csv(results / "pr" / "trials" / t.user_attrs["trial_id"] / "metrics.csv")
         assert list(metrics["epoch"]) == [1]  # training stopped there (of 3 epochs)
     df = pd.read_csv(results / "pr" / "results.csv")
@@ -72,7 +73,7 @@ def test_a_pruned_trial_is_recorded_as_pruned_and_the_search_goes_on(tmp_path: P
 def test_each_pruner_name_is_optunas_pruner(tmp_path: Path, pruner: str, kind: type) -> None:
     loaded = load_study(search(tmp_path, f"p{pruner}", pruner, sampler="tpe"))
     led = Ledger(loaded, LedgerOptions(None, tmp_path / "results"))
-    assert isinstance(led.study.pruner, kind)
+    assert isinstance(led.store.study.pruner, kind)
 
 
 def test_studies_of_fixed_variants_never_prune(tmp_path: Path) -> None:
@@ -83,7 +84,7 @@ def test_studies_of_fixed_variants_never_prune(tmp_path: Path) -> None:
     (tmp_path / "gr.yaml").write_text(grid)
     for path in (steps, tmp_path / "gr.yaml"):
         led = Ledger(load_study(path), LedgerOptions(None, tmp_path / "results"))
-        assert isinstance(led.study.pruner, optuna.pruners.NopPruner)  # not optuna's default (a median pruner)
+        assert isinstance(led.store.study.pruner, optuna.pruners.NopPruner)  # not optuna's default (a median pruner)
         led.sync()
         item = led.pop()
         led.report(item, [{"epoch": 1, "top1": 0.0}])

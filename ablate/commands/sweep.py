@@ -85,7 +85,6 @@ def run(
 def _enqueue(loaded, options, retry_failed: bool, check: bool):
     """Count the networks, check the data (`check`), queue the missing trials and write results.csv as it
     stands: (the ledger, trials in all, trials already done)."""
-    from ablate.secrets import safe_url
     from ablate.sweep.ledger import Ledger
     from ablate.sweep.results import write_results
     from ablate.sweep.states import Status
@@ -98,7 +97,7 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
     print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {queued[Status.QUEUED]} queued "
-          f"(ledger: {safe_url(options.storage) or ledger.dir / 'ledger.journal'})", file=sys.stderr)
+          f"(ledger: {ledger.where})", file=sys.stderr)
     write_results(ledger, counts)
     return ledger, total, queued[Status.DONE]
 
@@ -265,9 +264,11 @@ def print_status(ledger, to=None) -> None:
 
 def _retry_notes(ledger) -> dict[str, str]:
     """Trial id -> 'retried after: <why the previous attempt failed>' for trials with an earlier failed attempt."""
+    from ablate.sweep.states import State
+
     notes = {}
     for key, attempts in ledger.history().items():
-        failed = [t for t in attempts[:-1] if t.state.name == "FAIL"]
+        failed = [t for t in attempts[:-1] if t.state is State.FAIL]
         if failed:
             n = f" ({len(failed)} failed attempts)" if len(failed) > 1 else ""
             notes[key] = f"retried{n} after: {failed[-1].user_attrs.get('fail_reason', 'failure')}"

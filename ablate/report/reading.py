@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablate.config.errors import StudyError
 from ablate.config.variant import LoadedStudy
-from ablate.sweep.states import Status
+from ablate.sweep.states import State, Status
 
 from .text import one_line
 
@@ -28,7 +28,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
     from ablate.sweep.results import known_counts, results_frame
 
     ledger = Ledger(loaded, LedgerOptions(storage, study_dir.parent, readonly=True))
-    if ledger.study is None:
+    if not ledger.exists:
         if (study_dir / "results.csv").is_file():  # an export without its ledger (e.g. copied from elsewhere)
             return _read_export(loaded, study_dir / "results.csv", ledger.where)
         raise StudyError(loaded.file, "results", f"no results yet: run `ablate run {loaded.file}` first "
@@ -38,7 +38,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
     notes: list[str] = []
     known = ledger.known()
     other = {t.user_attrs.get("name", "?") for t in ledger.trials()
-             if t.user_attrs.get("trial_id") not in known and t.state.name != "PRUNED"}
+             if t.user_attrs.get("trial_id") not in known and t.state is not State.PRUNED}
     if other:
         notes.append(f"trials of {len(other)} variant(s) in the ledger belong to another version of the study "
                      f"(their variant ids differ from this study file's, e.g. other `--set` overrides) and are "

@@ -117,14 +117,13 @@ def _draw_charts(loaded: LoadedStudy, t: Tables, charts: _Charts) -> None:
 def _draw_search_charts(loaded: LoadedStudy, charts: _Charts, storage: str | None, study_dir: Path) -> list[str]:
     """optuna's history and importance charts of a search; returns notes (why they are missing, if so)."""
     try:
-        import optuna
-
-        from ablate.sweep.ledger import open_storage
+        from ablate.sweep.ledger import Ledger
+        from ablate.sweep.options import LedgerOptions
 
         from .charts import search_charts
 
-        ostudy = optuna.load_study(study_name=loaded.name, storage=open_storage(storage, study_dir, readonly=True))
-        for stem, fig in search_charts(ostudy).items():
+        ledger = Ledger(loaded, LedgerOptions(storage, study_dir.parent, readonly=True))
+        for stem, fig in search_charts(ledger.store.search_study()).items():
             charts.save(fig, stem, "optuna: " + stem.replace("search_", "search ").replace("_", " "))
     except Exception as e:  # a report without the search charts beats no report
         return [f"search charts not drawn: {type(e).__name__}: {e}"]

@@ -1,6 +1,6 @@
 """Heartbeats of a running trial on an RDB ledger (PostgreSQL, MySQL, SQLite).
 
-While a worker trains a trial, a daemon thread calls optuna's public `storage.record_heartbeat(trial_id)`
+While a worker trains a trial, a daemon thread records a heartbeat (`Store.record_heartbeat(trial_id)`)
 every `interval` seconds. Another worker that finds no heartbeat within the grace period marks the
 trial failed (`optuna.storages.fail_stale_trials`) and queues a retry (the storage's retry callback).
 
@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .states import State
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 class StopEither(threading.Event):
@@ -28,10 +33,10 @@ class StopEither(threading.Event):
 
 
 class Heartbeat:
-    """`with Heartbeat(storage, trial_id, interval): train()`; a no-op when interval is None or 0."""
+    """`with Heartbeat(store, trial_id, interval): train()`; a no-op when interval is None or 0."""
 
-    def __init__(self, storage: Any, trial_id: int, interval: int | None, log: Any = None):
-        self.storage = storage
+    def __init__(self, store: Store, trial_id: int, interval: int | None, log: Any = None):
+        self.store = store
         self.trial_id = trial_id
         self.interval = interval
         self.lost = threading.Event()
@@ -60,7 +65,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            self.storage.record_heartbeat(self.trial_id)
+            self.store.record_heartbeat(self.trial_id)
             self._failures = 0
         except Exception as e:  # noqa: BLE001 - a database hiccup must not kill the training
             self._failures += 1
@@ -69,11 +74,9 @@ class Heartbeat:
                           f"{type(e).__name__}: {e}")
 
     def _check_owned(self) -> None:
-        from optuna.trial import TrialState
-
         try:
-            state = self.storage.get_trial(self.trial_id).state
+            state = self.store.state_of(self.trial_id)
         except Exception:  # noqa: BLE001 - unknown: keep training
             return
-        if state != TrialState.RUNNING and not self._stop.is_set():
+        if state is not State.RUNNING and not self._stop.is_set():
             self.lost.set()

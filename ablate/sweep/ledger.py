@@ -1,10 +1,10 @@
 """The ledger: one optuna study per ablate study; one optuna trial per attempt at (variant, seed).
 
 optuna does the bookkeeping (storages, atomic WAITING -> RUNNING hand-over, user attributes,
-heartbeats on RDB storages); this package only decides *what* to enqueue and how to read it back:
-`options.py` (how a ledger is opened: `LedgerOptions`), `storage.py` and `journal.py` (the storage),
-`view.py` (reading), `queue.py` (queueing, handing out, dead workers), `search.py` (searches, pruning), and
-here the `Ledger` that joins them and records each trial's outcome with optuna's `Study.tell`.
+heartbeats on RDB storages); this package only decides *what* to enqueue and how to read it back. `Ledger`
+is the one class: it holds a `store.Store` (the only module that talks to optuna; `options.py`, `storage.py`
+and `journal.py` say how it is opened) and the study's state, and calls `view.py` (reading), `queue.py`
+(queueing, handing out, dead workers) and `search.py` (searches, pruning), which take it explicitly.
 
 Trial user attributes: `trial_id` (`<variant id>-s<seed>`), `variant_id`, `name`, `group`,
 `index`, `seed`, `config` (the resolved network/recipe/data as JSON); once running `host`, `pid`;
@@ -37,27 +37,25 @@ finished trial, so such an attempt carries no `fail_reason`: `trials()` fills in
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import math
 import subprocess
-import warnings
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ablate
 from ablate.config.errors import StudyError
 from ablate.config.variant import LoadedStudy, Variant
+from ablate.secrets import safe_url
 
-from .journal import safe_journal  # noqa: F401 - re-exported
-from .options import DEFAULT_HEARTBEAT, DEFAULT_MAX_RETRY, LedgerError, LedgerOptions  # noqa: F401 - re-exported
+from . import queue, search, view
+from .options import LedgerOptions
 from .params import param_space
-from .queue import LedgerQueue
-from .search import LedgerSearch, make_pruner, make_sampler
-from .states import FailKind, Status
-from .storage import heartbeat_interval, is_rdb_url, open_storage, rdb_url, safe_url  # noqa: F401 - re-exported
-from .view import STALE_REASON, LedgerView, _alive, _dead_here  # noqa: F401 - re-exported
+from .states import Attempt, FailKind, Item, State, Status
+from .store import Store
 
 
 @functools.cache
@@ -87,160 +85,215 @@ def variant_config(v: Variant) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Item:
-    """A trial handed to a worker."""
-
-    number: int  # optuna trial number
-    trial_id: int  # the storage's id of the trial (heartbeats take it)
-    key: str  # our trial id: <variant id>-s<seed>
-    seed: int
-    variant: Variant
-    trial: Any = field(default=None, repr=False)  # optuna's Trial, ours since the claim (`pop`) or `ask`
-    reported: set[int] = field(default_factory=set, repr=False)  # epochs of the learning curve reported
-
-
-class Ledger(LedgerView, LedgerQueue, LedgerSearch):
+class Ledger:
     """`Ledger(loaded, LedgerOptions(...))`: the study's trials in its optuna storage (default options:
     results/<study>/ledger.journal)."""
 
     def __init__(self, loaded: LoadedStudy, options: LedgerOptions | None = None):
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # search choices that are lists (dims, depths) are stored as JSON in every optuna storage: no need to warn
-        warnings.filterwarnings("ignore", message="Choices for a categorical distribution", category=UserWarning)
         self.options = options if options is not None else LedgerOptions()
         self.loaded = loaded
         self.dir = self.options.study_dir(loaded.name)
-        self.storage_url = self.options.storage
         self.readonly = self.options.readonly
-        self.where = safe_url(self.storage_url) or str(self.dir / "ledger.journal")
-        self.storage = open_storage(self.options, self.dir)
-        self.heartbeat = heartbeat_interval(self.storage) if self.storage is not None else None
-        search = loaded.study.search
-        self.search = search if search is not None and search.sampler != "grid" else None
-        self.study = self._open_study()
-        self.sid = self.storage.get_study_id_from_name(loaded.name) if self.study is not None else None
-        with contextlib.nullcontext() if self.readonly or self.study is None else self._lock():
+        self.where = safe_url(self.options.storage) or str(self.dir / "ledger.journal")
+        s = loaded.study.search
+        self.search = s if s is not None and s.sampler != "grid" else None
+        self.store = Store(loaded.name, self.options, self.dir, self.search, self._lock)
+        self.heartbeat = self.store.heartbeat
+        with contextlib.nullcontext() if self.readonly or not self.exists else self._lock():
             self._check_owner()
         self.by_key = {v.trial_id(s): (v, s) for v in loaded.variants for s in loaded.study.seeds}
         self.data_fp: dict[str, str | None] = {}  # data spec (JSON) -> fingerprint of the data it reads now
         self.param_space = param_space(loaded)  # optuna params of fixed-variant studies (`params.py`)
-        self._param_ok: dict[str, bool] = {}  # param name -> the ledger's earlier trials accept its distribution
+        self.param_ok: dict[str, bool] = {}  # param name -> the ledger's earlier trials accept its distribution
         self.check_data = False  # `expect_current_data()`: finished trials on other data count as stale
 
-    def _open_study(self) -> Any:
-        """The optuna study (None: read-only and never run), with the search's sampler and pruner (optuna's
-        samplers; grid searches are expanded and enqueued like `grid:`, and never prune)."""
-        import optuna
-
-        if self.storage is None:
-            return None
-        kwargs = {"study_name": self.loaded.name, "storage": self.storage, "sampler": make_sampler(self.search),
-                  "pruner": make_pruner(self.search)}
-        try:  # load first: optuna's create_study appends a record to a journal even when the study exists
-            return optuna.load_study(**kwargs)
-        except KeyError:
-            if self.readonly:
-                return None
-            with self._lock():
-                return optuna.create_study(**kwargs, direction="maximize", load_if_exists=True)
+    @property
+    def exists(self) -> bool:
+        """False when opened read-only and never run (nothing to read)."""
+        return self.store.study is not None
 
     def _check_owner(self) -> None:
         """One study name, one study file: refuse another file whose `name:` is already taken in this ledger."""
-        if self.study is None:
+        if not self.exists:
             return
         mine = Path(self.loaded.file).name
-        owner = self.study.user_attrs.get("study_file")
+        owner = self.store.study_attr("study_file")
         if owner is None:
             if not self.readonly:
-                self.study.set_user_attr("study_file", mine)
+                self.store.set_study_attr("study_file", mine)
             return
         if owner != mine:
             raise StudyError(self.loaded.file, "name", f"'{self.loaded.name}' is already the name of the study in "
                              f"{owner} (ledger {self.where}); give this study another name: (or use another "
                              "--results/--storage)")
 
-    def _attrs(self, v: Variant, seed: int) -> dict[str, Any]:
+    def attrs(self, v: Variant, seed: int) -> dict[str, Any]:
+        """The user attributes a (variant, seed) is queued with."""
         return {"trial_id": v.trial_id(seed), "variant_id": v.id, "name": v.name, "group": v.group or "",
                 "index": v.index, "seed": seed, "config": json.dumps(variant_config(v), sort_keys=True)}
+
+    # ---- reading (view.py)
+
+    def trials(self) -> list[Attempt]:
+        """All attempts, as ablate reads them (`view.as_seen`: a dead worker's trial reads as failed, `died`)."""
+        return view.as_seen(self.store.trials(), self.heartbeat, self.store.stale_ids())
+
+    def latest(self) -> dict[str, Attempt]:
+        """Our trial id -> its most relevant attempt."""
+        return view.latest(self.trials(), self.is_stale)
+
+    def history(self) -> dict[str, list[Attempt]]:
+        """Our trial id -> all its attempts (queued and pruned ones too, not skipped duplicates), oldest first."""
+        return view.history(self.trials())
+
+    def attempts(self) -> dict[str, int]:
+        return view.attempts(self.trials())
+
+    def known(self) -> dict[str, tuple[Variant, int]]:
+        """The study's (variant, seed) by trial id: its fixed variants, plus those a search has sampled."""
+        if self.search is None:
+            return self.by_key
+        from ablate.config.load import search_variant
+
+        out = dict(self.by_key)
+        for t in sorted(self.trials(), key=lambda t: t.number):
+            key = t.user_attrs.get("trial_id")
+            if key and key not in out and t.params:
+                out[key] = (search_variant(self.loaded, dict(t.params), t.number), self.loaded.study.seeds[0])
+        return out
+
+    def version_note(self) -> str | None:
+        """One line when the study's results come from more than one code version."""
+        return view.version_note(view.versions(self.latest(), self.known()))
+
+    def progress(self) -> tuple[int, int]:
+        """(trials ended, trials the study asks for): the study-level progress, over every worker. Ended: done,
+        or (a search) stopped early by its pruner."""
+        latest, known = self.latest(), self.known()
+        done = sum(1 for key in known if key in latest and Status.of(latest[key], self.is_stale(latest[key]))
+                   in (Status.DONE, Status.PRUNED))
+        return done, len(known) if self.search is None else max(len(known), self.search.trials)
+
+    def running(self) -> int:
+        """How many trials are running (on any worker)."""
+        return len(self.store.trials(State.RUNNING))
+
+    # ---- stale results: trained on other data than the study names now
+
+    def expect_current_data(self) -> None:
+        """From now on, a finished trial whose recorded data fingerprint differs from that of the data its
+        variant reads now is `stale` (not done). Data that cannot be read now is not checked."""
+        self.check_data = True
+
+    def fingerprint(self, v: Variant) -> str | None:
+        """The fingerprint of the data `v` reads (cached per data spec); None when it cannot be read."""
+        from ablate.train.sources import DataError, data_fingerprint
+
+        key = json.dumps(v.data.model_dump(mode="json"), sort_keys=True)
+        if key not in self.data_fp:
+            try:
+                self.data_fp[key] = data_fingerprint(v.data)
+            except DataError:
+                self.data_fp[key] = None
+        return self.data_fp[key]
+
+    def is_stale(self, t: Attempt) -> bool:
+        """A finished trial trained on other data than its variant (as the study names it now) reads."""
+        if not self.check_data or t.state is not State.COMPLETE:
+            return False
+        got = t.user_attrs.get("data_fingerprint")
+        known = self.by_key.get(t.user_attrs.get("trial_id"))
+        if got is None or known is None:
+            return False
+        now = self.fingerprint(known[0])
+        return now is not None and got != now
+
+    # ---- queueing and handing out (queue.py, search.py)
+
+    def sync(self, retry_failed: bool = False) -> dict[str, int]:
+        """Queue every (variant, seed) of the study that is not complete, running or queued.
+        Failures that are not the trial's own fault (`FailKind.resumable`: interrupted, worker died, data
+        unreadable, disk/file system) are queued again; failures by their own fault only with `retry_failed`.
+        Returns how many were queued (key `Status.QUEUED`) and how many are done (`Status.DONE`)."""
+        self.fail_stale()
+        self.reap_dead_local_workers()
+        with self._lock():
+            latest = self.latest()
+            if self.search is not None:
+                return search.sync_search(self, latest, retry_failed)
+            return queue.sync_variants(self, latest, retry_failed)
+
+    def pop(self) -> Item | None:
+        """Take the next queued trial of this study file (a search: the next sampled one); None when none is left."""
+        return search.ask(self) if self.search is not None else queue.pop(self)
+
+    def fail_stale(self) -> None:
+        """RDB storages with heartbeats: fail the running trials whose worker sent no heartbeat within the
+        grace period; the storage's retry callback queues each again."""
+        self.store.fail_stale()
+
+    def reap_dead_local_workers(self) -> int:
+        return queue.reap_dead_local_workers(self)
+
+    def prune_reason(self, item: Item, epoch: int) -> str | None:
+        return search.prune_reason(self, item, epoch)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise enqueueing between local processes (two `ablate run` at once queue nothing twice)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".enqueue.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     # ---- while a trial trains
 
     def provenance(self, item: Item, data_fingerprint: str | None) -> None:
         """Record on a trial being trained which code trains it, on which data."""
-        self._set_attrs(item, {"code_version": code_version()})
+        self.store.set_attrs(self._trial(item), {"code_version": code_version()})
         if data_fingerprint is not None:
-            self._set_attrs(item, {"data_fingerprint": data_fingerprint})
+            self.store.set_attrs(self._trial(item), {"data_fingerprint": data_fingerprint})
 
     def report(self, item: Item, rows: list[dict[str, Any]]) -> None:
         """The learning curve: each epoch's objective (top-1 unless a search maximises another metric) as the
         trial's intermediate value at step `epoch` (optuna's `Trial.report`); epochs already reported and
         epochs without the metric are skipped. A trial no longer ours (failed by another worker) is left."""
-        from optuna.exceptions import UpdateFinishedTrialError
-
         trial = self._trial(item)
         for row in rows:
             value, epoch = row.get(self._objective()), row.get("epoch")
             if value is None or epoch is None or int(epoch) in item.reported or value != value:
                 continue
-            with contextlib.suppress(UpdateFinishedTrialError):
-                trial.report(float(value), int(epoch))
+            self.store.report(trial, float(value), int(epoch))
             item.reported.add(int(epoch))
 
-    # ---- the outcome (optuna's Study.tell)
+    # ---- the outcome (optuna's Study.tell); `store.TakenOver` when the trial is no longer ours
 
     def complete(self, item: Item, metrics: dict[str, Any]) -> None:
         """The metrics as user attributes, and the objective as the trial's value."""
-        from optuna.trial import TrialState
-
-        self._set_attrs(item, metrics)
+        self.store.set_attrs(self._trial(item), metrics)
         value = metrics.get(self._objective())
         value = float(value) if value is not None else 0.0
-        self._tell(item, TrialState.COMPLETE, value if math.isfinite(value) else 0.0)
+        self.store.tell(self._trial(item), State.COMPLETE, value if math.isfinite(value) else 0.0)
 
     def fail(self, item: Item, reason: str, kind: FailKind | str = FailKind.ERROR, traceback: str | None = None,
              metrics: dict[str, Any] | None = None) -> None:
-        from optuna.trial import TrialState
-
         attrs = {**(metrics or {}), "fail_reason": reason, "fail_kind": FailKind(kind).value}
-        self._set_attrs(item, {**attrs, **({"traceback": traceback} if traceback else {})})
-        self._tell(item, TrialState.FAIL)
+        self.store.set_attrs(self._trial(item), {**attrs, **({"traceback": traceback} if traceback else {})})
+        self.store.tell(self._trial(item), State.FAIL)
 
     def prune(self, item: Item, reason: str, metrics: dict[str, Any] | None = None) -> None:
         """A search trial stopped by the pruner (`prune_reason`): PRUNED, the reason as user attribute `pruned`
         (optuna makes its last intermediate value the trial's value)."""
-        from optuna.trial import TrialState
-
-        self._set_attrs(item, {**(metrics or {}), Status.PRUNED.value: reason})
-        self._tell(item, TrialState.PRUNED)
+        self.store.set_attrs(self._trial(item), {**(metrics or {}), Status.PRUNED.value: reason})
+        self.store.tell(self._trial(item), State.PRUNED)
 
     def _objective(self) -> str:
         return self.search.objective if self.search is not None else "top1"
 
     def _trial(self, item: Item) -> Any:
-        import optuna
-
-        if item.trial is None:  # an Item made by hand: the Trial of the trial it names (ours, running)
-            item.trial = optuna.trial.Trial(self.study, item.trial_id)
+        if item.trial is None:  # an Item made by hand: the handle of the trial it names (ours, running)
+            item.trial = self.store.handle(item.trial_id)
         return item.trial
-
-    def _set_attrs(self, item: Item, attrs: dict[str, Any]) -> None:
-        trial = self._trial(item)
-        for k, value in attrs.items():
-            trial.set_user_attr(k, value)
-
-    def _tell(self, item: Item, state: Any, value: float | None = None) -> None:
-        """Finish the trial with optuna's `Study.tell` (its sampler sees the outcome). A trial already finished
-        (another worker failed it for missing heartbeats and retries it) raises optuna's
-        UpdateFinishedTrialError, as the storage does when that happens between tell's read and its write:
-        the worker drops this attempt's outcome."""
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        try:
-            self.study.tell(self._trial(item), value, state=state)
-        except ValueError:  # tell's "Cannot tell a FAIL trial": finished before tell read it
-            if self.storage.get_trial(item.trial_id).state.is_finished():
-                raise UpdateFinishedTrialError(f"trial {item.number} ({item.key}) is already finished") from None
-            raise

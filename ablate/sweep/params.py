@@ -4,8 +4,8 @@ params: a study of fixed variants (steps, variants, grid) records on every trial
 that some variant of the study changes (the union of their `Variant.changes` keys: network fields,
 `recipe.*`, `data.*`), so a trial's params hold its own changes (new values) and the dashboard can plot and
 rank the fields the study varies over all its trials. Each field's distribution spans what the study file
-gives it: numbers an `IntDistribution`/`FloatDistribution` from the smallest to the largest value, anything
-else a `CategoricalDistribution` of its values in study order; lists (`depths`, `dims`) are JSON text
+gives it (`store.distribution`): numbers a range from the smallest to the largest value, anything else the
+categorical of its values in study order; lists (`depths`, `dims`) are JSON text
 (`"[3, 3, 9, 3]"`). A search study's params are its sampled dimensions (optuna's `suggest_*`), left alone.
 
 The learning curve: the objective (top-1 unless a search maximises another metric) of every epoch, reported
@@ -23,6 +23,8 @@ from typing import Any
 
 from ablate.config.variant import LoadedStudy, Variant
 
+from .store import distribution
+
 
 def param_value(value: Any) -> Any:
     """A value optuna can hold as a categorical choice: None, bool, int, float, str (lists as JSON text)."""
@@ -34,40 +36,14 @@ def param_value(value: Any) -> Any:
 def param_space(loaded: LoadedStudy) -> dict[str, Any]:
     """Field -> optuna distribution, for every field some variant of the study changes (empty for a search,
     whose params are sampled)."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
     if loaded.study.search is not None and loaded.study.search.sampler != "grid":
         return {}
     fields = list(dict.fromkeys(k for v in loaded.variants for k in (v.changes or {})))
     resolved = [v.resolved() for v in loaded.variants]
-    space: dict[str, Any] = {}
-    for field in fields:
-        values = [param_value(r.get(field)) for r in resolved]
-        numbers = [x for x in values if isinstance(x, int | float) and not isinstance(x, bool)]
-        if len(numbers) == len(values) and min(numbers) < max(numbers):
-            if all(isinstance(x, int) for x in numbers):
-                space[field] = IntDistribution(int(min(numbers)), int(max(numbers)))
-            else:
-                space[field] = FloatDistribution(float(min(numbers)), float(max(numbers)))
-        else:
-            space[field] = CategoricalDistribution(list(dict.fromkeys(values)))
-    return space
+    return {field: distribution([param_value(r.get(field)) for r in resolved]) for field in fields}
 
 
 def variant_params(v: Variant, space: dict[str, Any]) -> dict[str, Any]:
     """The variant's value of every field of the study's param space."""
     resolved = v.resolved()
     return {field: param_value(resolved.get(field)) for field in space}
-
-
-def compatible(old: Any, new: Any) -> bool:
-    """Whether optuna accepts `new` for a parameter that earlier trials of the study hold with `old` (same
-    kind; categorical choices cannot change): an edited study file that gives a field new values records
-    that field no more rather than failing the trial."""
-    from optuna.distributions import CategoricalDistribution
-
-    if type(old) is not type(new):
-        return False
-    if isinstance(old, CategoricalDistribution):
-        return old == new
-    return getattr(old, "log", False) == getattr(new, "log", False)

@@ -1,4 +1,5 @@
-"""Trial statuses and failure kinds: the one module that spells them.
+"""Trial statuses and failure kinds, the ledger's attempt states, and the records the ledger hands out (`Attempt`,
+`Item`): the one module that spells them. Nothing here imports optuna (`store.py` converts its trials).
 
 Both are `StrEnum`s: a member *is* its string (`Status.DONE == "done"`, `str(FailKind.IO) == "io"`), so what
 the ledger's user attributes (`fail_kind`), results.csv/parquet, summary.csv and the printed status hold is
@@ -8,8 +9,52 @@ a value leaves the process (the ledger's storage), so that no storage ever sees 
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ablate.config.variant import Variant
+
+
+class State(Enum):
+    """Where an attempt stands in the ledger's storage (the names of optuna's trial states; `store.py` maps them)."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    PRUNED = "pruned"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at a trial as the ledger stores it (a copy: changing it changes nothing stored)."""
+
+    number: int  # the study's trial number (optuna's), in the order attempts were queued or sampled
+    storage_id: int  # the storage's id of the attempt (heartbeats, claiming, setting attributes take it)
+    state: State
+    user_attrs: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    distributions: dict[str, Any] = field(default_factory=dict)  # the storage's, per param (`store.compatible`)
+    value: float | None = None
+    intermediate_values: dict[int, float] = field(default_factory=dict)  # the learning curve by epoch
+    datetime_start: datetime | None = None
+    datetime_complete: datetime | None = None
+
+
+@dataclass
+class Item:
+    """A trial handed to a worker."""
+
+    number: int  # the attempt's trial number
+    trial_id: int  # the storage's id of the attempt (heartbeats take it)
+    key: str  # our trial id: <variant id>-s<seed>
+    seed: int
+    variant: Variant
+    trial: Any = field(default=None, repr=False)  # the store's handle on the attempt, ours since `pop` or `ask`
+    reported: set[int] = field(default_factory=set, repr=False)  # epochs of the learning curve reported
 
 
 class FailKind(StrEnum):
@@ -66,21 +111,19 @@ class Status(StrEnum):
         return "not run" if self is Status.NEW else self.value
 
     @classmethod
-    def of(cls, trial: Any | None, stale: bool = False) -> Status:
-        """The status of an optuna trial (the latest attempt of a trial id; None: never queued). A failure
-        that is not the trial's own fault is INTERRUPTED; a finished trial on other data (`stale`) is STALE."""
+    def of(cls, trial: Attempt | None, stale: bool = False) -> Status:
+        """The status of an attempt (the latest of a trial id; None: never queued). A failure that is not the
+        trial's own fault is INTERRUPTED; a finished trial on other data (`stale`) is STALE."""
         if trial is None:
             return cls.NEW
-        from optuna.trial import TrialState
-
         state = trial.state
-        if state == TrialState.COMPLETE:
+        if state is State.COMPLETE:
             return cls.STALE if stale else cls.DONE
-        if state == TrialState.FAIL:
+        if state is State.FAIL:
             return cls.INTERRUPTED if resumable(trial.user_attrs.get("fail_kind")) else cls.FAILED
-        if state == TrialState.PRUNED:
+        if state is State.PRUNED:
             return cls.PRUNED if was_pruned(trial) else cls.SKIPPED
-        return {TrialState.RUNNING: cls.RUNNING, TrialState.WAITING: cls.QUEUED}[state]
+        return {State.RUNNING: cls.RUNNING, State.WAITING: cls.QUEUED}[state]
 
     @classmethod
     def counts_line(cls, counts: dict[str, int], label: bool = False) -> str:
@@ -88,10 +131,10 @@ class Status(StrEnum):
         return ", ".join(f"{counts[s]} {s.label if label else s.value}" for s in cls if counts.get(s, 0))
 
 
-def was_pruned(trial: Any) -> bool:
-    """An optuna PRUNED trial that a search's pruner stopped (trained for some epochs), not a skipped duplicate
-    or a configuration rejected by the cost window (never trained), which optuna also holds as PRUNED."""
-    return trial.state.name == "PRUNED" and Status.PRUNED.value in trial.user_attrs
+def was_pruned(trial: Attempt) -> bool:
+    """A PRUNED attempt that a search's pruner stopped (trained for some epochs), not a skipped duplicate or a
+    configuration rejected by the cost window (never trained), which the storage also holds as PRUNED."""
+    return trial.state is State.PRUNED and Status.PRUNED.value in trial.user_attrs
 
 
 # A variant (all its seeds) some but not all of whose seeds are done (reports; not a trial status).

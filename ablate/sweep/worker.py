@@ -26,10 +26,11 @@ from ablate.config.load import LoadedStudy, load_study
 
 from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
-from .ledger import Item, Ledger
+from .ledger import Ledger
 from .options import LedgerOptions
 from .results import write_results
-from .states import FailKind, Status
+from .states import FailKind, Item, Status
+from .store import TakenOver
 
 # Seconds between one worker's rewrites of results.csv (an export: the ledger is the record, and the report and
 # `ablate status` read the ledger). Rewriting it after every trial cost the quick proxy ~0.25 s a trial, and on
@@ -144,7 +145,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
 
     v, start = item.variant, time.time()
     opts.log(f"[{item.key}] {v.name} (seed {item.seed}): training")
-    beat = Heartbeat(ledger.storage, item.trial_id, ledger.heartbeat, log=opts.log)
+    beat = Heartbeat(ledger.store, item.trial_id, ledger.heartbeat, log=opts.log)
     on_epoch = EpochHook(ledger, item, opts, prune=opts.nproc == 1)
     try:
         metrics = _train(ledger, item, opts, StopEither(stop, beat.lost), beat, on_epoch)
@@ -264,11 +265,9 @@ def _start_on_this_data(ledger: Ledger, item: Item, trial_dir: Path, opts: Worke
 def _record(opts: WorkerOptions, item: Any, fn: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
     """Record a trial's outcome; False when the trial is no longer ours (another worker failed it for
     missing heartbeats and retries it: that attempt's outcome is the one that counts)."""
-    from optuna.exceptions import UpdateFinishedTrialError
-
     try:
         fn(*args, **kwargs)
-    except UpdateFinishedTrialError:
+    except TakenOver:
         _taken_over(opts, item)
         return False
     return True
