@@ -60,3 +60,72 @@ def test_liveness_settings_that_would_strand_or_steal_trials_are_refused(
     with pytest.raises(LedgerError) as err:
         LedgerOptions(storage, heartbeat=heartbeat, grace=grace)
     assert str(err.value).startswith(refused) and "\n" not in str(err.value)
+
+
+# ---- faults of the environment: exit 2, the trial resumable, never `failed`
+
+TWO_EPOCHS = STUDY.replace("epochs: 1", "epochs: 2").replace("seeds: [0, 1]", "seeds: [0]")
+
+
+def cli_run(tmp_path: Path, *args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    path = tmp_path / "env.yaml"
+    path.write_text(TWO_EPOCHS.format(name="env"))
+    r = CliRunner().invoke(app, ["run", str(path), "--results", str(tmp_path / "results"), *args],
+                           one_line_errors=True)
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exc_info
+    return r.exit_code, r.stderr
+
+
+def run_statuses(tmp_path: Path) -> set[str]:
+    opts = LedgerOptions(None, tmp_path / "results", readonly=True)
+    return set(statuses(Ledger(load_study(tmp_path / "env.yaml"), opts)).values())
+
+
+def test_a_database_dropped_mid_trial_is_exit_2_and_the_trial_resumable(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from ablate.sweep.epochs import EpochHook
+
+    db = tmp_path / "l.db"
+    storage = ("--storage", f"sqlite:///{db}", "--heartbeat", "1")
+    report = EpochHook.__call__
+
+    def then_drop(self, row):  # after the first epoch the database loses its tables (dropped, restored, ...)
+        report(self, row)
+        with sqlite3.connect(db) as con:
+            con.executescript("PRAGMA foreign_keys=OFF; DROP TABLE trial_intermediate_values; DROP TABLE trials;")
+
+    monkeypatch.setattr(EpochHook, "__call__", then_drop)
+    code, err = cli_run(tmp_path, *storage)
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(("[", "env:"))]
+    assert code == 2 and "the ledger's database failed" in lines[-1] and "Traceback" not in err, err
+
+
+def test_a_data_parallel_rank_killed_by_a_signal_leaves_the_trial_resumable(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.multiprocessing as mp
+
+    def killed(*args, **kwargs):
+        raise mp.ProcessExitedException("process 1 terminated with signal SIGKILL", error_index=1, error_pid=1,
+                                        exit_code=-9, signal_name="SIGKILL")
+
+    monkeypatch.setattr(mp, "start_processes", killed)
+    path = tmp_path / "env.yaml"
+    path.write_text(TWO_EPOCHS.format(name="env"))
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    results = str(tmp_path / "results")
+    r = CliRunner().invoke(app, ["run", str(path), "--results", results, "--enqueue-only"], one_line_errors=True)
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["worker", str(path), "--results", results, "--nproc-per-node", "2"],
+                           one_line_errors=True)
+    assert r.exit_code == 2 and "rank 1 of 2 was killed by SIGKILL" in r.stderr, r.stderr
+    assert run_statuses(tmp_path) == {Status.INTERRUPTED, Status.QUEUED}  # resumable: the next run trains it
+

@@ -5,6 +5,7 @@ as one `LedgerError`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ablate.secrets import redact, register, safe_url
 
@@ -88,3 +89,35 @@ def has_ledger_tables(url: str) -> bool:
         return sqlalchemy.inspect(engine).has_table("studies")
     finally:
         engine.dispose()
+
+
+class StorageFault(OSError):
+    """The ledger's database failed mid-run (a dropped connection, a stopped server, a dropped database): a fault
+    of the environment, not of the trial being trained. An OSError, so that a worker leaves its trial resumable
+    and stops with exit code 2, as on a full disk."""
+
+
+def storage_faults(cls: type) -> type:
+    """Every public method of `cls` (a store holding `where`, its storage URL fit to print) raises its database's
+    errors as one-line `StorageFault`s."""
+    import errno
+    import functools
+
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (SQLAlchemyError, StorageInternalError) as e:  # optuna wraps some of the former
+                cause = getattr(e, "orig", None) or e.__cause__ or e
+                raise StorageFault(errno.EIO, f"the ledger's database failed: {redact(_first_line(cause))}",
+                                   self.where) from None
+        return call
+
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, wrap(value))
+    return cls

@@ -319,6 +319,9 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
     except StudyError as e:  # an environment fault or unreadable data: one line, exit 2
         opts.log(str(e))
         sys.exit(2)
+    except OSError as e:  # the disk or the ledger's database failed outside a trial: one line, exit 2
+        opts.log(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e))
+        sys.exit(2)
     if stop.is_set():
         sys.exit(130)
     sys.exit(1 if stats[Status.FAILED] else 0)
