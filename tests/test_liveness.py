@@ -129,3 +129,39 @@ def test_a_data_parallel_rank_killed_by_a_signal_leaves_the_trial_resumable(tmp_
     assert r.exit_code == 2 and "rank 1 of 2 was killed by SIGKILL" in r.stderr, r.stderr
     assert run_statuses(tmp_path) == {Status.INTERRUPTED, Status.QUEUED}  # resumable: the next run trains it
 
+
+
+# ---- stale work never overwrites fresh work
+
+
+def test_a_worker_that_lost_its_trial_writes_nothing_more_of_it(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paused past its grace period, a worker's attempt is failed by another worker, which trains the trial to the
+    end. Resumed, the paused worker checks it still owns the trial before each write: it writes no checkpoint and
+    no metrics over the other worker's, and records nothing."""
+    from ablate.sweep.epochs import EpochHook
+    from ablate.sweep.worker import WorkerOptions, work
+
+    path = tmp_path / "env.yaml"
+    path.write_text(TWO_EPOCHS.format(name="env").replace("  - {name: b, set: {kernel_size: 5}}\n", ""))
+    loaded = load_study(path)
+    led = Ledger(loaded, LedgerOptions(None, tmp_path / "results"))
+    led.sync()
+    report = EpochHook.__call__
+    fresh: dict[str, bytes] = {}
+
+    def taken_over_after_epoch_1(self, row):
+        report(self, row)
+        (mine,) = self.ledger.store.trials(State.RUNNING)  # another worker fails it (no heartbeat) ...
+        self.ledger.store.set_attrs(mine, {"fail_reason": "stopped sending heartbeats", "fail_kind": "died"})
+        self.ledger.store.tell(mine, State.FAIL)
+        trial_dir = self.ledger.dir / "trials" / self.item.key  # ... and trains it to the end
+        for name in ("checkpoint.pt", "metrics.csv"):
+            fresh[name] = f"the other worker's final {name}".encode()
+            (trial_dir / name).write_bytes(fresh[name])
+
+    monkeypatch.setattr(EpochHook, "__call__", taken_over_after_epoch_1)
+    stats = work(loaded, WorkerOptions(ledger=LedgerOptions(None, tmp_path / "results"), progress=False))
+    trial_dir = led.dir / "trials" / loaded.variants[0].trial_id(0)
+    assert {name: (trial_dir / name).read_bytes() for name in fresh} == fresh  # nothing overwritten
+    assert sum(stats.values()) == 0  # and no outcome recorded by the worker that lost it

@@ -257,6 +257,11 @@ class Ledger:
         if data_fingerprint is not None:
             self.store.set_attrs(self._trial(item), {"data_fingerprint": data_fingerprint})
 
+    def owns(self, item: Item) -> bool:
+        """Whether `item`'s attempt is still running, and so this worker's: one failed by another worker (for
+        missing heartbeats, or as abandoned) and retried there is no longer ours to write anything of."""
+        return self.store.state_of(item.trial_id) is State.RUNNING
+
     def report(self, item: Item, rows: list[dict[str, Any]]) -> None:
         """The learning curve: each epoch's objective (top-1 unless a search maximises another metric) as the
         trial's intermediate value at step `epoch` (optuna's `Trial.report`); epochs already reported and

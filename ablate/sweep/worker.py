@@ -140,7 +140,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     """Train one trial and record its outcome: DONE, FAILED (its own fault), PRUNED, or None when the trial was
     taken over by another worker. An interrupt, unreadable data and a disk fault are recorded as resumable
     and raised (the worker stops)."""
-    from ablate.train.engine import TrialFailed
+    from ablate.train.engine import Disowned, TrialFailed
     from ablate.train.sources import DataError
 
     v, start = item.variant, time.time()
@@ -149,6 +149,9 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     on_epoch = EpochHook(ledger, item, opts, prune=opts.nproc == 1)
     try:
         metrics = _train(ledger, item, opts, StopEither(stop, beat.lost), beat, on_epoch)
+    except Disowned:
+        _taken_over(opts, item)
+        return None
     except KeyboardInterrupt:
         if beat.lost.is_set() and not (stop is not None and stop.is_set()):
             _taken_over(opts, item)
@@ -201,7 +204,7 @@ def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Even
             return metrics
         return run_trial(item.variant, item.seed, trial_dir, device=opts.device, threads=opts.threads,
                          progress=opts.progress, stop=stop, log=lambda line: opts.log(f"[{item.key}] {line}"),
-                         on_epoch=on_epoch)
+                         on_epoch=on_epoch, owner=lambda: ledger.owns(item))
 
 
 def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, reason: str, kind: FailKind) -> None:

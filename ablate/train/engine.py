@@ -33,7 +33,7 @@ from .checkpoint import save as _save  # called through this module's name (test
 from .data import Data, _seed_of, load_data
 from .metrics import evaluate, infer_throughput, peak_memory_mb, reset_peak_memory
 
-__all__ = ["COLUMNS", "TrialFailed", "build_model", "evaluate", "infer_throughput", "peak_memory_mb",
+__all__ = ["COLUMNS", "Disowned", "TrialFailed", "build_model", "evaluate", "infer_throughput", "peak_memory_mb",
            "pick_device", "reset_peak_memory", "run_trial", "seed_everything"]
 
 _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rmsproptf", "lars", "larc",
@@ -42,6 +42,11 @@ _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rms
 
 class TrialFailed(Exception):
     """The trial's own fault (e.g. a non-finite loss): recorded as failed, the sweep goes on."""
+
+
+class Disowned(Exception):
+    """The trial is no longer this worker's (another worker took it over, e.g. after this one was paused past its
+    grace period): nothing more of it is written, so stale work never overwrites fresh work."""
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -139,14 +144,15 @@ class _Trial:
     optimizer, ...): the model's initial weights come from the global RNG seeded just before."""
 
     def __init__(self, variant: Variant, seed: int, trial_dir: Path, dev: torch.device,
-                 dist: tuple[int, int] | None, say: Callable[[str], None], t_start: float):
+                 dist: tuple[int, int] | None, say: Callable[[str], None], t_start: float,
+                 owner: Callable[[], bool] | None = None):
         from timm.utils import ModelEmaV3
 
         self.variant, self.recipe, self.seed, self.dev, self.say, self.t_start = (
             variant, variant.recipe, seed, dev, say, t_start)
         self.ckpt_path, self.metrics_path = trial_dir / "checkpoint.pt", trial_dir / "metrics.csv"
         self.rank, self.world = dist or (0, 1)
-        self.writer = self.rank == 0
+        self.writer, self.owner = self.rank == 0, owner
         self.data = load_data(variant.data, self.recipe, seed, dev)
         self.model = build_model(variant, self.data).to(dev)
         if dev.type == "cuda":
@@ -202,13 +208,19 @@ class _Trial:
             self.resume_rng = ck["rng"]
             where = f"epoch {self.start_epoch + 1}" + (f", step {self.skip_steps + 1}" if self.skip_steps else "")
             self.say(f"resuming from {path} at {where}")
-        if self.writer:
+        if self.may_write():
             write_metrics(self.metrics_path, self.history)  # drops rows of epochs the checkpoint does not have
             for done in self.history if on_epoch is not None else []:
                 on_epoch(done)
 
+    def may_write(self) -> bool:
+        """Whether this process writes the trial's files (rank 0); `Disowned` when the trial is no longer ours."""
+        if self.writer and self.owner is not None and not self.owner():
+            raise Disowned(f"{self.ckpt_path.parent.name} is no longer this worker's: nothing of it written")
+        return self.writer
+
     def checkpoint(self, epoch: int, step: int, partial: dict[str, Any] | None) -> None:
-        if not self.writer:
+        if not self.may_write():
             return
         ema = self.ema.state_dict() if self.ema is not None else None
         _save(self.ckpt_path, {
@@ -317,7 +329,7 @@ class _Trial:
                "infer_img_per_s": metrics["img_per_s"]}  # the evaluation's own forward passes, timed
         self.history.append(row)
         self.checkpoint(epoch + 1, 0, None)
-        if self.writer:
+        if self.writer:  # (checked just now by checkpoint)
             write_metrics(self.metrics_path, self.history)
             if on_epoch is not None:
                 on_epoch(row)
@@ -349,11 +361,13 @@ class _Trial:
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
               progress: bool = True, stop: threading.Event | None = None,
               log: Callable[[str], None] | None = None, dist: tuple[int, int] | None = None,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              owner: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Train `variant` with `seed`; per-epoch rows in trial_dir/metrics.csv; returns the final metrics.
 
     `on_epoch(row)` is called with each epoch's metrics.csv row as the epoch finishes (a resumed trial first
-    gets the rows of the epochs its checkpoint holds); on rank 0 only.
+    gets the rows of the epochs its checkpoint holds); on rank 0 only. `owner()`, asked before each write of the
+    trial's files: whether the trial is still this worker's (False: `Disowned`, nothing written).
 
     `dist=(rank, world)`: one process of a data-parallel trial (torch.distributed already
     initialised by the caller). Every rank builds the same batches and trains on its slice of each
@@ -372,7 +386,7 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
     seed_everything(seed)
     if dist is not None and dist[0] != 0:
         progress, say = False, (lambda _msg: None)
-    trial = _Trial(variant, seed, trial_dir, dev, dist, say, t_start)
+    trial = _Trial(variant, seed, trial_dir, dev, dist, say, t_start, owner)
     trial.resume(on_epoch)
     epochs = variant.recipe.epochs
     for epoch in range(trial.start_epoch, epochs):
