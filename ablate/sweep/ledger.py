@@ -41,6 +41,7 @@ import fcntl
 import functools
 import json
 import math
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,16 +114,22 @@ class Ledger:
         return self.store.study is not None
 
     def _check_owner(self) -> None:
-        """One study name, one study file: refuse another file whose `name:` is already taken in this ledger."""
+        """One study name, one study file: refuse another file whose `name:` is already taken in this ledger. The
+        file is known by its full path on its host (two folders may hold files of one basename); from another host
+        (a shared server) only its basename can be compared. A recorded file that no longer exists was moved: the
+        ledger follows it."""
         if not self.exists:
             return
-        mine = Path(self.loaded.file).name
-        owner = self.store.study_attr("study_file")
-        if owner is None:
-            if not self.readonly:
+        mine, host = str(Path(self.loaded.file).resolve()), socket.gethostname()
+        owner, owner_host = self.store.study_attr("study_file"), self.store.study_attr("study_host")
+        same_host = owner_host == host
+        moved = owner is not None and same_host and not Path(owner).is_file()
+        if owner is None or moved or (owner_host is None and owner == Path(mine).name):  # new, moved, or an
+            if not self.readonly:  # older ledger that recorded the basename only: record the full path
                 self.store.set_study_attr("study_file", mine)
+                self.store.set_study_attr("study_host", host)
             return
-        if owner != mine:
+        if owner != mine if same_host else Path(owner).name != Path(mine).name:
             raise StudyError(self.loaded.file, "name", f"'{self.loaded.name}' is already the name of the study in "
                              f"{owner} (ledger {self.where}); give this study another name: (or use another "
                              "--results/--storage)")

@@ -1,0 +1,36 @@
+"""Which study a ledger belongs to, and what a run says it queued: one ledger per study file (its full path, not
+its basename), "N queued" counting every trial waiting to be trained, and workers started by `ablate run`
+training the version of the study the run queued. In process, no training unless said."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_ledger import STUDY
+
+from ablate.config.errors import StudyError
+from ablate.config.load import load_study
+from ablate.sweep.ledger import Ledger
+from ablate.sweep.options import LedgerOptions
+
+
+def twin(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "study.yaml"
+    path.write_text(STUDY.format(name="twin"))
+    return path
+
+
+def test_two_files_of_one_basename_in_two_folders_do_not_share_a_ledger(tmp_path: Path) -> None:
+    a, b = twin(tmp_path / "a"), twin(tmp_path / "b")
+    results = LedgerOptions(None, tmp_path / "results")
+    Ledger(load_study(a), results).sync()
+    with pytest.raises(StudyError) as err:
+        Ledger(load_study(b), results)
+    assert str(err.value).startswith(f"{b}: name: 'twin' is already the name of the study in {a.resolve()}")
+    with pytest.raises(StudyError):  # reading commands too: they would show a's trials as b's
+        Ledger(load_study(b), results.replace(readonly=True))
+    Ledger(load_study(a), results)  # its own file: fine
+    a.unlink()  # a moved (here: gone): the ledger follows the file that names it now
+    assert Ledger(load_study(b), results).sync()["queued"] == 0  # a's queued trials are b's now
