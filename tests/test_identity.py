@@ -34,3 +34,17 @@ def test_two_files_of_one_basename_in_two_folders_do_not_share_a_ledger(tmp_path
     Ledger(load_study(a), results)  # its own file: fine
     a.unlink()  # a moved (here: gone): the ledger follows the file that names it now
     assert Ledger(load_study(b), results).sync()["queued"] == 0  # a's queued trials are b's now
+
+
+def test_a_rerun_counts_the_trials_an_earlier_run_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    path = twin(tmp_path)
+    first = CliRunner().invoke(app, ["run", str(path), "--enqueue-only"], one_line_errors=True)
+    assert "twin: 4 trials, 0 already done, 4 queued (ledger" in first.stderr, first.stderr
+    again = CliRunner().invoke(app, ["run", str(path), "--enqueue-only"], one_line_errors=True)
+    assert "twin: 4 trials, 0 already done, 4 queued (4 of them by an earlier run) (ledger" in again.stderr, \
+        again.stderr

@@ -96,7 +96,9 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
     ledger.expect_current_data()  # results trained on other data (data.root changed) are trained again
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
-    print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {queued[Status.QUEUED]} queued "
+    waiting, now = ledger.waiting(), queued[Status.QUEUED]  # all still to be trained, and those queued just now
+    earlier = f" ({waiting - now} of them by an earlier run)" if waiting > now else ""
+    print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {waiting} queued{earlier} "
           f"(ledger: {ledger.where})", file=sys.stderr)
     write_results(ledger, counts)
     return ledger, total, queued[Status.DONE]

@@ -181,6 +181,11 @@ class Ledger:
                    in (Status.DONE, Status.PRUNED))
         return done, len(known) if self.search is None else max(len(known), self.search.trials)
 
+    def waiting(self) -> int:
+        """How many of the study's trials are queued, by any run, and still to be trained."""
+        known = self.known()
+        return sum(1 for key, t in self.latest().items() if key in known and t.state is State.WAITING)
+
     def running(self) -> int:
         """How many trials are running (on any worker)."""
         return len(self.store.trials(State.RUNNING))
