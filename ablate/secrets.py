@@ -80,6 +80,8 @@ class _Redacting:
         self._stream.flush()
 
     def __getattr__(self, name: str):  # fileno, isatty, encoding, buffer, ...: the real stream's
+        if name == "_stream":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self._stream, name)
 
 

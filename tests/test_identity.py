@@ -13,6 +13,7 @@ from ablate.config.errors import StudyError
 from ablate.config.load import load_study
 from ablate.sweep.ledger import Ledger
 from ablate.sweep.options import LedgerOptions
+from ablate.sweep.states import Status
 
 
 def twin(folder: Path) -> Path:
@@ -48,3 +49,24 @@ def test_a_rerun_counts_the_trials_an_earlier_run_queued(tmp_path: Path, monkeyp
     again = CliRunner().invoke(app, ["run", str(path), "--enqueue-only"], one_line_errors=True)
     assert "twin: 4 trials, 0 already done, 4 queued (4 of them by an earlier run) (ledger" in again.stderr, \
         again.stderr
+
+
+def test_workers_of_a_run_train_the_version_it_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The study file edited just after `ablate run --workers N` starts: its workers still take the trials the
+    run queued (they are handed the study as the run loaded it, not the file as it is now)."""
+    import json
+    import multiprocessing as mp
+
+    from ablate.sweep import worker
+
+    path = twin(tmp_path)
+    loaded = load_study(path)
+    path.write_text(path.read_text().replace("kernel_size: 5", "kernel_size: 7"))  # edited meanwhile
+    assert load_study(path).variants[1].id != loaded.variants[1].id
+    seen = tmp_path / "seen.json"
+    fork = mp.get_context("fork")  # (not spawn: the child keeps the stub below)
+    monkeypatch.setattr(worker.mp, "get_context", lambda _method: fork)
+    monkeypatch.setattr(worker, "work", lambda study, opts, stop: seen.write_text(
+        json.dumps([v.id for v in study.variants])) and {Status.FAILED: 0})
+    assert worker.run_workers(loaded, 1, worker.WorkerOptions(threads=1)) == [0]
+    assert json.loads(seen.read_text()) == [v.id for v in loaded.variants]

@@ -74,7 +74,7 @@ def run(
 
         workers = default_workers(device, total - done)
     try:
-        codes = _train(loaded, set_ or [], workers, opts, ledger, total, done)
+        codes = _train(loaded, workers, opts, ledger, total, done)
     except KeyboardInterrupt:  # the worker processes leave summary.csv to this process
         with contextlib.suppress(OSError):  # a full disk: the ledger holds every result all the same
             _write_all(loaded, ledger)
@@ -104,7 +104,7 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
     return ledger, total, queued[Status.DONE]
 
 
-def _train(loaded, overrides: list[str], workers: int, opts, ledger, total: int, done: int) -> list[int]:
+def _train(loaded, workers: int, opts, ledger, total: int, done: int) -> list[int]:
     """Train in this process, or in `workers` local processes under a progress bar: their exit codes."""
     from ablate.sweep.worker import run_workers, work
 
@@ -122,7 +122,7 @@ def _train(loaded, overrides: list[str], workers: int, opts, ledger, total: int,
         bar.refresh()
 
     try:
-        return run_workers(loaded, overrides, workers, opts, on_poll=poll, on_first_exit=_prepare_finish)
+        return run_workers(loaded, workers, opts, on_poll=poll, on_first_exit=_prepare_finish)
     finally:
         bar.close()
 

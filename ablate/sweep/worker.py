@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy, load_study
+from ablate.config.load import LoadedStudy
 
 from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
@@ -294,8 +294,9 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
 # ---- N local worker processes
 
 
-def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> None:
-    """Entry point of one spawned worker process."""
+def _child(loaded: LoadedStudy, opts: WorkerOptions, index: int) -> None:
+    """Entry point of one spawned worker process: it trains the study as the run loaded and queued it (the file
+    may have been edited since)."""
     import signal
 
     from ablate.secrets import guard_output, register
@@ -316,7 +317,7 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
 
     threading.Thread(target=orphaned, name="orphan-watch", daemon=True).start()
     try:
-        stats = work(load_study(path, overrides), opts, stop)
+        stats = work(loaded, opts, stop)
     except KeyboardInterrupt:
         sys.exit(130)
     except StudyError as e:  # an environment fault or unreadable data: one line, exit 2
@@ -330,7 +331,7 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
     sys.exit(1 if stats[Status.FAILED] else 0)
 
 
-def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerOptions,
+def run_workers(loaded: LoadedStudy, n: int, opts: WorkerOptions,
                 on_poll: Callable[[], None] | None = None, on_first_exit: Callable[[], None] | None = None
                 ) -> list[int]:
     """Start n worker processes (each with its share of the CPU threads, or its own GPU) and wait; return
@@ -348,7 +349,7 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
         env_gpu = _gpu_for(i)
         if env_gpu is not None:
             o.device = env_gpu
-        p = ctx.Process(target=_child, args=(loaded.file, overrides, o, i), daemon=False)
+        p = ctx.Process(target=_child, args=(loaded, o, i), daemon=False)
         p.start()
         procs.append(p)
     try:
