@@ -118,8 +118,9 @@ def _train(loaded, workers: int, opts, ledger, total: int, done: int) -> list[in
     bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr, disable=None)
 
     def poll() -> None:
-        bar.n = ledger.progress()[0]
-        bar.refresh()
+        with contextlib.suppress(OSError):  # the ledger unreachable: the workers say so; the bar just waits
+            bar.n = ledger.progress()[0]
+            bar.refresh()
 
     try:
         return run_workers(loaded, workers, opts, on_poll=poll, on_first_exit=_prepare_finish)
