@@ -423,3 +423,37 @@ def test_no_output_shows_a_password_given_in_the_query(tmp_path: Path, pg_url: s
         assert "hunter2pw" not in r.stderr + r.stdout and "password=***" in r.stderr + r.stdout or command == "status"
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert not [p for p in written if "hunter2pw" in p.read_text(errors="replace")]
+
+
+def test_a_dropped_connection_mid_trial_is_not_the_trials_failure(tmp_path: Path, pg_url: str) -> None:
+    """The server drops the worker's connections while it trains: the trial is never recorded `failed` (the
+    worker reconnects and finishes, or stops with exit 2 leaving it resumable), no traceback; a re-run ends it."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    path = study(tmp_path, "pgdrop", ["{name: a, set: {kernel_size: 3}}"], epochs=3, n=2048)
+    results = tmp_path / "results"
+    hb = ("--heartbeat", "1", "--grace", "30")
+    assert run_cli("run", str(path), "--storage", pg_url, "--results", str(results), "--enqueue-only", *hb,
+                   cwd=tmp_path, env=ENV).returncode == 0
+    proc = worker(path, pg_url, results, *hb)
+    metrics = results / "pgdrop" / "trials"
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(metrics.glob("*/metrics.csv")):
+        time.sleep(0.2)
+    url = make_url(pg_url)
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for _ in range(10):  # every connection to the study's database, for a second
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                        (url.database,))
+            time.sleep(0.1)
+    conn.close()
+    (err,) = finish([proc])
+    assert proc.returncode in (0, 2) and "Traceback" not in err, err
+    attempts_ = [t for ts in attempts(path, pg_url, results).values() for t in ts]
+    assert not [t for t in attempts_ if t.user_attrs.get("fail_kind") == "error"], err
+    r = run_cli("run", str(path), "--storage", pg_url, "--results", str(results), *hb, cwd=tmp_path, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert (pd.read_csv(results / "pgdrop" / "results.csv")["status"] == "done").all()
