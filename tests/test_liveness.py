@@ -165,3 +165,20 @@ def test_a_worker_that_lost_its_trial_writes_nothing_more_of_it(tmp_path: Path,
     trial_dir = led.dir / "trials" / loaded.variants[0].trial_id(0)
     assert {name: (trial_dir / name).read_bytes() for name in fresh} == fresh  # nothing overwritten
     assert sum(stats.values()) == 0  # and no outcome recorded by the worker that lost it
+
+
+def test_a_journal_truncated_under_a_running_worker_is_one_line_and_nothing_stays_running(tmp_path: Path) -> None:
+    """The journal is cut to nothing while a worker holds a trial: the worker's next read is a one-line
+    StorageFault naming the journal (an OSError: exit 2), and a fresh run queues every trial again."""
+    from ablate.sweep.storage import StorageFault
+
+    led = open_ledger(tmp_path, None)
+    led.sync()
+    assert led.pop() is not None
+    journal = led.dir / "ledger.journal"
+    journal.write_bytes(b"")
+    with pytest.raises(StorageFault) as err:
+        led.pop()
+    assert err.value.filename == str(journal) and "changed under this worker" in str(err.value.strerror)
+    again = open_ledger(tmp_path, None)
+    assert again.sync()[Status.QUEUED] == 4 and set(statuses(again).values()) == {Status.QUEUED}

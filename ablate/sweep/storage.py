@@ -99,9 +99,10 @@ class StorageFault(OSError):
 
 def storage_faults(cls: type) -> type:
     """Every public method of `cls` (a store holding `where`, its storage URL fit to print) raises its database's
-    errors as one-line `StorageFault`s."""
+    errors, and a journal that no longer reads, as one-line `StorageFault`s."""
     import errno
     import functools
+    import json
 
     from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import SQLAlchemyError
@@ -114,6 +115,10 @@ def storage_faults(cls: type) -> type:
             except (SQLAlchemyError, StorageInternalError) as e:  # optuna wraps some of the former
                 cause = getattr(e, "orig", None) or e.__cause__ or e
                 raise StorageFault(errno.EIO, f"the ledger's database failed: {redact(_first_line(cause))}",
+                                   self.where) from None
+            except json.JSONDecodeError as e:  # a journal cut or replaced under a running worker
+                raise StorageFault(errno.EIO, f"the ledger journal changed under this worker (truncated or "
+                                   f"replaced?): {e}; its trials in flight are resumable: run again",
                                    self.where) from None
         return call
 
