@@ -3,7 +3,7 @@
 Each simulated study is a chain of 17 variants (16 changes, as the roadmap): variant v's top-1 on seed s is
   base + (sum of the planted effects of the changes up to v) + sigma_v * noise[v, s],
 with sigma_v drawn per variant from --sigma (points of top-1; the quick proxy's seeds spread 0.4-2.5 points).
-The study trains its `seeds`, then ablate.report.verdicts.plan adds seeds round by round exactly as
+The study trains its `seeds`, then ablate.evidence.plan adds seeds round by round exactly as
 `ablate run` does, until every change is settled or has `max_seeds`; the final verdicts are counted:
 - a false finding: `helped` / `hurt` for a change whose planted effect is 0 or has the other sign, or
   `equivalent` for one whose planted effect is at least the margin;
@@ -30,7 +30,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ablate.config.load import load_study  # noqa: E402
-from ablate.report.verdicts import EQUIVALENT, HELPED, HURT, Rule, judge_family, plan  # noqa: E402
+from ablate.evidence import EQUIVALENT, HELPED, HURT, Rule, judge_family, plan  # noqa: E402
 
 CHANGES = 16
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.sweep import worker
-from ablate.sweep.worker import MAX_AUTO_WORKERS, default_workers
+from ablate.sweep import devices, worker
+from ablate.sweep.devices import MAX_AUTO_WORKERS, default_workers
 
 
 @pytest.mark.parametrize(("cores", "queued", "expected"), [
@@ -19,13 +19,13 @@ from ablate.sweep.worker import MAX_AUTO_WORKERS, default_workers
     (1, 51, 1),
 ])
 def test_one_worker_per_core_on_a_cpu(monkeypatch: pytest.MonkeyPatch, cores: int, queued: int, expected: int) -> None:
-    monkeypatch.setattr(worker.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: cores)
     assert default_workers("cpu", queued) == expected
 
 
 def test_one_worker_on_an_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(worker.os, "cpu_count", lambda: 8)
-    monkeypatch.setattr(worker, "no_accelerator_here", lambda: False)  # a GPU device node: torch is asked
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(devices, "no_accelerator_here", lambda: False)  # a GPU device node: torch is asked
     assert default_workers("cuda", 51) == default_workers("cuda:1", 51) == default_workers("mps", 51) == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # no --device: the best one is a GPU
     assert default_workers(None, 51) == 1
@@ -55,9 +55,9 @@ def test_the_cli_reads_ablate_workers(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_no_accelerator_is_known_without_torch_only_when_certain(monkeypatch: pytest.MonkeyPatch, nodes: tuple,
                                                                  platform: str, certain: bool) -> None:
-    monkeypatch.setattr(worker.sys, "platform", platform)
-    monkeypatch.setattr(worker.os.path, "exists", lambda p: p in nodes)
-    assert worker.no_accelerator_here() is certain
+    monkeypatch.setattr(devices.sys, "platform", platform)
+    monkeypatch.setattr(devices.os.path, "exists", lambda p: p in nodes)
+    assert devices.no_accelerator_here() is certain
 
 
 def test_ablate_run_itself_never_imports_torch_on_a_cpu_machine(tmp_path) -> None:  # noqa: ANN001
@@ -69,7 +69,7 @@ def test_ablate_run_itself_never_imports_torch_on_a_cpu_machine(tmp_path) -> Non
 
     if (__import__("os").cpu_count() or 1) < 2:
         pytest.skip("one core: `ablate run` trains in its own process")
-    if not worker.no_accelerator_here():
+    if not devices.no_accelerator_here():
         pytest.skip("this machine has a GPU device node: `ablate run` asks torch how many workers to start")
     from ablate.train.datasets import _fashion_mnist_files
 

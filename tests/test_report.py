@@ -297,8 +297,9 @@ def test_planted_effect_is_helped_and_planted_null_undetermined(tmp_path: Path) 
     assert table_row(md, "stage ratio")[-3].startswith("helped, p_adj=0.00995")
     # the interval at the level Holm spends on it (0.05 / 3): t(2) quantile 7.65 x 0.1 / sqrt(3) = 0.44
     assert "+1.00 [+0.56, +1.44]" in table_row(md, "stage ratio")[10]
-    assert ("Helped (vs the previous step; paired t-tests over 3 shared seeds, corrected together over the "
-            "family of 3 judged changes by Holm's step-down") in md
+    assert ("Verdicts on each change vs the previous step: paired t-tests over 3 shared seeds, corrected together "
+            "over the family of 3 judged changes by Holm's step-down") in md
+    assert "- Helped: stage ratio (+1.00 [+0.56, +1.44])." in md
     assert "stage ratio (+1.00 [+0.56, +1.44])" in md
     assert "Undetermined" in md and "ResNet-50 (modern recipe) (+0.03 [" in md
     assert "1 of 3 judged changes settled (1 helped, 0 hurt)" in md
@@ -416,24 +417,26 @@ def _judged(rows: list[tuple[str, float, str, int]]) -> pd.DataFrame:
 
 
 def test_findings_sentences() -> None:
+    from ablate.evidence import Rule
     from ablate.report.findings import findings
-    from ablate.report.verdicts import Rule
 
     t = _judged([("a", math.nan, "", 0), ("b", 0.8, "helped", 3), ("c", -0.6, "hurt", 3),
                  ("d", 0.1, "undetermined", 3)])
     out = findings(t, "steps")
     assert out[0] == "Best measured top-1: **d** with 93.00 [92.50, 93.50] (n = 3, 95 % CI)."
-    assert out[1].startswith("Helped (vs the previous step; paired t-tests over 3 shared seeds, corrected together "
-                             "over the family of 3 judged changes by Holm's step-down") and "b (+0.80" in out[1]
-    assert out[2].startswith("Hurt") and "c (-0.60 [-0.80, -0.40])" in out[2]
-    assert out[3].startswith("Undetermined") and "d (+0.10 [-0.10, +0.30]; ~12 seeds)" in out[3]
-    assert out[4] == "2 of 3 judged changes settled (1 helped, 1 hurt)." and len(out) == 5
+    assert out[1].startswith("Verdicts on each change vs the previous step: paired t-tests over 3 shared seeds, "
+                             "corrected together over the family of 3 judged changes by Holm's step-down")
+    assert out[2].startswith("Helped: b (+0.80")
+    assert out[3] == "Hurt: c (-0.60 [-0.80, -0.40])."
+    assert out[4].startswith("Undetermined") and "d (+0.10 [-0.10, +0.30]; ~12 seeds)" in out[4]
+    assert out[5] == "2 of 3 judged changes settled (1 helped, 1 hurt)." and len(out) == 6
     eq = findings(_judged([("a", math.nan, "", 0), ("b", 0.1, "equivalent", 3)]), "grid", rule=Rule(margin=0.5))
-    assert eq[1].startswith("Equivalent — no effect beyond ±0.5 points") and "b (+0.10" in eq[1]
-    assert eq[2] == "1 of 1 judged changes settled (0 helped, 0 hurt, 1 equivalent)."
+    assert eq[2].startswith("Equivalent — no effect beyond ±0.5 points") and "b (+0.10" in eq[2]
+    assert eq[3] == "1 of 1 judged changes settled (0 helped, 0 hurt, 1 equivalent)."
     two = findings(_judged([("a", math.nan, "", 0), ("b", 0.5, "helped", 2), ("c", 0.1, "undetermined", 2)]),
                    "grid", rule=Rule(correction="bh"))
-    assert two[1].startswith("Helped (vs 'a'; paired t-tests over 2 shared seeds") and "Benjamini-Hochberg" in two[1]
+    assert two[1].startswith("Verdicts on each change vs 'a': paired t-tests over 2 shared seeds")
+    assert "Benjamini-Hochberg" in two[1] and two[2].startswith("Helped: b (+0.50")
     assert "1 degree of freedom" in two[-1]
     one = findings(_judged([("a", math.nan, "", 0), ("b", 0.3, A.UNJUDGED, 1)]), "steps")
     assert one[1].startswith("1 seed: changes not judged") and "b (+0.30 [+0.10, +0.50])" in one[1]

@@ -137,7 +137,7 @@ def test_two_workers_share_the_journal_without_duplicates(tmp_path: Path) -> Non
 
 
 def test_without_workers_a_cpu_trains_one_trial_per_core(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ablate.sweep.worker import MAX_AUTO_WORKERS
+    from ablate.sweep.devices import MAX_AUTO_WORKERS
 
     monkeypatch.delenv("ABLATE_WORKERS")
     path = study(tmp_path, "auto", "".join(f"  - {{name: v{k}{d}, set: {{kernel_size: {k}, drop_path: {d}}}}}\n"

@@ -1,4 +1,4 @@
-"""The verdict rules (ablate/report/verdicts.py): corrections against hand-computed values, the three outcomes,
+"""The verdict rules (ablate/evidence.py): corrections against hand-computed values, the three outcomes,
 the looks of the adaptive rule, replication agreement, and the simulation that shows the error rate."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ablate.report import verdicts as V
+from ablate import evidence as V
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,3 +134,48 @@ def test_verdict_simulation_small() -> None:
     power = re.findall(r"power \(right settled verdict\) by planted \|effect\|: (.*)", out)[1]
     biggest = float(power.split(",")[-1].split(":")[1])
     assert biggest >= 0.9, out
+
+
+def test_a_partial_round_plans_nothing() -> None:
+    """While the study's seeds are still training (2 of 3 finished), no round is planned: a look needs its
+    whole data; once all 3 are in, round 1 gives the open change seeds 3, 4, 5."""
+    rule = V.Rule(seeds=(0, 1, 2), max_seeds=6, round_seeds=3)
+    whole = _pairs([0.3], [2.0], 3)
+    assert V.plan([(a.iloc[:2], b.iloc[:2]) for a, b in whole], rule) == {}
+    assert V.plan(whole, rule) == {1: {0: [3, 4, 5]}}
+
+
+@pytest.mark.slow
+def test_compare_of_a_replication_run_gives_per_step_agreement(tmp_path: Path) -> None:
+    """The same steps run twice with disjoint seeds (the second through --set), compared with `N:` overrides:
+    compare-steps.csv and compare.md give each step's agreement between the two runs."""
+    from conftest import run_cli
+
+    study = tmp_path / "rep.yaml"
+    study.write_text("""
+name: rep
+model: {depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2, expansion: 1.0, stem_width: 16}
+data: {dataset: synthetic, image_size: 16, train_subset: 256, val_subset: 128}
+recipe: {preset: classic, epochs: 1, batch_size: 32, warmup_epochs: 0, lr: 0.05}
+seeds: [0, 1]
+evidence: {margin: 50}
+steps:
+  - {name: base}
+  - {name: k5, set: {kernel_size: 5}}
+""")
+    rep = ["--set", "seeds=[10, 11]", "--set", "name=rep-2"]
+    for extra in ([], rep):
+        ran = run_cli("run", str(study), *extra, cwd=tmp_path, env={"ABLATE_WORKERS": "1"})
+        assert ran.returncode == 0, ran.stderr[-2000:]
+    bad = run_cli("compare", str(study), str(study), "--set", "3:name=x", cwd=tmp_path)
+    assert bad.returncode == 2 and "study 3 of 2" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    out = run_cli("compare", str(study), str(study), "--set", "2:name=rep-2", "--set", "2:seeds=[10, 11]",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    steps = pd.read_csv(tmp_path / "reports" / "compare-rep-rep-2" / "compare-steps.csv")
+    # a margin of 50 points: every change of a 10-class synthetic task is equivalent in both runs
+    assert list(steps["rep:verdict"].fillna("")) == ["", "equivalent"]
+    assert list(steps["rep-2:verdict"].fillna("")) == ["", "equivalent"]
+    assert list(steps["agreement"].fillna("")) == ["", "same"]
+    md = (tmp_path / "reports" / "compare-rep-rep-2" / "compare.md").read_text()
+    assert "Verdicts across the studies (agreement): 1 same, 0 compatible, 0 contradictory" in md

@@ -70,7 +70,7 @@ def run(
         return
     opts = WorkerOptions(ledger=ledger_opts, device=device, linger=linger, tensorboard=tensorboard)
     if workers is None:
-        from ablate.sweep.worker import default_workers
+        from ablate.sweep.devices import default_workers
 
         workers = default_workers(device, total - done)
     try:
@@ -98,8 +98,11 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
     waiting, now = ledger.waiting(), queued[Status.QUEUED]  # all still to be trained, and those queued just now
     earlier = f" ({waiting - now} of them by an earlier run)" if waiting > now else ""
+    top = loaded.study.evidence.max_seeds
+    more = (f"; up to {len(loaded.variants) * top} as seeds are added where a verdict stays open "
+            f"(evidence.max_seeds {top})" if top and ledger.search is None and top > len(loaded.study.seeds) else "")
     print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {waiting} queued{earlier} "
-          f"(ledger: {ledger.where})", file=sys.stderr)
+          f"(ledger: {ledger.where}){more}", file=sys.stderr)
     write_results(ledger, counts)
     return ledger, total, queued[Status.DONE]
 
@@ -249,14 +252,21 @@ def print_status(ledger, to=None) -> None:
     cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
     show = df[cols].copy()
     show["fail_reason"] = show["fail_reason"].fillna("").astype(str).str.slice(0, 60)
+    if (df["round"] > 0).any():  # seeds the adaptive rule added (evidence.max_seeds): when, and why
+        show.insert(2, "round", df["round"])
     notes = _retry_notes(ledger)
-    if any(notes.get(k) for k in df["trial_id"]):
-        show["note"] = [notes.get(k, "")[:70] for k in df["trial_id"]]
+    if any(notes.get(k) for k in df["trial_id"]) or (df["round"] > 0).any():
+        show["note"] = [(notes.get(k) or why or "")[:70] for k, why in zip(df["trial_id"], df["seeded_because"],
+                                                                           strict=True)]
     print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.2f}"), file=to)
     done = df[df["status"] == Status.DONE]
     if not done.empty:
         best = done.loc[done["top1"].idxmax()]
         print(f"best so far: {best['name']} (seed {best['seed']}): top-1 {best['top1']:.2f}", file=to)
+    if (df["round"] > 0).any():
+        print(f"adaptive seeds (evidence.max_seeds {ledger.loaded.study.evidence.max_seeds}): round "
+              f"{int(df['round'].max())} planned; a round adds seeds to the variants of changes still "
+              "undetermined after the look before it", file=to)
     note = ledger.version_note()
     if note:
         print(note, file=to)

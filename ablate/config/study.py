@@ -285,6 +285,11 @@ class Search(_Strict):
         "outside is rejected by counting it, before anything is trained, and the sampler asks again.")
     params: tuple[float | None, float | None] | None = Field(
         None, description="[low, high] parameters at the paper's scale (e.g. [20e6, 30e6]); as `flops`.")
+    seeds: int = Field(1, ge=1, le=20, description="Seeds each sampled configuration is trained on (the study's "
+                       "`seeds`, then the next integers): the objective optuna sees is their mean.")
+    confirm: int = Field(0, ge=0, le=20, description="Once the budget is spent, retrain the best k configurations "
+                         "on `confirm_seeds` seeds before the report names a winner; 0 = no confirmation.")
+    confirm_seeds: int = Field(5, ge=2, le=50, description="Seeds of a confirmed configuration, in all.")
 
     @field_validator("space", mode="before")
     @classmethod
@@ -397,6 +402,10 @@ class Study(_Strict):
 
             raise FieldError("evidence.max_seeds", f"{top} is below the study's {len(self.seeds)} seeds")
         return self
+
+    def first_seeds(self, n: int) -> list[int]:
+        """The first n seeds of the study: its `seeds`, then the next integers after the largest."""
+        return list(self.seeds[:n]) + [max(self.seeds) + 1 + i for i in range(max(n - len(self.seeds), 0))]
 
     def added_seeds(self, rounds: int) -> list[int]:
         """The seeds rounds 1..`rounds` of `evidence.max_seeds` add: the next integers after the largest given,

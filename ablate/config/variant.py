@@ -111,3 +111,22 @@ def show_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return json.dumps(v, separators=(",", ":")) if isinstance(v, list | dict) else str(v)
+
+
+# Groups whose rows are reference models, not steps of the roadmap: compared with nothing.
+REFERENCE_GROUPS = ("reference",)
+
+
+def compared_with(groups: list[str], kind: str) -> list[int | None]:
+    """For each variant (in study order, by its group), the position of the one its change is judged against:
+    the previous non-reference step for `steps` studies, the first variant otherwise; None for the first and
+    for reference rows. The one rule the report and the adaptive seeding share."""
+    out: list[int | None] = []
+    for i, g in enumerate(groups):
+        if g in REFERENCE_GROUPS:
+            out.append(None)
+        elif kind != "steps":
+            out.append(0 if i > 0 else None)
+        else:
+            out.append(next((j for j in range(i - 1, -1, -1) if groups[j] not in REFERENCE_GROUPS), None))
+    return out

@@ -5,10 +5,10 @@ variant x seed, any status) and the per-epoch rows of trials/*/metrics.csv; outp
 findings.py and writer.py.
 
 Evidence rules (docs/evidence.md): a change is judged only by the study's own seeds, as one member of the
-study's family of changes (verdicts.py: corrected paired tests, helped / hurt / equivalent / undetermined);
+study's family of changes (ablate/evidence.py: corrected paired tests, helped / hurt / equivalent / undetermined);
 with one seed nothing is judged. Every number a reader compares carries its interval: step means
 (t-interval over seeds), changes (the corrected paired interval), rank correlation with the paper
-(bootstrap over seeds). The statistics are in stats.py and verdicts.py (scipy.stats).
+(bootstrap over seeds). The statistics are in stats.py and ablate/evidence.py (scipy.stats).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ablate.config.variant import REFERENCE_GROUPS, compared_with
+from ablate.evidence import NOT_JUDGED, SETTLED, Rule, judge_family
 from ablate.sweep.states import PARTIAL, Status
 
 from .stats import (
@@ -33,17 +35,14 @@ from .stats import (
     t_interval,
 )
 from .text import show
-from .verdicts import NOT_JUDGED, SETTLED, Rule, judge_family
 
-__all__ = ["ALPHA", "BIG_STEP", "BOOTSTRAP_RESAMPLES", "CONFIDENCE", "REFERENCE_GROUPS", "STATE_LABEL", "UNJUDGED",
+__all__ = ["ALPHA", "BIG_STEP", "BOOTSTRAP_RESAMPLES", "CONFIDENCE", "STATE_LABEL", "UNJUDGED",
            "agreement", "curve_table", "grid_effect", "grid_table", "noise_verdicts", "paired_test", "pareto_mask",
            "seed_values", "spearman", "t_interval", "typical_seed_std", "variant_table", "vs_baseline"]
 
 # A paper change at least this large (top-1 points) is beyond the paper's own seed noise (its seed std is
 # 0.02-0.18): those steps are the fair test of whether a proxy reproduces the paper's direction.
 BIG_STEP = 0.4
-# Groups whose rows are reference models, not steps of the roadmap: no change vs the previous step.
-REFERENCE_GROUPS = ("reference",)
 STATE_LABEL = {s.value: s.label for s in Status}  # status -> the word reports use ("new" reads "not run")
 # A variant whose seeds differ in status takes the first of these its seeds have (after done / partial).
 _VARIANT_STATE_PRIORITY = (Status.RUNNING, Status.INTERRUPTED, Status.QUEUED, Status.FAILED, Status.PRUNED,
@@ -145,7 +144,7 @@ def seed_values(df: pd.DataFrame) -> dict[str, pd.Series]:
 def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str, rule: Rule | None = None) -> pd.DataFrame:
     """Add `vs` (the row compared with), `delta` with its corrected interval `delta_lo`/`delta_hi`,
     `ref_delta`, `p`, `p_adj`, `p_equiv_adj`, `pairs`, `verdict`, `look`, `seeds_to_settle` and `family` to
-    the table (verdicts.py: the rules).
+    the table (ablate/evidence.py: the rules).
 
     Compared with: the previous step for `steps` studies (reference-group rows are skipped: they are not
     steps of the roadmap), the first variant otherwise. Every change with >= 2 seeds both rows finished is
@@ -156,7 +155,8 @@ def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str, rule: Rule 
     t = table.copy()
     by_seed = seed_values(df)
     empty = pd.Series(dtype=float)
-    against = [_compare_with(t, int(i), kind) for i in t.index]
+    pos = compared_with([str(g) for g in t["group"]], kind)
+    against = [None if j is None else t.index[j] for j in pos]
     rows = [i for i, j in zip(t.index, against, strict=True) if j is not None]
     pairs = [(by_seed.get(t.loc[j, "id"], empty), by_seed.get(t.loc[i, "id"], empty))
              for i, j in zip(t.index, against, strict=True) if j is not None]
@@ -183,17 +183,6 @@ def _change(prev: pd.Series, row: pd.Series, res: dict[str, Any]) -> dict[str, A
             "p_equiv_adj": res["p_equiv_adj"], "pairs": int(res["n"]),
             "verdict": res["verdict"] if math.isfinite(delta) else "", "look": int(res["look"]),
             "seeds_to_settle": res["seeds_to_settle"], "family": int(res["family"])}
-
-
-def _compare_with(t: pd.DataFrame, i: int, kind: str) -> int | None:
-    if t.loc[i, "group"] in REFERENCE_GROUPS:
-        return None
-    if kind != "steps":
-        return 0 if i > 0 else None
-    for j in range(i - 1, -1, -1):
-        if t.loc[j, "group"] not in REFERENCE_GROUPS:
-            return j
-    return None
 
 
 def vs_baseline(table: pd.DataFrame, df: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str | None]:

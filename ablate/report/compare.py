@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 
 from ablate.config.errors import StudyError
 from ablate.config.variant import LoadedStudy
+from ablate.evidence import Rule, agreement
 from ablate.files import atomic_write, atomic_write_text
 from ablate.sweep.states import Status
 
@@ -28,7 +29,6 @@ from .reading import read_results
 from .render import PLAIN_TEXT, Block, save_figure, to_html, to_markdown
 from .style import PALETTE, figure, plain_axes
 from .text import fmt, fmt_ci, fmt_rho, slug
-from .verdicts import Rule, agreement
 
 # Images in the full training split, for the cost of a study that trains on all of it.
 TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}

@@ -12,13 +12,13 @@ from typing import Any
 import pandas as pd
 
 from ablate.config.variant import LoadedStudy
+from ablate.evidence import CORRECTION_NAMES, SETTLED, UNDETERMINED, Rule
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP, BOOTSTRAP_RESAMPLES, typical_seed_std
 from .findings import findings, method_line
 from .render import Block
 from .text import fmt, fmt_ci, one_line, show
-from .verdicts import CORRECTION_NAMES, SETTLED, UNDETERMINED, Rule
 
 
 def _versions() -> str:
@@ -54,7 +54,7 @@ class Tables:
     curves: pd.DataFrame  # analysis.curve_table
     grid_keys: list[str]  # the swept fields of a grid ([] otherwise)
     gtable: pd.DataFrame  # the table with a column per swept field (the table itself when not a grid)
-    rule: Rule = field(default_factory=Rule)  # how the study judges its changes (verdicts.Rule)
+    rule: Rule = field(default_factory=Rule)  # how the study judges its changes (ablate.evidence.Rule)
 
 
 def report_blocks(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[str],
@@ -69,7 +69,7 @@ def report_blocks(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[
     ]
     for note in notes:
         blocks.append(("p", f"**Note:** {note}"))
-    blocks += [("h", 2, "Findings"), ("ul", findings(t.table, loaded.kind, t.agree, t.rule))]
+    blocks += [("h", 2, "Findings"), ("ul", findings(t.table, loaded.kind, t.agree, t.rule, loaded.study.search))]
     blocks += [("h", 2, "Results"), result_table(t.gtable, loaded.kind, t.grid_keys)]
     blocks.append(("p", _table_legend(t.table, loaded.kind, t.rule)))
     blocks.append(("h", 2, "Charts"))

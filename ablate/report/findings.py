@@ -9,21 +9,21 @@ from typing import Any
 
 import pandas as pd
 
+from ablate.evidence import CORRECTION_NAMES, EQUIVALENT, HELPED, HURT, NOT_JUDGED, SETTLED, UNDETERMINED, Rule
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP
 from .text import fmt, fmt_ci, fmt_rho
-from .verdicts import CORRECTION_NAMES, EQUIVALENT, HELPED, HURT, NOT_JUDGED, SETTLED, UNDETERMINED, Rule
 
 
-def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None, rule: Rule | None = None
-             ) -> list[str]:
+def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None, rule: Rule | None = None,
+             search: Any = None) -> list[str]:
     """Sentences the study's own numbers support: the best variant, what helped or hurt beyond the study's
     own seed noise (with intervals), what lies within it, the agreement with the paper (with intervals),
     and what is missing. With one seed no change is judged. Each sentence names its rows and numbers."""
     if table.empty:
         return ["The study has no variants."]
-    out = [_best(table)]
+    out = [_best(table)] + (_winner(table, search) if search is not None else [])
     out += _changes(table, kind, rule or Rule())
     if agree is not None and agree["n_levels"] >= 3:
         out += _agreement(agree)
@@ -45,6 +45,29 @@ def _best(table: pd.DataFrame) -> str:
     return (f"Best measured top-1: **{best['name']}** with {fmt(best['top1_mean'])}"
             + fmt_ci(best.get("top1_lo"), best.get("top1_hi")) + f" (n = {int(best['n'])}"
             + (", 95 % CI" if int(best["n"]) >= 2 else "") + ").")
+
+
+def _winner(table: pd.DataFrame, search: Any) -> list[str]:
+    """A search's configurations judged over seeds: each one's interval, and with `search.confirm` the winner
+    among the configurations retrained on `confirm_seeds` seeds (a sampled mean is partly the luckiest draw)."""
+    done = table[table["top1_mean"].notna()]
+    if done.empty:
+        return []
+    out = []
+    if search.seeds > 1:
+        out.append(f"Each configuration was trained on {search.seeds} seeds; the objective optuna maximised is "
+                   "their mean (each row's interval is over its seeds).")
+    if search.confirm:
+        confirmed = done[done["n"] >= search.confirm_seeds]
+        if confirmed.empty:
+            out.append(f"Not confirmed yet: the best {search.confirm} configurations are retrained on "
+                       f"{search.confirm_seeds} seeds once the search's budget is spent; no winner is named before.")
+        else:
+            w = confirmed.loc[confirmed["top1_mean"].idxmax()]
+            out.append(f"Winner after confirmation (the best {search.confirm} sampled configurations retrained on "
+                       f"{search.confirm_seeds} seeds): **{w['name']}** with {fmt(w['top1_mean'])}"
+                       + fmt_ci(w.get("top1_lo"), w.get("top1_hi")) + f" (n = {int(w['n'])}, 95 % CI).")
+    return out
 
 
 def _names(rows: pd.DataFrame, need: bool = False) -> str:
@@ -94,13 +117,12 @@ def method_line(tested: pd.DataFrame, rule: Rule) -> str:
 
 def _tested_changes(tested: pd.DataFrame, unjudged: pd.DataFrame, what: str, rule: Rule) -> list[str]:
     """The sentences on judged changes, by verdict (and on the rest, not judged)."""
-    out = []
-    how = method_line(tested, rule)
+    out = [f"Verdicts on each change vs {what}: {method_line(tested, rule)}."]
     by = {v: tested[tested["verdict"] == v] for v in (HELPED, HURT, EQUIVALENT, UNDETERMINED)}
     if len(by[HELPED]):
-        out.append(f"Helped (vs {what}; {how}): {_names(by[HELPED])}.")
+        out.append(f"Helped: {_names(by[HELPED])}.")
     if len(by[HURT]):
-        out.append(f"Hurt (vs {what}; {how}): {_names(by[HURT])}.")
+        out.append(f"Hurt: {_names(by[HURT])}.")
     if len(by[EQUIVALENT]):
         out.append(f"Equivalent — no effect beyond ±{rule.margin:g} points (two one-sided tests, corrected the "
                    f"same way): {_names(by[EQUIVALENT])}.")

@@ -34,6 +34,8 @@ def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title
     colors = group_colors(groups)
     lay = _layout(names, groups, has_ref)
     _draw_sections(lay, names, groups, colors)
+    if "verdict" in table:
+        _draw_verdicts(lay, [str(v) for v in table["verdict"]])
     has_ci = _draw_measured(lay.ax, table, [colors[g] for g in groups], dataset)
     if lay.dax is not None:
         _draw_changes(lay.dax, table, names, baseline, dataset)
@@ -54,6 +56,7 @@ class _Layout:
     group_w: float
     name_w: float
     height: float
+    verdict_w: float = 0.0
 
     @property
     def axes(self) -> list[Any]:
@@ -65,7 +68,9 @@ def _layout(names: list[str], groups: list[str], has_ref: bool) -> _Layout:
     n = len(names)
     group_w = (max((len(g) for g in groups), default=0) * CHAR_IN * 1.12 + 0.3) if any(groups) else 0.0
     name_w = max(len(s) for s in names) * CHAR_IN + 0.15
+    verdict_w = len("? undetermined") * CHAR_IN * 1.05 + 0.2
     bars_w, delta_w, gap, right = 4.6, 3.0, 0.35, 0.25
+    name_w += verdict_w  # the verdict column sits between the step names and the bars
     width = group_w + name_w + bars_w + (gap + delta_w if has_ref else 0) + right
     top, bottom = 1.15, 0.75
     height = n * ROW_IN + top + bottom
@@ -78,7 +83,7 @@ def _layout(names: list[str], groups: list[str], has_ref: bool) -> _Layout:
     lab = fig.add_axes((0, y0, fx(group_w + name_w), h))
     ax = fig.add_axes((fx(group_w + name_w), y0, fx(bars_w), h))
     dax = fig.add_axes((fx(group_w + name_w + bars_w + gap), y0, fx(delta_w), h)) if has_ref else None
-    lay = _Layout(fig, lab, ax, dax, group_w, name_w, height)
+    lay = _Layout(fig, lab, ax, dax, group_w, name_w, height, verdict_w)
     for a in lay.axes:
         a.set_ylim(n - 0.5, -0.5)
     return lay
@@ -98,7 +103,23 @@ def _draw_sections(lay: _Layout, names: list[str], groups: list[str], colors: di
                      color=colors[g])
             lab.plot([lay.group_w - 0.1] * 2, [a_ - 0.35, b_ + 0.35], color=colors[g], lw=2, solid_capstyle="butt")
     for i, s in enumerate(names):
-        lab.text(lay.group_w + lay.name_w - 0.08, i, s, ha="right", va="center", fontsize=9)
+        lab.text(lay.group_w + lay.name_w - lay.verdict_w - 0.08, i, s, ha="right", va="center", fontsize=9)
+
+
+# How the chart marks each change's verdict (ablate/evidence.py), vs the previous step.
+VERDICT_MARKS = {"helped": ("▲ helped", "#1a7f37"), "hurt": ("▼ hurt", "#c0392b"),
+                 "equivalent": ("= equivalent", "#2c5d8a"), "undetermined": ("? undetermined", "#777777"),
+                 "not judged": ("· not judged", "#999999")}
+
+
+def _draw_verdicts(lay: _Layout, verdicts: list[str]) -> None:
+    """Each step's verdict vs the previous step, in its own column left of the bars."""
+    x = lay.group_w + lay.name_w - lay.verdict_w + 0.02
+    lay.lab.text(x, -0.75, "verdict", ha="left", va="bottom", fontsize=7.5, color="#444", fontstyle="italic")
+    for i, v in enumerate(verdicts):
+        if v in VERDICT_MARKS:
+            text, color = VERDICT_MARKS[v]
+            lay.lab.text(x, i, text, ha="left", va="center", fontsize=7.5, color=color, fontweight="bold")
 
 
 def _measured_limits(mean: np.ndarray, err_lo: np.ndarray, err_hi: np.ndarray) -> tuple[float, float]:
@@ -186,7 +207,8 @@ def _draw_changes(dax: Any, table: pd.DataFrame, names: list[str], baseline: str
 def _note(table: pd.DataFrame, has_ci: bool, has_ref: bool, agree: dict[str, Any] | None) -> str:
     """The lines under the title: what the panels show, and the agreement with the paper."""
     seeds = int(table["n"].max()) if len(table) else 0
-    note = ("left: measured top-1, own scale" + (", whiskers = 95 % CI over seeds" if has_ci else
+    note = ("verdict: each step vs the previous one (corrected for the family of changes); "
+            "left: measured top-1, own scale" + (", whiskers = 95 % CI over seeds" if has_ci else
                                                   f" ({seeds} seed{'s' * (seeds != 1)}: no interval)")
             + ("; right: change vs the baseline step (paired 95 % CI), measured vs paper" if has_ref else ""))
     if agree is not None and agree.get("n_levels", 0) >= 3:

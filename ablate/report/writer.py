@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ablate.config.variant import LoadedStudy, changes_text
+from ablate.evidence import Rule
 from ablate.files import atomic_write_text
 
 from . import analysis as A
@@ -22,7 +23,6 @@ from .content import Tables, report_blocks, result_table
 from .reading import grid_values, read_metrics, read_results
 from .render import PLAIN_TEXT, save_figure, to_html, to_latex, to_markdown
 from .text import slug
-from .verdicts import Rule
 
 __all__ = ["grid_values", "read_metrics", "read_results", "write_report"]
 

@@ -52,7 +52,7 @@ from ablate.config.errors import StudyError
 from ablate.config.variant import LoadedStudy, Variant
 from ablate.secrets import safe_url
 
-from . import queue, search, view
+from . import queue, rounds, search, view
 from .options import LedgerOptions
 from .params import param_space
 from .states import Attempt, FailKind, Item, State, Status
@@ -103,6 +103,8 @@ class Ledger:
         with contextlib.nullcontext() if self.readonly or not self.exists else self._lock():
             self._check_owner()
         self.by_key = {v.trial_id(s): (v, s) for v in loaded.variants for s in loaded.study.seeds}
+        self.fixed = dict(self.by_key)  # the study's own (variant, seed)s, before any round adds seeds
+        self.rounds: dict[str, tuple[int, str]] = {}  # trial id -> (round, why) of the seeds the plan added
         self.data_fp: dict[str, str | None] = {}  # data spec (JSON) -> fingerprint of the data it reads now
         self.param_space = param_space(loaded)  # optuna params of fixed-variant studies (`params.py`)
         self.param_ok: dict[str, bool] = {}  # param name -> the ledger's earlier trials accept its distribution
@@ -157,8 +159,11 @@ class Ledger:
         return view.attempts(self.trials())
 
     def known(self) -> dict[str, tuple[Variant, int]]:
-        """The study's (variant, seed) by trial id: its fixed variants, plus those a search has sampled."""
+        """The study's (variant, seed) by trial id: its fixed variants (with the seeds the adaptive rule has added
+        so far), plus those a search has sampled."""
         if self.search is None:
+            if rounds.adaptive(self) and self.exists:
+                self.extend(self.latest())
             return self.by_key
         from ablate.config.load import search_variant
 
@@ -166,7 +171,8 @@ class Ledger:
         for t in sorted(self.trials(), key=lambda t: t.number):
             key = t.user_attrs.get("trial_id")
             if key and key not in out and t.params:
-                out[key] = (search_variant(self.loaded, dict(t.params), t.number), self.loaded.study.seeds[0])
+                seed = int(t.user_attrs.get("seed", self.loaded.study.seeds[0]))
+                out[key] = (search_variant(self.loaded, dict(t.params), t.number), seed)
         return out
 
     def version_note(self) -> str | None:
@@ -233,7 +239,36 @@ class Ledger:
             latest = self.latest()
             if self.search is not None:
                 return search.sync_search(self, latest, retry_failed)
+            if rounds.adaptive(self) and not rounds.round_open(self, latest):
+                self.extend(latest)  # a re-run continues the plan: the rounds its finished trials call for
             return queue.sync_variants(self, latest, retry_failed)
+
+    def extend(self, latest: dict[str, Attempt]) -> None:
+        """The study's trials: its own, plus those the adaptive rule's plan holds for the finished trials `latest`
+        (`rounds.py`; a plan reads whole looks only, so it grows as rounds end and never takes a trial back)."""
+        self.by_key, self.rounds = dict(self.fixed), {}
+        for key, (v, seed, k, why) in rounds.planned(self, latest).items():
+            self.by_key[key] = (v, seed)
+            self.rounds[key] = (k, why)
+
+    def next_round(self) -> int:
+        """Queue the next round of the adaptive rule once the current one is whole: how many of its trials are
+        queued now (0: the plan is complete), or -1 while a trial of the study is still queued or running.
+        (Another worker or a re-run may have queued the round already: those trials count too.)"""
+        if self.search is not None:
+            with self._lock():
+                return search.confirm_round(self)
+        if not rounds.adaptive(self):
+            return 0
+        self.fail_stale()
+        self.reap_dead_local_workers()
+        with self._lock():
+            latest = self.latest()
+            if rounds.round_open(self, latest):
+                return -1
+            self.extend(latest)
+            queued = queue.sync_variants(self, latest, retry_failed=False)[Status.QUEUED]
+            return queued + sum(1 for k, t in latest.items() if k in self.by_key and t.state is State.WAITING)
 
     def pop(self) -> Item | None:
         """Take the next queued trial of this study file (a search: the next sampled one); None when none is left."""

@@ -20,7 +20,8 @@ from .states import Status
 
 METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
            "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
-COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "status", "attempts", "fail_reason", "changes", "model",
+COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "round", "seeded_because", "status", "attempts",
+           "fail_reason", "changes", "model",
            *NetConfig.model_fields, "params", "gflops", "params_train", "gflops_train", "image_size", "dataset",
            "recipe", "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops",
            "ref_params"]
@@ -39,6 +40,7 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
         ref = v.reference
         row: dict[str, Any] = {
             "index": v.index, "name": v.name, "group": v.group, "id": v.id, "trial_id": key, "seed": seed,
+            "round": ledger.rounds.get(key, (0, ""))[0], "seeded_because": ledger.rounds.get(key, (0, ""))[1],
             "status": status, "attempts": attempts.get(key, 0),
             "fail_reason": attrs.get(Status.PRUNED.value if status == Status.PRUNED else "fail_reason"),
             "changes": changes_text(v.changes, limit=50), "model": v.timm or "ablate",
@@ -57,8 +59,23 @@ def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> l
                            if t is not None and t.datetime_complete else None)
         row.update({"ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
                     "ref_gflops": ref.gflops if ref else None, "ref_params": ref.params if ref else None})
-        rows.append(row)
+        rows += _per_seed(row, v, attrs.get("seed_metrics"))
     return rows
+
+
+def _per_seed(row: dict[str, Any], v: Any, seed_metrics: str | None) -> list[dict[str, Any]]:
+    """A search configuration trained on several seeds (`search.seeds`) is one trial of the ledger and one row
+    per seed here, each with its own metrics (the ledger holds their means as the trial's)."""
+    if not seed_metrics:
+        return [row]
+    import json
+
+    out = []
+    for seed, metrics in sorted(json.loads(seed_metrics).items(), key=lambda kv: int(kv[0])):
+        one = dict(row, seed=int(seed), trial_id=v.trial_id(int(seed)))
+        one.update({m: metrics.get(m) for m in METRICS if m != "device"})
+        out.append(one)
+    return out
 
 
 def results_frame(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Any:
@@ -120,7 +137,7 @@ def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None, wi
         atomic_write(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
     kind = ledger.loaded.kind
     if with_summary:
-        from ablate.report.verdicts import Rule
+        from ablate.evidence import Rule
 
         rule = Rule.of(ledger.loaded.study)
         atomic_write(out / "summary.csv", lambda p: summary(df, kind, rule).to_csv(p, index=False,

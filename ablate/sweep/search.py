@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .queue import first_heartbeat
 from .states import Attempt, Item, State, Status, resumable, was_pruned
+from .store import json_attrs
 
 if TYPE_CHECKING:
     from ablate.config.variant import Variant
@@ -59,12 +60,15 @@ def ask(ledger: Ledger) -> Item | None:
             return None
         trial, number, storage_id = ledger.store.ask()
         v = search_variant(ledger.loaded, ledger.store.suggest(trial, search.space), number)
-        seed = ledger.loaded.study.seeds[0]
+        queued = ledger.store.attrs_of(trial)  # a queued attempt (a confirmation, an interrupted trial) says its seed
+        seed, confirm = int(queued.get("seed", ledger.loaded.study.seeds[0])), bool(queued.get("confirm"))
         if _set_aside(ledger, trial, number, v, seed):
             continue
-        ledger.store.set_attrs(trial, {**ledger.attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()})
+        attrs = {**ledger.attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()}
+        ledger.store.set_attrs(trial, {**attrs, "confirm": True} if confirm else attrs)
         first_heartbeat(ledger, storage_id)
-        return Item(number=number, trial_id=storage_id, key=v.trial_id(seed), seed=seed, variant=v, trial=trial)
+        return Item(number=number, trial_id=storage_id, key=v.trial_id(seed), seed=seed, variant=v, trial=trial,
+                    confirm=confirm)
     return None
 
 
@@ -109,3 +113,63 @@ def prune_reason(ledger: Ledger, item: Item, epoch: int) -> str | None:
     if not ledger.store.should_prune(item.trial):
         return None
     return f"pruned at epoch {epoch} by the {PRUNERS[ledger.search.pruner]} pruner"
+
+
+def confirm_round(ledger: Ledger) -> int:
+    """`search.confirm: k`: once the budget is spent and no trial runs, queue the best k configurations (by the
+    objective optuna saw, their mean over `search.seeds`) on every seed of `confirm_seeds` they lack; how many
+    trials are queued now (0: nothing to confirm, or done), -1 while a trial still runs. Idempotent: the
+    ranking reads the sampled trials only, never the confirmations."""
+    search = ledger.search
+    if search is None or not search.confirm:
+        return 0
+    trials = ledger.trials()
+    if any(t.state in (State.RUNNING, State.WAITING) for t in trials) or _budget_left(ledger) > 0:
+        return -1 if any(t.state is State.RUNNING for t in trials) else 0
+    sampled = [t for t in trials
+               if t.state is State.COMPLETE and not t.user_attrs.get("confirm") and t.value is not None]
+    best = sorted(sampled, key=lambda t: -float(t.value))[: search.confirm]  # type: ignore[arg-type]
+    have = {t.user_attrs.get("trial_id") for t in trials if t.state is State.COMPLETE}
+    queued = 0
+    for t in best:
+        trained = set(_seed_metrics(t)) or {int(t.user_attrs["seed"])}
+        for seed in ledger.loaded.study.first_seeds(search.confirm_seeds):
+            key = f"{t.user_attrs['variant_id']}-s{seed}"
+            if seed in trained or key in have:
+                continue
+            ledger.store.enqueue({"seed": seed, "confirm": True, "trial_id": key}, dict(t.params))
+            queued += 1
+    return queued
+
+
+def _seed_metrics(t: Attempt) -> dict[int, dict[str, float]]:
+    """A multi-seed search trial's per-seed metrics (`seed_metrics`), by seed."""
+    import json
+
+    raw = t.user_attrs.get("seed_metrics")
+    return {int(k): v for k, v in json.loads(raw).items()} if raw else {}
+
+
+def search_seeds(ledger: Ledger, item: Item) -> list[int]:
+    """The seeds a trial trains: a search's sampled configuration its `search.seeds`, any other trial its own."""
+    search = ledger.search
+    if search is None or search.seeds == 1 or item.confirm:
+        return [item.seed]
+    return ledger.loaded.study.first_seeds(search.seeds)
+
+
+def seed_means(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The mean over seeds of every numeric metric, the first seed's other values, and `seed_metrics`: JSON of
+    {seed: {metric: value}} (the report's rows, one per seed)."""
+    import json
+
+    first = next(iter(per_seed.values()))
+    out: dict[str, Any] = {}
+    for k, v in first.items():
+        values = [m.get(k) for m in per_seed.values()]
+        numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
+        out[k] = sum(values) / len(values) if numeric else v
+    plain = {str(s): {k: v for k, v in json_attrs(m).items() if isinstance(v, int | float)}
+             for s, m in per_seed.items()}
+    out["seed_metrics"] = json.dumps(plain, sort_keys=True)
+    return out

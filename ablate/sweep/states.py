@@ -55,6 +55,7 @@ class Item:
     variant: Variant
     trial: Any = field(default=None, repr=False)  # the store's handle on the attempt, ours since `pop` or `ask`
     reported: set[int] = field(default_factory=set, repr=False)  # epochs of the learning curve reported
+    confirm: bool = False  # a search's configuration retrained on one more seed (`search.confirm`)
 
 
 class FailKind(StrEnum):

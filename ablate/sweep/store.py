@@ -307,6 +307,10 @@ class Store:
         trial = self.study.ask()
         return trial, trial.number, _storage_id(trial)
 
+    def attrs_of(self, trial: Any) -> dict[str, Any]:
+        """The user attributes an attempt of ours holds (those it was queued with, for a queued one)."""
+        return dict(trial.user_attrs)
+
     def suggest(self, trial: Any, space: dict[str, Any]) -> dict[str, Any]:
         """The sampled value of every dimension of a search space (fixed ones when the trial was queued with them):
         `Range`s (int or float, optionally stepped or log) and lists of choices."""
@@ -385,3 +389,13 @@ def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # search choices that are lists (dims, depths) are stored as JSON in every optuna storage: no need to warn
     warnings.filterwarnings("ignore", message="Choices for a categorical distribution", category=UserWarning)
+
+
+def json_attrs(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Ledger attributes must be JSON: numbers, strings, None."""
+    out = {}
+    for k, v in metrics.items():
+        if hasattr(v, "item"):
+            v = v.item()
+        out[k] = v if isinstance(v, int | float | str | bool) or v is None else str(v)
+    return out

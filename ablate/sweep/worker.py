@@ -24,19 +24,22 @@ from typing import Any
 from ablate.config.errors import StudyError
 from ablate.config.load import LoadedStudy
 
+from . import search
+from .devices import gpu_for
 from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
 from .ledger import Ledger
 from .options import LedgerOptions
 from .results import write_results
 from .states import FailKind, Item, Status
-from .store import TakenOver
+from .store import TakenOver, json_attrs
 
 # Seconds between one worker's rewrites of results.csv (an export: the ledger is the record, and the report and
 # `ablate status` read the ledger). Rewriting it after every trial cost the quick proxy ~0.25 s a trial, and on
 # a cluster every worker would rewrite the whole table after each of thousands of trials. A worker always
 # writes it when it stops, and `ablate run` when its workers are done.
 RESULTS_EVERY = 30.0
+ROUND_POLL = 2.0  # seconds between looks at a round whose last trials train on another worker
 
 
 class EnvironmentFault(StudyError):
@@ -123,17 +126,32 @@ def _next_item(ledger: Ledger, opts: WorkerOptions, stop: threading.Event | None
     while not (stop is not None and stop.is_set()):
         ledger.fail_stale()  # trials of dead workers: failed here, and queued again by the retry callback
         item = ledger.pop()
+        if item is None:
+            queued = ledger.next_round()  # the adaptive rule's next seeds, once the current round is whole
+            if queued > 0:
+                opts.log(f"confirming the best {ledger.search.confirm} configurations: {queued} trial(s) queued"
+                         if ledger.search is not None else
+                         f"verdicts still open: round {max(k for k, _ in ledger.rounds.values())} queued "
+                         f"{queued} more trial(s) (`ablate status` says why each variant got its seeds)")
+                continue
+            if queued < 0:  # the round's last trials train elsewhere: its look needs them
+                _wait(stop, ROUND_POLL)
+                continue
         if item is not None or not (opts.linger and ledger.heartbeat and ledger.running()):
             return item
         if not said:
             opts.log(f"queue empty; {ledger.running()} trial(s) still running elsewhere: waiting, to retry "
                      "them should their worker die (--no-linger to stop now)")
             said = True
-        if stop is not None:
-            stop.wait(ledger.heartbeat)
-        else:
-            time.sleep(ledger.heartbeat)
+        _wait(stop, ledger.heartbeat)
     return None
+
+
+def _wait(stop: threading.Event | None, seconds: float) -> None:
+    if stop is not None:
+        stop.wait(seconds)
+    else:
+        time.sleep(seconds)
 
 
 def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event | None) -> Status | None:
@@ -165,7 +183,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
         raise _environment_fault(ledger, item, opts, e) from None
     except Pruned as e:
-        done = {"wall_seconds": time.time() - start, **_plain(e.metrics)}
+        done = {"wall_seconds": time.time() - start, **json_attrs(e.metrics)}
         if not _record(opts, item, ledger.prune, item, e.reason, metrics=done):
             return None
         opts.log(f"[{item.key}] {v.name}: {e.reason}")
@@ -181,7 +199,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
         return Status.FAILED
     finally:
         on_epoch.close()
-    if not _record(opts, item, ledger.complete, item, _plain(metrics)):
+    if not _record(opts, item, ledger.complete, item, json_attrs(metrics)):
         return None
     opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} in {time.time() - start:.0f}s")
     return Status.DONE
@@ -189,22 +207,37 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
 
 def _train(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Event, beat: Heartbeat,
            on_epoch: EpochHook) -> dict[str, Any]:
-    """Train the trial (resuming its checkpoint) with heartbeats; its final metrics."""
+    """Train the trial (resuming its checkpoint) with heartbeats; its final metrics. A search's sampled
+    configuration with `search.seeds: n` trains each of its n seeds in turn (each in its own folder, each
+    resumable): the metrics are their means, the objective optuna sees included, and `seed_metrics` holds
+    every seed's own."""
+    seeds = search.search_seeds(ledger, item)
+    with beat:
+        if len(seeds) == 1:
+            return _train_seed(ledger, item, item.seed, opts, stop, on_epoch)
+        per_seed = {s: _train_seed(ledger, item, s, opts, stop, on_epoch if i == 0 else None)
+                    for i, s in enumerate(seeds)}
+    return search.seed_means(per_seed)
+
+
+def _train_seed(ledger: Ledger, item: Item, seed: int, opts: WorkerOptions, stop: threading.Event,
+                on_epoch: EpochHook | None) -> dict[str, Any]:
+    """Train `item`'s variant on `seed` in its own folder (resuming its checkpoint); its final metrics."""
     from ablate.train.engine import run_trial
 
-    trial_dir = ledger.dir / "trials" / item.key
+    key = item.variant.trial_id(seed)
+    trial_dir = ledger.dir / "trials" / key
     _start_on_this_data(ledger, item, trial_dir, opts)
-    with beat:
-        if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
-            from ablate.train.ddp import run_trial_ddp
+    if opts.nproc > 1:  # a data-parallel trial: K processes, one ledger writer (this one)
+        from ablate.train.ddp import run_trial_ddp
 
-            metrics = run_trial_ddp(item.variant, item.seed, trial_dir, opts.nproc, device=opts.device,
-                                    threads=opts.threads)
+        metrics = run_trial_ddp(item.variant, seed, trial_dir, opts.nproc, device=opts.device, threads=opts.threads)
+        if on_epoch is not None:
             on_epoch.replay(trial_dir)  # rank 0's metrics.csv: the learning curve
-            return metrics
-        return run_trial(item.variant, item.seed, trial_dir, device=opts.device, threads=opts.threads,
-                         progress=opts.progress, stop=stop, log=lambda line: opts.log(f"[{item.key}] {line}"),
-                         on_epoch=on_epoch, owner=lambda: ledger.owns(item))
+        return metrics
+    return run_trial(item.variant, seed, trial_dir, device=opts.device, threads=opts.threads,
+                     progress=opts.progress, stop=stop, log=lambda line: opts.log(f"[{key}] {line}"),
+                     on_epoch=on_epoch, owner=lambda: ledger.owns(item))
 
 
 def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, reason: str, kind: FailKind) -> None:
@@ -281,16 +314,6 @@ def _taken_over(opts: WorkerOptions, item: Any) -> None:
              "and is retried there; dropping it here")
 
 
-def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Ledger attributes must be JSON: numbers, strings, None."""
-    out = {}
-    for k, v in metrics.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        out[k] = v if isinstance(v, int | float | str | bool) or v is None else str(v)
-    return out
-
-
 # ---- N local worker processes
 
 
@@ -346,7 +369,7 @@ def run_workers(loaded: LoadedStudy, n: int, opts: WorkerOptions,
         # results.csv and summary.csv once the workers are done: this process writes them (`_write_on_stop`)
         o = dataclasses.replace(opts, threads=opts.threads or max(1, cores // n), progress=False,
                                 parent_writes=True)
-        env_gpu = _gpu_for(i)
+        env_gpu = gpu_for(i)
         if env_gpu is not None:
             o.device = env_gpu
         p = ctx.Process(target=_child, args=(loaded, o, i), daemon=False)
@@ -373,48 +396,3 @@ def run_workers(loaded: LoadedStudy, n: int, opts: WorkerOptions,
     for p in procs:
         p.join()
     return [p.exitcode if p.exitcode is not None and p.exitcode >= 0 else 130 for p in procs]
-
-
-MAX_AUTO_WORKERS = 4  # measured on 2 cores only: a cap, so that a many-core machine does not start dozens of
-# processes (each holds torch and its trial's memory) unless asked to with --workers
-
-
-def default_workers(device: str | None, queued: int) -> int:
-    """`ablate run`'s worker processes when --workers is not given: on a CPU, one per core (at most
-    MAX_AUTO_WORKERS, and no more than the trials queued), each on its share of the intra-op threads;
-    on a GPU or MPS device, 1. A small proxy's operations are too small for several threads to share
-    well: two 1-thread trials side by side train 1.55x the images of one 2-thread trial on a 2-core
-    CPU (bench/proxy_throughput.py --procs 1,2)."""
-    if queued < 2:
-        return 1
-    if device is not None and not device.startswith("cpu"):
-        return 1
-    if device is None and not no_accelerator_here():
-        import torch
-
-        if torch.cuda.is_available() or (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            return 1
-    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, queued))
-
-
-def no_accelerator_here() -> bool:
-    """True when this machine certainly has no GPU torch could train on: Linux without NVIDIA, AMD (ROCm) or
-    WSL GPU device nodes. `ablate run`'s own process then never imports torch (~2.5 s before its workers
-    start); where a node exists, torch is asked."""
-    if not sys.platform.startswith("linux"):
-        return False
-    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg"))
-
-
-def _gpu_for(i: int) -> str | None:
-    """One GPU per worker when there are GPUs (round robin)."""
-    if no_accelerator_here():
-        return None
-    try:
-        import torch
-
-        if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-            return f"cuda:{i % torch.cuda.device_count()}"
-    except ImportError:
-        pass
-    return None

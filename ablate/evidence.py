@@ -59,6 +59,8 @@ class Rule:
     def of(cls, study: Any) -> Rule:
         """The rule of a `Study` (config/study.py)."""
         ev = study.evidence
+        if study.search is not None:  # a search has no rounds: one look at the seeds its configurations have
+            return cls(correction=ev.correction, alpha=ev.alpha, margin=ev.margin)
         return cls(correction=ev.correction, alpha=ev.alpha, margin=ev.margin, seeds=tuple(study.seeds),
                    max_seeds=ev.max_seeds, round_seeds=ev.round_seeds)
 
@@ -212,8 +214,9 @@ def judge_look(diffs: list[np.ndarray], open_: list[bool], rule: Rule, alpha_loo
     for d, t, raw, a, ae in zip(diffs, tests, p, adj, adj_e, strict=True):
         res = dict(t, p_adj=min(1.0, a * scale), p_equiv_adj=min(1.0, ae * scale) if rule.margin else math.nan)
         res["verdict"] = _verdict(res, rule, len(d))
-        # the per-test level the correction spent on this change: its interval excludes 0 iff p_adj < alpha
-        level = alpha_look * raw / a if a > 0 and raw > 0 else alpha_look / max(len(diffs), 1)
+        # the per-test level the correction spends on this change: its interval excludes 0 iff p_adj < alpha.
+        # A p_adj capped at 1 says only that the level is below p: there, the first step's alpha / m.
+        level = alpha_look * raw / a if 0 < a < 1 and raw > 0 else alpha_look / max(len(diffs), 1)
         if res["verdict"] == EQUIVALENT:  # TOST at level a <=> the (1 - 2a) interval inside +-margin
             level_e = alpha_look * t["p_equiv"] / ae if ae > 0 and t["p_equiv"] > 0 else alpha_look
             res["lo"], res["hi"] = interval(d, 1 - 2 * min(level_e, 0.5))
@@ -264,7 +267,9 @@ def replay(pairs: list[tuple[pd.Series, pd.Series]], rule: Rule) -> tuple[list[d
                           strict=True):
             if tested[i]:
                 final[i] = dict(res, look=k, alpha_look=alpha_k)
-        history.append([i for i in fam if tested[i] and final[i]["verdict"] == UNDETERMINED])  # type: ignore[index]
+        # the changes a round may reopen: still undetermined, on the look's whole data (never a partial round)
+        history.append([i for i in fam if tested[i] and final[i]["verdict"] == UNDETERMINED  # type: ignore[index]
+                        and (keep is None or len(diffs[i]) == len(keep))])
     m = sum(judged)
     return [_finish(f, d, rule, m) for f, (_, d) in zip(final, shared, strict=True)], history
 
