@@ -82,3 +82,18 @@ def test_an_export_that_cannot_replace_its_file_names_that_file(tmp_path: Path) 
         write_results(ledger, counts=[])
     assert err.value.filename == str(blocker) and not err.value.filename2
     assert sorted(p.name for p in ledger.dir.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_a_trial_file_that_cannot_be_replaced_is_named_not_its_temp_file(tmp_path: Path) -> None:
+    import torch
+
+    from ablate.train.checkpoint import save, write_metrics
+
+    for name, write in (("metrics.csv", lambda p: write_metrics(p, [{"epoch": 1}])),
+                        ("checkpoint.pt", lambda p: save(p, {"w": torch.zeros(2)}))):
+        target = tmp_path / name
+        (target / "x").mkdir(parents=True)  # cannot be replaced (as an immutable file)
+        with pytest.raises(OSError) as err:
+            write(target)
+        assert err.value.filename == str(target) and not err.value.filename2, (name, err.value)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
