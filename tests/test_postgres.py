@@ -431,7 +431,7 @@ def test_a_dropped_connection_mid_trial_is_not_the_trials_failure(tmp_path: Path
     import psycopg2
     from sqlalchemy.engine import make_url
 
-    path = study(tmp_path, "pgdrop", ["{name: a, set: {kernel_size: 3}}"], epochs=3, n=2048)
+    path = study(tmp_path, "pgdrop", ["{name: a, set: {kernel_size: 3}}"], epochs=3, n=512)
     results = tmp_path / "results"
     hb = ("--heartbeat", "1", "--grace", "30")
     assert run_cli("run", str(path), "--storage", pg_url, "--results", str(results), "--enqueue-only", *hb,
