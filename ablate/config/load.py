@@ -25,6 +25,7 @@ from .load_checks import (
     check_count,
     check_grid_lists,
     check_numbers,
+    check_objective,
     check_one_list,
     check_size,
     check_unique,
@@ -64,6 +65,7 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
         _check_search(study, raw, file)
     check_grid_lists(study, file)
     check_count(study, file)
+    check_objective(study, file)
     variants = _with_changes(_matched(_expand(study, raw, file), study, file), study)
     variants = excluded(variants, study, file)
     check_unique(variants, study, file)

@@ -372,21 +372,6 @@ class Study(_Strict):
     exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
                                "proxy study that extends a full one: a reference model that cannot run at its size).")
 
-    @model_validator(mode="after")
-    def _objective_is_measured(self) -> Study:
-        """A search maximises a metric every trial measures: ema_top1 needs the recipe's EMA on (for every choice
-        the search may make), or each trial would score a silent 0."""
-        from .net import FieldError
-
-        if self.search is None or self.search.objective != "ema_top1":
-            return self
-        choices = self.search.space.get("recipe.ema", [self.recipe.ema])
-        if not isinstance(choices, list) or None in choices:
-            where = " in the search space" if "recipe.ema" in self.search.space else ""
-            raise FieldError("search.objective", f"ema_top1 needs the EMA of the weights, but recipe.ema is off "
-                             f"(null){where}; set recipe.ema (e.g. 0.9999) or maximise top1")
-        return self
-
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, v: list[int]) -> list[int]:

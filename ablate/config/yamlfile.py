@@ -72,7 +72,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
         what = getattr(e, "problem", None) or str(e)
         raise StudyError(str(path), where, f"invalid YAML: {what}") from None
-    check_size(data, str(path), "")
+    check_expansion(data, str(path), "")
     if data is None:
         raise StudyError(str(path), "", "the file is empty; a study needs at least `name:`")
     if not isinstance(data, dict):
@@ -88,7 +88,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 MAX_VALUES = 100_000  # values in a study with its YAML aliases expanded: a page of YAML holds a few hundred
 
 
-def check_size(data: Any, file: str, where: str) -> None:
+def check_expansion(data: Any, file: str, where: str) -> None:
     """Refuse YAML whose aliases expand to more than MAX_VALUES values (an alias bomb: a few hundred bytes that
     every later step - merging, validation, expansion - would copy out to gigabytes). Counted without expanding:
     each shared node is sized once."""
@@ -209,7 +209,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> di
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             value = text
-        check_size(value, file, f"--set {key.strip()}")
+        check_expansion(value, file, f"--set {key.strip()}")
         parts = key.strip().split(".")
         node: Any = data
         for i, part in enumerate(parts):

@@ -37,8 +37,8 @@ def _first_line(e: BaseException) -> str:
 
 def rdb_target(url: str, readonly: bool) -> str | None:
     """The URL optuna's RDBStorage is given (`rdb_url`): a malformed URL, or an SQLite file that is a folder or
-    another kind of file, is a LedgerError (password never shown); None when the SQLite file does not exist and
-    the ledger is read-only (nothing to read, nothing created)."""
+    another kind of file, is a LedgerError (password never shown); None when the ledger is read-only and the SQLite
+    file does not exist or the database holds no optuna tables (nothing to read, nothing created)."""
     from sqlalchemy.engine import make_url
 
     register(url)
@@ -50,6 +50,11 @@ def rdb_target(url: str, readonly: bool) -> str | None:
                           "postgresql://user@host/db, sqlite:///ledger.db, or a journal file path") from None
     if parsed.get_backend_name() == "sqlite" and not _sqlite_file_ok(parsed.database, shown, readonly):
         return None
+    try:
+        if readonly and not has_ledger_tables(rdb_url(url)):
+            return None  # an empty database: nothing to read, and a reading command creates no table
+    except Exception as e:  # noqa: BLE001 - a missing driver, a refused connection, ...
+        raise rdb_error(url, e) from None
     return rdb_url(url)
 
 

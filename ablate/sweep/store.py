@@ -32,7 +32,7 @@ from ablate.secrets import safe_url
 from .journal import check_journal, repair_tail, torn
 from .options import DEFAULT_HEARTBEAT, LedgerError, LedgerOptions
 from .states import Attempt, State
-from .storage import has_ledger_tables, is_rdb_url, rdb_error, rdb_target, storage_faults
+from .storage import is_rdb_url, rdb_error, rdb_target, storage_faults
 
 _STATES = {State.WAITING: TrialState.WAITING, State.RUNNING: TrialState.RUNNING, State.COMPLETE: TrialState.COMPLETE,
            State.FAIL: TrialState.FAIL, State.PRUNED: TrialState.PRUNED}
@@ -60,8 +60,6 @@ def open_storage(opts: LedgerOptions, study_dir: Path) -> Any:
     if url is None:
         return None
     try:
-        if opts.readonly and not has_ledger_tables(url):
-            return None  # an empty database: nothing to read, and a reading command creates no table
         return optuna.storages.RDBStorage(url, skip_table_creation=opts.readonly, **_heartbeat_kwargs(opts))
     except Exception as e:  # noqa: BLE001 - a missing driver, a refused connection, an unknown dialect, ...
         raise rdb_error(str(opts.storage), e) from None
