@@ -12,13 +12,14 @@ from ablate.config.load import load_study
 from ablate.config.net import NetConfig
 from ablate.config.presets import preset, preset_reference
 from ablate.measure.counts import count_module
-from ablate.nn.net import build
+from ablate.nn.net import Net, build
 from ablate.nn.timm_map import from_timm, to_timm
 
-# Variant ids of studies/roadmap.yaml at commit 46fc62b, before `grn` and `stem_norm` existed.
-ROADMAP_IDS = ["9b57450576", "faf972907a", "5a5639ec35", "c9242b0de8", "fb92e8b77a", "de1b67aed3", "cc666fce4b",
-               "dbe8630dc1", "780c2763ee", "95e546dd92", "c718c62037", "34b8f13e3c", "14dcdacb8e", "a508fca91d",
-               "53a7368da2", "61c5bd5946", "b9f12c7e57"]
+# Variant ids at main 728a6d7, before `recipe.micro_batch` existed and before roadmap.yaml set batch_size 4096,
+# micro_batch 128 and stem_norm: kernel-size.yaml (unchanged since), and the steps of roadmap-quick.yaml whose
+# networks those changes left alone (1-3 and 17: micro_batch is not in an id, the proxy sets its own batch).
+KERNEL_IDS = ["cd6cd78638", "fde2ebfca0", "170ff2db49", "61ef41f666", "2e73477df7"]
+QUICK_IDS = {0: "a8345b6fad", 1: "a353a9044d", 2: "5110a8355c", 16: "efef5546d6"}
 
 
 @pytest.mark.parametrize("name", ["convnextv2_tiny", "convnextv2_atto"])  # linear MLP / 1x1-conv MLP in timm
@@ -61,7 +62,7 @@ def test_grn_sits_before_the_last_conv_in_both_block_layouts() -> None:
 
 
 @pytest.mark.parametrize("name", ["convnext_isotropic_small", "convnext_isotropic_base"])
-def test_isotropic_convnext_matches_the_paper(name: str) -> None:
+def test_isotropic_convnext_counts_match_the_paper(name: str) -> None:
     ref = preset_reference(name)
     net = build(preset(name), init=False)
     assert len(net.stages) == 1 and isinstance(net.stages[0].downsample, torch.nn.Identity)
@@ -70,6 +71,16 @@ def test_isotropic_convnext_matches_the_paper(name: str) -> None:
     assert counts.params == ref["params"]
     assert abs(counts.flops / 1e9 - ref["gflops"]) < 0.05
     assert round(counts.params / 1e6) == {"convnext_isotropic_small": 22, "convnext_isotropic_base": 87}[name]
+
+
+@pytest.mark.parametrize(("name", "params", "layer_scale"), [
+    ("convnext_isotropic_small", 22_308_712, False), ("convnext_isotropic_base", 87_083_752, False),
+    ("convnext_isotropic_large", 305_942_504, True)])  # the official code's counts (L with layer scale)
+def test_isotropic_params_equal_the_official_code(name: str, params: int, layer_scale: bool) -> None:
+    with torch.device("meta"):  # 306 M parameters: counted without allocating them
+        net = Net(preset(name))
+    assert sum(p.numel() for p in net.parameters()) == params == preset_reference(name)["params"]
+    assert hasattr(net.stages[0].blocks[0].layer_scale, "gamma") == layer_scale
 
 
 def test_isotropic_convnext_trains_one_step() -> None:
@@ -81,7 +92,10 @@ def test_isotropic_convnext_trains_one_step() -> None:
 
 
 def test_new_fields_keep_every_existing_id() -> None:
-    assert [v.id for v in load_study(STUDIES / "roadmap.yaml").variants] == ROADMAP_IDS
+    assert [v.id for v in load_study(STUDIES / "kernel-size.yaml").variants] == KERNEL_IDS
+    quick = load_study(STUDIES / "roadmap-quick.yaml").variants
+    assert {i: quick[i].id for i in QUICK_IDS} == QUICK_IDS
+    assert quick[0].recipe.micro_batch == 128 and quick[0].recipe.batch_size == 128  # one pass, as before
     ident = NetConfig().identity()
     assert "grn" not in ident and "stem_norm" not in ident
     assert "grn" in NetConfig(grn=True).identity() and "stem_norm" in NetConfig(stem_norm=False).identity()

@@ -14,7 +14,8 @@ from conftest import STUDIES
 from ablate.config import load as L
 from ablate.config.load import changes_text, load_study
 from ablate.config.net import NetConfig, without_defaults
-from ablate.config.study import RECIPES, Recipe
+from ablate.config.recipes import RECIPES
+from ablate.config.study import Recipe
 
 # What each roadmap step's name (and note) accounts for: no other resolved field may change.
 RECIPE_FIELDS = {f"recipe.{k}" for k in Recipe.model_fields}
@@ -24,7 +25,7 @@ ALLOWED = {
     # layer scale and truncated-normal init (the step's note lists them)
     "ResNet-50 (modern recipe)": RECIPE_FIELDS | {"drop_path", "layer_scale", "init"},
     "stage ratio": {"depths"},
-    "patchify stem": {"stem", "patch_size"},
+    "patchify stem": {"stem", "patch_size", "stem_norm"},  # the paper's new stem is the conv alone (Section 2.2)
     "depthwise conv": {"groups"},
     "width 64 -> 96": {"dims", "stem_width"},
     "inverting dimensions": {"dims", "expansion"},
@@ -37,7 +38,8 @@ ALLOWED = {
     "fewer activations": {"activations"},
     "fewer norms": {"norms"},
     "BN -> LN": {"norm"},
-    "separate downsampling (ConvNeXt-T)": {"downsample"},
+    # Section 2.6 adds the norm after the stem with the downsampling layers
+    "separate downsampling (ConvNeXt-T)": {"downsample", "stem_norm"},
 }
 
 
@@ -51,7 +53,8 @@ def test_every_roadmap_step_changes_only_what_its_name_says(study: str) -> None:
         assert changed or v.index == 0, f"{v.name} changes nothing"
     by_name = {v.name: v.changes for v in s.variants}
     assert by_name["fewer norms"] == {"norms": ("all", "one")}  # the shortcut's norm and zero-init stay
-    assert by_name["separate downsampling (ConvNeXt-T)"] == {"downsample": ("block", "separate")}
+    assert by_name["separate downsampling (ConvNeXt-T)"] == {"downsample": ("block", "separate"),
+                                                           "stem_norm": (False, True)}
     assert by_name["stage ratio"] == {"depths": ([3, 4, 6, 3], [3, 3, 9, 3])}
     assert changes_text(by_name["ResNet-50 (modern recipe)"]).startswith("recipe classic→modern (+")
 

@@ -457,3 +457,25 @@ def test_a_dropped_connection_mid_trial_is_not_the_trials_failure(tmp_path: Path
     r = run_cli("run", str(path), "--storage", pg_url, "--results", str(results), *hb, cwd=tmp_path, env=ENV)
     assert r.returncode == 0, r.stderr
     assert (pd.read_csv(results / "pgdrop" / "results.csv")["status"] == "done").all()
+
+
+def test_adaptive_rounds_continue_across_postgres_workers(tmp_path: Path, pg_url: str) -> None:
+    """`evidence.max_seeds` on a shared PostgreSQL study: two workers train the study's seeds, then the next
+    round's (queued by whichever worker finds the round whole), each trial exactly once; the plan the ledger's
+    results call for is exactly what was trained."""
+    path = study(tmp_path, "pground", ["{name: base}", "{name: k5, set: {kernel_size: 5}}",
+                                       "{name: k7, set: {kernel_size: 7}}"])
+    path.write_text(path.read_text() + "seeds: [0, 1]\nevidence: {max_seeds: 3, round_seeds: 1}\n")
+    results = tmp_path / "results"
+    r = run_cli("run", str(path), "--storage", pg_url, "--results", str(results), "--enqueue-only", cwd=tmp_path,
+                env=ENV)
+    assert r.returncode == 0, r.stderr
+    procs = [worker(path, pg_url, results, "--heartbeat", "2") for _ in range(2)]
+    errs = finish(procs)
+    assert all(p.returncode == 0 for p in procs), errs
+    states = {k: [t.state.name for t in ts] for k, ts in attempts(path, pg_url, results).items()}
+    assert all(s == ["COMPLETE"] for s in states.values()), states
+    # 1 degree of freedom cannot settle a change at look 1: round 1 gives every variant seed 2
+    assert sorted(k.rsplit("-s", 1)[1] for k in states) == ["0", "0", "0", "1", "1", "1", "2", "2", "2"]
+    led = Ledger(load_study(path), LedgerOptions(pg_url, results))
+    assert led.next_round() == 0 and set(led.known()) == set(states)

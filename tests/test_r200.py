@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 import pytest
-import yaml
 from conftest import STUDIES
 
 from ablate.config.load import load_study
 from ablate.config.presets import preset
 from ablate.measure.table import count_study
+from ablate.reference import table
 
-TABLE_11 = yaml.safe_load(files("ablate.reference").joinpath("convnext_roadmap_r200.yaml").read_text())
+TABLE_11 = table("convnext_roadmap_r200")
 
 
 def test_the_study_carries_table_11() -> None:
@@ -51,3 +49,12 @@ def test_the_last_step_computes_timm_convnext_base() -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert (ours(x) - theirs(x)).abs().max().item() <= 1e-4
+
+
+def test_stem_norm_and_drop_path_follow_the_paper() -> None:
+    steps = load_study(STUDIES / "roadmap-r200.yaml").variants
+    assert [v.net.stem_norm for v in steps] == [True] * 3 + [False] * 13 + [True]
+    assert steps[3].changes == {"stem": ("resnet", "patchify"), "patch_size": (None, 4), "stem_norm": (True, False)}
+    assert steps[-1].changes == {"stem_norm": (False, True), "downsample": ("block", "separate")}
+    assert [v.net.drop_path for v in steps] == [0.0] + [0.5] * 16  # ConvNeXt-B's rate from the modern recipe on
+    assert all(v.recipe.batch_size == 4096 and v.recipe.micro_batch == 128 for v in steps)

@@ -61,7 +61,8 @@ def _pairs(effects: list[float], sd: list[float], n: int, seed: int = 0, first: 
     for mu, s in zip(effects, sd, strict=True):
         before = pd.Series(70 + rng.normal(0, 1, n), index=range(first, first + n))
         noise = rng.normal(0, 1, n)
-        noise = (noise - noise.mean()) / noise.std(ddof=1)  # exactly sd s and mean mu: a planted effect
+        if n > 1:
+            noise = (noise - noise.mean()) / noise.std(ddof=1)  # exactly sd s and mean mu: a planted effect
         out.append((before, before + mu + s * noise))
     return out
 

@@ -50,8 +50,10 @@ def flops(
     """FLOPs and parameters of every variant, without training.
 
     gflops: at the paper's scale (unscaled network, measure.flops_image_size, 3 channels, 1000 classes;
-    one multiply-add = one FLOP, counted by fvcore in eval mode). gflops_train: the network as trained
-    (after `scale:`, at the data's image size, channels and classes). Counts are cached.
+    one multiply-add = one FLOP, eval mode), conv + linear layers only: the count that reproduces the
+    paper's Table 10 and 11. gflops_fvcore: fvcore's full count (norm layers too). vs_paper: why a count
+    misses the paper's printed value by more than its rounding. gflops_train: fvcore's count of the network
+    as trained (after `scale:`, at the data's image size, channels and classes). Counts are cached.
     changes: every resolved network/recipe/data field that differs from the previous step (or, for
     variants and grids, from the first variant); in full with --format json or csv.
     """
@@ -61,7 +63,9 @@ def flops(
 
     loaded = load_study(study, set_ or [])
     check_sizes(loaded, allow_large)
-    rows = count(loaded, use_cache=not no_cache)
+    from ablate.measure.table import paper_view
+
+    rows = [paper_view(r) for r in count(loaded, use_cache=not no_cache)]
     if format == "json":
         print(json.dumps(rows, indent=1))
         return
@@ -75,7 +79,7 @@ def flops(
     if breakdown and "breakdown" in df:
         parts = pd.DataFrame([b if isinstance(b, dict) else {} for b in df["breakdown"]]).add_prefix("gflops_")
         df = pd.concat([df, parts], axis=1)
-    df = df.drop(columns=["breakdown"], errors="ignore")
+    df = df.drop(columns=["breakdown", "net", "recipe"], errors="ignore")
     df["changes"] = [changes_text({k: tuple(ab) for k, ab in (c or {}).items()}, limit=50 if format == "csv" else 3)
                      for c in df["changes"]]
     if format == "csv":
@@ -87,20 +91,24 @@ def flops(
 def _print_table(df) -> None:
     """The `flops` table: the counts, the solved width multiplier, the breakdown, the paper's value and the
     changes, where the study has them."""
-    cols = ["name", "group", "id", "params", "gflops", "gflops_train", "ref_gflops"]
+    cols = ["name", "group", "id", "params", "gflops", "gflops_fvcore", "gflops_train", "ref_gflops"]
     cols[4:4] = ["width_mult"] if df["width_mult"].notna().any() else []  # `match:`: the solved multiplier
-    cols += [c for c in df.columns if c.startswith("gflops_") and c != "gflops_train"]
+    cols += [c for c in df.columns if c.startswith("gflops_") and c not in ("gflops_train", "gflops_fvcore")]
     if df["ref_gflops"].isna().all():
         cols.remove("ref_gflops")
+    if df["vs_paper"].notna().any():
+        cols.append("vs_paper")
     if df["changes"].astype(bool).any():
         cols.append("changes")
     show = df[cols].copy()
     show["group"] = show["group"].fillna("-")
     show["params"] = show["params"].map(lambda p: f"{int(p):,}" if p == p and p is not None else "-")
-    if "changes" in show:  # text reads left-aligned: pad the cells and the header to one width
-        width = max(len("changes"), *map(len, show["changes"]))
-        show["changes"] = show["changes"].str.ljust(width)
-        show = show.rename(columns={"changes": "changes".ljust(width)})
+    for text in ("vs_paper", "changes"):  # text reads left-aligned: pad the cells and the header to one width
+        if text in show:
+            show[text] = show[text].fillna("-")
+            width = max(len(text), *map(len, show[text]))
+            show[text] = show[text].str.ljust(width)
+            show = show.rename(columns={text: text.ljust(width)})
     print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.3f}"))
 
 

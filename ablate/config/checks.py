@@ -150,7 +150,9 @@ def check_sizes(loaded: Any) -> None:
         if problem:
             raise StudyError(loaded.file, at, f"variant '{v.name}' at the paper's scale: {problem}")
         size = v.data.resolved("image_size")
-        problem = size_problem(v.train_net, size, v.recipe.batch_size)
+        per_pass = min(v.recipe.micro_batch or v.recipe.batch_size, v.recipe.batch_size)  # images in one pass
+        problem = size_problem(v.train_net, size, per_pass)
         if problem:
-            field = "data.image_size" if size_problem(v.train_net, size, 1) else "recipe.batch_size"
+            field = ("data.image_size" if size_problem(v.train_net, size, 1) else
+                     "recipe.micro_batch" if v.recipe.micro_batch else "recipe.batch_size")
             raise StudyError(loaded.file, field, f"variant '{v.name}' as trained: {problem}")

@@ -66,8 +66,8 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
     check_grid_lists(study, file)
     check_count(study, file)
     check_objective(study, file)
-    variants = _with_changes(_matched(_expand(study, raw, file), study, file), study)
-    variants = excluded(variants, study, file)
+    # `changes` after `exclude:`: a step is compared with the step before it in what is run, not with a left-out one
+    variants = _with_changes(excluded(_matched(_expand(study, raw, file), study, file), study, file), study)
     check_unique(variants, study, file)
     if any(v.timm for v in variants):
         remember_timm_names(timm_model_names())
@@ -216,7 +216,8 @@ def _digest(net: NetConfig | None, train_net: NetConfig | None, timm_name: str |
         "train": train_net.identity() if train_net else {"in": data.resolved("in_chans"),
                                                           "classes": data.resolved("num_classes")},
         "data": without_defaults(data.model_dump(mode="json", exclude={"root"}), DataSpec),
-        "recipe": without_defaults(recipe.model_dump(mode="json"), Recipe),
+        # micro_batch is how the global batch is reached (like the number of processes), not what is trained
+        "recipe": without_defaults(recipe.model_dump(mode="json", exclude={"micro_batch"}), Recipe),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
 

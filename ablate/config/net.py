@@ -39,8 +39,9 @@ class NetConfig(BaseModel):
         None, description="Channels out of the stem; null means dims[0].")
     patch_size: PositiveInt = Field(4, description="Patch size (and stride) of the patchify stem.")
     stem_norm: bool = Field(
-        True, description="A norm after the stem conv. The isotropic ConvNeXt (Liu et al. 2022, Section 3.4: a "
-        "16x16 patchify stem, then one stage of blocks at one width, no downsampling) has none.")
+        True, description="A norm after the stem conv. The roadmap's patchify stem is the conv alone (Liu et al. "
+        "2022, Section 2.2); its norm comes with separate downsampling (Section 2.6). The isotropic ConvNeXt "
+        "(Section 3.3: a 16x16 patchify stem, one stage at one width, no downsampling) has none.")
     dims: tuple[PositiveInt, ...] = Field(
         (256, 512, 1024, 2048), min_length=1, description="Residual-stream width of each stage.")
     expansion: float = Field(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ablate.reference import table
+
 from .net import NetConfig
 
 RESNET: dict[str, Any] = dict(stem="resnet", stem_width=64, dims=(256, 512, 1024, 2048), expansion=0.25,
@@ -22,8 +24,10 @@ CONVNEXT: dict[str, Any] = dict(stem="patchify", stem_width=None, patch_size=4, 
 
 # ConvNeXt V2 (Woo et al. 2023): the same network with GRN in every block and no layer scale.
 CONVNEXT_V2: dict[str, Any] = {**CONVNEXT, "grn": True, "layer_scale": None}
-# The isotropic ConvNeXt (Liu et al. 2022, Section 3.4): a 16x16 patchify stem without a norm, then one
-# stage of blocks at one width (no downsampling); no layer scale (the official code's default, 0 = off).
+# The isotropic ConvNeXt (Liu et al. 2022, Section 3.3): a 16x16 patchify stem without a norm, then one
+# stage of blocks at one width (no downsampling). Layer scale off for S and B, on (1e-6) for L: the official
+# training commands (facebookresearch/ConvNeXt, TRAINING.md) pass --layer_scale_init_value 0 for the isotropic
+# S and B only; L keeps the training script's default 1e-6.
 ISOTROPIC: dict[str, Any] = {**CONVNEXT, "patch_size": 16, "stem_norm": False, "layer_scale": None}
 
 _TIMM = "timm 1.0 (random init, 1000 classes)"
@@ -31,6 +35,18 @@ _CONVNEXT_PAPER = "Liu et al. 2022, Table 1 (ImageNet-1K, 224px)"
 # timm has no isotropic ConvNeXt: `params` is the count of the official code (facebookresearch/ConvNeXt,
 # models/convnext_isotropic.py), which the paper rounds to 22M / 87M / 306M.
 _ISOTROPIC_PAPER = "Liu et al. 2022, Table 2 (isotropic ConvNeXt, ImageNet-1K, 224px)"
+
+
+def _paper(name: str, params: int) -> dict[str, Any]:
+    """`params` (the golden count the built model is held to) with the paper's GFLOPs and top-1 for `name`, read
+    from ablate/reference/ (Table 1 for ConvNeXt-T/S/B/L, Table 2 for the isotropic ones)."""
+    if name.startswith("convnext_isotropic"):
+        row, source = table("convnext_isotropic")["models"][name], _ISOTROPIC_PAPER
+    else:
+        row, source = table("training_recipe")["model_variants"][name], _CONVNEXT_PAPER
+    return dict(params=params, gflops=row["gflops"], top1=row["top1"], source=source)
+
+
 
 # name: (family base, overrides, reference data)
 PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
@@ -51,13 +67,13 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "convnext_pico": (CONVNEXT, dict(depths=(2, 2, 6, 2), dims=(64, 128, 256, 512)), dict(params=9_045_672)),
     "convnext_nano": (CONVNEXT, dict(depths=(2, 2, 8, 2), dims=(80, 160, 320, 640)), dict(params=15_593_560)),
     "convnext_tiny": (CONVNEXT, dict(depths=(3, 3, 9, 3), dims=(96, 192, 384, 768)),
-                      dict(params=28_589_128, gflops=4.5, top1=82.1, source=_CONVNEXT_PAPER)),
+                      _paper("convnext_tiny", 28_589_128)),
     "convnext_small": (CONVNEXT, dict(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768)),
-                       dict(params=50_223_688, gflops=8.7, top1=83.1, source=_CONVNEXT_PAPER)),
+                       _paper("convnext_small", 50_223_688)),
     "convnext_base": (CONVNEXT, dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)),
-                      dict(params=88_591_464, gflops=15.4, top1=83.8, source=_CONVNEXT_PAPER)),
+                      _paper("convnext_base", 88_591_464)),
     "convnext_large": (CONVNEXT, dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)),
-                       dict(params=197_767_336, gflops=34.4, top1=84.3, source=_CONVNEXT_PAPER)),
+                       _paper("convnext_large", 197_767_336)),
     "convnext_xlarge": (CONVNEXT, dict(depths=(3, 3, 27, 3), dims=(256, 512, 1024, 2048)),
                         dict(params=350_196_968)),
     "convnextv2_atto": (CONVNEXT_V2, dict(depths=(2, 2, 6, 2), dims=(40, 80, 160, 320)), dict(params=3_708_400)),
@@ -72,11 +88,11 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
     "convnextv2_large": (CONVNEXT_V2, dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)),
                          dict(params=197_956_840)),
     "convnext_isotropic_small": (ISOTROPIC, dict(depths=(18,), dims=(384,)),
-                                 dict(params=22_308_712, gflops=4.3, top1=78.7, source=_ISOTROPIC_PAPER)),
+                                 _paper("convnext_isotropic_small", 22_308_712)),
     "convnext_isotropic_base": (ISOTROPIC, dict(depths=(18,), dims=(768,)),
-                                dict(params=87_083_752, gflops=16.9, top1=82.0, source=_ISOTROPIC_PAPER)),
-    "convnext_isotropic_large": (ISOTROPIC, dict(depths=(36,), dims=(1024,)),
-                                 dict(params=305_905_640, gflops=59.7, top1=82.6, source=_ISOTROPIC_PAPER)),
+                                _paper("convnext_isotropic_base", 87_083_752)),
+    "convnext_isotropic_large": (ISOTROPIC, dict(depths=(36,), dims=(1024,), layer_scale=1e-6),
+                                 _paper("convnext_isotropic_large", 305_942_504)),
 }
 
 

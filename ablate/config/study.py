@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .checks import optimizer_problem, randaugment_problem, yaml_boolean_problem
+from .recipes import RECIPES, scaled_preset
 
 
 def _one_line(v: str) -> str:
@@ -80,9 +81,17 @@ class Recipe(_Strict):
     preset: Literal["modern", "classic"] = Field("modern", description="`modern`: the ConvNeXt paper's recipe; "
                                                  "`classic`: the ResNet recipe.")
     epochs: int = Field(300, gt=0, description="Training epochs.")
-    batch_size: int = Field(128, gt=0, description="Images per optimizer step (per worker).")
+    batch_size: int = Field(128, gt=0, description="Global batch: images per optimizer update, over all "
+                            "data-parallel processes and accumulated micro-batches (the paper's 4096).")
+    micro_batch: int | None = Field(
+        None, gt=0, description="Images per forward/backward pass of one process; the gradients of the passes "
+        "that make up `batch_size` are accumulated into one update (at or above a process's share: one pass). null = "
+        "the process's whole share in one pass "
+        "(halved on a CUDA out-of-memory error until it fits, one process only). An execution detail like the "
+        "number of processes: not part of a variant's id (BatchNorm normalizes over each pass's images).")
     opt: str = Field("adamw", description="Optimizer name understood by timm.optim.create_optimizer_v2.")
-    lr: float | None = Field(None, gt=0, description="Learning rate; null = base_lr x batch_size / base_batch.")
+    lr: float | None = Field(None, gt=0, description="Learning rate; null = base_lr x batch_size / base_batch "
+                             "(the linear scaling rule on the global batch).")
     base_lr: float = Field(4e-3, gt=0, description="Learning rate at base_batch images per step.")
     base_batch: int = Field(4096, gt=0, description="Batch size base_lr is quoted for.")
     weight_decay: float = Field(0.05, ge=0, description="Weight decay.")
@@ -115,7 +124,7 @@ class Recipe(_Strict):
         if isinstance(data, dict):
             preset = data.get("preset", "modern")
             if preset in RECIPES:
-                return {**scaled_preset(preset, data.get("epochs")), **data}
+                return {**scaled_preset(preset, data.get("epochs"), data.get("batch_size")), **data}
         return data
 
     @field_validator("opt")
@@ -146,31 +155,6 @@ class Recipe(_Strict):
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch
 
 
-# Paper's Table 5 (ImageNet-1K, ConvNeXt-T) and the torchvision ResNet-50 recipe; ablate/reference/training_recipe.yaml.
-RECIPES: dict[str, dict[str, Any]] = {
-    "modern": dict(epochs=300, opt="adamw", base_lr=4e-3, base_batch=4096, weight_decay=0.05, sched="cosine",
-                   warmup_epochs=20, randaugment="rand-m9-mstd0.5-inc1", mixup=0.8, cutmix=1.0,
-                   random_erasing=0.25, label_smoothing=0.1, drop_path=0.1, layer_scale=None, ema=0.9999),
-    "classic": dict(epochs=90, opt="sgd", base_lr=0.1, base_batch=256, weight_decay=1e-4, momentum=0.9,
-                    sched="step", warmup_epochs=0, decay_milestones=(30, 60, 80), randaugment=None, mixup=0.0,
-                    cutmix=0.0, random_erasing=0.0, label_smoothing=0.0, drop_path=None, layer_scale=None,
-                    ema=None),
-}
-
-
-def scaled_preset(name: str, epochs: Any) -> dict[str, Any]:
-    """The preset's fields with its schedule (warmup, step milestones) stretched to `epochs`, so that a recipe
-    shortened for a proxy keeps its shape: the classic recipe still decays at 1/3, 2/3 and 8/9 of the run,
-    the modern one still warms up for the first 1/15. Values a study gives itself are used as given."""
-    preset = dict(RECIPES[name])
-    if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 and epochs != preset["epochs"]:
-        f = epochs / preset["epochs"]
-        preset["warmup_epochs"] = round(preset["warmup_epochs"] * f, 4)
-        if "decay_milestones" in preset:
-            preset["decay_milestones"] = tuple(round(m * f, 4) for m in preset["decay_milestones"])
-    return preset
-
-
 class Scale(_Strict):
     """Proxy scaling applied to every variant before training (FLOPs are also given unscaled)."""
 
@@ -192,7 +176,10 @@ class Reference(_Strict):
     top1: float | None = Field(None, ge=0, le=100)
     top1_std: float | None = Field(None, ge=0)
     top5: float | None = Field(None, ge=0, le=100)
-    gflops: float | None = Field(None, ge=0)
+    gflops: float | None = Field(None, ge=0, description="GFLOPs as the source prints them.")
+    gflops_corrected: float | None = Field(
+        None, ge=0, description="Where the printed GFLOPs are a misprint: the value the source's own count implies "
+        "(kept beside the printed one, never in its place).")
     params: int | None = Field(None, ge=0)
     source: str | None = None
     note: str | None = None
@@ -203,8 +190,8 @@ class Match(_Strict):
     the paper's scale (`measure.flops_image_size`, 3 channels, 1000 classes) lands on a target."""
 
     gflops: float | Literal["reference"] | None = Field(
-        None, description="Target GFLOPs (fvcore, as `ablate flops` counts them); `reference` = the first "
-        "variant's own (unmatched) cost, or the base model's when there is none.")
+        None, description="Target GFLOPs, fvcore's full count (`gflops_fvcore` of `ablate flops`); `reference` = "
+        "the first variant's own (unmatched) cost, or the base model's when there is none.")
     params: float | Literal["reference"] | None = Field(
         None, description="Target parameter count (e.g. 28.6e6); `reference` as for gflops.")
     tolerance: float = Field(0.02, gt=0, lt=1, description="Largest relative distance from the target.")

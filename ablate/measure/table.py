@@ -171,6 +171,39 @@ def count_study(loaded: LoadedStudy, progress: Callable[[int, int, str], None] |
                                                                                            strict=True)]
 
 
+def printed_tolerance(printed: float) -> float:
+    """Half a unit of the printed value's last decimal (Table 10's 4.09: 0.005; Table 2's 4.3: 0.05): a count
+    within it rounds to what the paper prints. (A trailing zero the YAML number drops, 4.10 -> 4.1, reads as
+    one decimal less.)"""
+    text = repr(float(printed))
+    decimals = len(text.split(".")[1].rstrip("0")) if "." in text and "e" not in text else 0
+    return 0.5 * 10 ** -decimals + 1e-9
+
+
+def paper_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A `count_study` row as `ablate flops` shows it: the headline `gflops` is the conv + linear count (the one
+    that reproduces the paper's tables), fvcore's full count (norms too) beside it as `gflops_fvcore`, and a
+    `vs_paper` label where the headline does not round to the printed reference."""
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key == "gflops":
+            out.update(gflops=row.get("gmacs_conv_linear"), gflops_fvcore=value)
+        elif key != "gmacs_conv_linear":
+            out[key] = value
+    out["vs_paper"] = vs_paper(row.get("gmacs_conv_linear"), row.get("ref_gflops"), row.get("ref_gflops_corrected"))
+    return out
+
+
+def vs_paper(count: float | None, printed: float | None, corrected: float | None) -> str | None:
+    """None where the count matches the printed value to its rounding; else a short label (the reference's note,
+    in `ref_note`, says why)."""
+    if count is None or printed is None or abs(count - printed) <= printed_tolerance(printed):
+        return None
+    if corrected is not None and abs(count - corrected) <= printed_tolerance(corrected):
+        return f"misprint: printed {printed:g}, corrected {corrected:g}"
+    return f"{count:.3f} vs printed {printed:g}"
+
+
 def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> dict[str, Any]:
     ref = v.reference
     row: dict[str, Any] = {
@@ -183,6 +216,8 @@ def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> d
         "activations_m": round(paper.activations / 1e6, 3) if paper else None,
         "image_size": size, "image_size_train": v.data.resolved("image_size"),
         "ref_gflops": ref.gflops if ref else None,
+        "ref_gflops_corrected": ref.gflops_corrected if ref else None,
+        "ref_note": ref.note if ref else None,
         "ref_params": ref.params if ref else None,
         "ref_top1": ref.top1 if ref else None,
         # `match:` solved: the width multiplier on the variant as written, and its target ("gflops 4.47")
@@ -190,6 +225,11 @@ def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> d
         "match": f"{v.match['metric']} {v.match['target']:.4g}" if v.match else None,
         # resolved fields that differ from the previous step (steps) or the first variant: {field: [old, new]}
         "changes": {k: list(ab) for k, ab in (v.changes or {}).items()},
+        # what is built and how it is trained, for `flops --format json`: the network at the paper's scale (after
+        # the recipe's drop_path / layer_scale) and the recipe's batch (global; micro_batch per pass) and lr
+        "net": v.net.canonical() if v.net else {"timm": v.timm},
+        "recipe": {"preset": v.recipe.preset, "batch_size": v.recipe.batch_size,
+                   "micro_batch": v.recipe.micro_batch, "lr": v.recipe.learning_rate, "epochs": v.recipe.epochs},
     }
     if paper:
         row["breakdown"] = {k: round(x / 1e9, 4) for k, x in paper.breakdown.items()}

@@ -158,7 +158,8 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     """Train one trial and record its outcome: DONE, FAILED (its own fault), PRUNED, or None when the trial was
     taken over by another worker. An interrupt, unreadable data and a disk fault are recorded as resumable
     and raised (the worker stops)."""
-    from ablate.train.engine import Disowned, TrialFailed
+    from ablate.train.checkpoint import Disowned
+    from ablate.train.engine import TrialFailed
     from ablate.train.sources import DataError
 
     v, start = item.variant, time.time()

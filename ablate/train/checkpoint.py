@@ -105,6 +105,11 @@ def _interrupts_held() -> Iterator[None]:
             signal.raise_signal(sig)
 
 
+class Disowned(Exception):
+    """The trial is no longer this worker's (another worker took it over, e.g. after this one was paused past its
+    grace period): nothing more of it is written, so stale work never overwrites fresh work."""
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Atomically; a full disk is an OSError (ENOSPC), never torch's RuntimeError (see `_WriteAll`). No temp
     file is left behind. An interrupt during the save takes effect once the file is in place (see

@@ -190,9 +190,15 @@ def load_data(spec: DataSpec, recipe: Recipe, seed: int, device: torch.device | 
     xt, xv = (_to_channels(_resize(x, size), chans) for x in (xt, xv))
     mean, std = _stats(xt)
     common = dict(batch_size=batch, device=device, mean=mean, std=std, in_chans=chans, seed=seed)
+    val = {**common, "batch_size": _val_batch(recipe, batch)}
     return Data(train=TensorSource(xt, yt, train=True, recipe=recipe, **common),
-                val=TensorSource(xv, yv, train=False, **common),
+                val=TensorSource(xv, yv, train=False, **val),
                 num_classes=num_classes, in_chans=chans, image_size=size)
+
+
+def _val_batch(recipe: Recipe, batch: int) -> int:
+    """Evaluation runs in passes of the training micro-batch (a global batch of 4096 is a training quantity)."""
+    return min(batch, recipe.micro_batch or batch)
 
 
 def check_in_memory(spec: DataSpec) -> None:
@@ -258,7 +264,8 @@ def _imagefolder(spec: DataSpec, recipe: Recipe, seed: int, device: torch.device
                                                                     spec.val_subset, 0).tolist())
     workers = min(8, max(0, (os.cpu_count() or 1) - 1))
     common = dict(batch_size=batch, device=device, seed=seed, workers=workers)
-    return Data(train=LoaderSource(train_set, train=True, **common), val=LoaderSource(val_set, train=False, **common),
+    val = {**common, "batch_size": _val_batch(recipe, batch)}
+    return Data(train=LoaderSource(train_set, train=True, **common), val=LoaderSource(val_set, train=False, **val),
                 num_classes=num_classes, in_chans=3, image_size=size)
 
 

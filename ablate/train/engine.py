@@ -28,12 +28,13 @@ from torch import Tensor
 
 from ablate.config.variant import Variant
 
-from .checkpoint import COLUMNS, rng_state, set_rng_state, write_metrics
+from .accumulate import accumulate
+from .checkpoint import COLUMNS, Disowned, rng_state, set_rng_state, write_metrics
 from .checkpoint import save as _save  # called through this module's name (tests replace it: a full disk)
 from .data import Data, _seed_of, load_data
 from .metrics import evaluate, infer_throughput, peak_memory_mb, reset_peak_memory
 
-__all__ = ["COLUMNS", "Disowned", "TrialFailed", "build_model", "evaluate", "infer_throughput", "peak_memory_mb",
+__all__ = ["COLUMNS", "TrialFailed", "build_model", "evaluate", "infer_throughput", "peak_memory_mb",
            "pick_device", "reset_peak_memory", "run_trial", "seed_everything"]
 
 _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rmsproptf", "lars", "larc",
@@ -42,11 +43,6 @@ _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rms
 
 class TrialFailed(Exception):
     """The trial's own fault (e.g. a non-finite loss): recorded as failed, the sweep goes on."""
-
-
-class Disowned(Exception):
-    """The trial is no longer this worker's (another worker took it over, e.g. after this one was paused past its
-    grace period): nothing more of it is written, so stale work never overwrites fresh work."""
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -144,8 +140,7 @@ class _Trial:
     optimizer, ...): the model's initial weights come from the global RNG seeded just before."""
 
     def __init__(self, variant: Variant, seed: int, trial_dir: Path, dev: torch.device,
-                 dist: tuple[int, int] | None, say: Callable[[str], None], t_start: float,
-                 owner: Callable[[], bool] | None = None):
+                 dist: tuple[int, int] | None, say: Callable[[str], None], t_start: float, owner: Any = None):
         from timm.utils import ModelEmaV3
 
         self.variant, self.recipe, self.seed, self.dev, self.say, self.t_start = (
@@ -170,6 +165,8 @@ class _Trial:
                          else contextlib.nullcontext())
         self.optimizer = _optimizer(self.model, self.recipe, dev)
         self.steps_per_epoch = len(self.data.train)
+        # images per forward/backward pass: the process's share of the global batch unless the recipe says less
+        self.micro = self.recipe.micro_batch or -(-self.recipe.batch_size // self.world)
         self.scheduler = _scheduler(self.optimizer, self.recipe, self.steps_per_epoch)
         if self.recipe.warmup_epochs >= self.recipe.epochs:
             say(f"warning: warmup_epochs {self.recipe.warmup_epochs:g} >= epochs {self.recipe.epochs}: "
@@ -208,20 +205,16 @@ class _Trial:
             self.resume_rng = ck["rng"]
             where = f"epoch {self.start_epoch + 1}" + (f", step {self.skip_steps + 1}" if self.skip_steps else "")
             self.say(f"resuming from {path} at {where}")
-        if self.may_write():
+        if self.writer:
             write_metrics(self.metrics_path, self.history)  # drops rows of epochs the checkpoint does not have
             for done in self.history if on_epoch is not None else []:
                 on_epoch(done)
 
-    def may_write(self) -> bool:
-        """Whether this process writes the trial's files (rank 0); `Disowned` when the trial is no longer ours."""
-        if self.writer and self.owner is not None and not self.owner():
-            raise Disowned(f"{self.ckpt_path.parent.name} is no longer this worker's: nothing of it written")
-        return self.writer
-
     def checkpoint(self, epoch: int, step: int, partial: dict[str, Any] | None) -> None:
-        if not self.may_write():
+        if not self.writer:
             return
+        if self.owner is not None and not self.owner():  # every later write of the trial's files follows this one
+            raise Disowned(f"{self.ckpt_path.parent.name} is no longer this worker's: nothing of it written")
         ema = self.ema.state_dict() if self.ema is not None else None
         _save(self.ckpt_path, {
             "fingerprint": self.fingerprint, "model": self.model.state_dict(),
@@ -241,7 +234,7 @@ class _Trial:
         return batches
 
     def step(self, x: Tensor, y: Tensor, epoch: int, step: int) -> tuple[float, int]:
-        """One optimizer update on the batch; returns (mean loss of the whole batch, its images)."""
+        """One optimizer update on the global batch; returns (mean loss of the whole batch, its images)."""
         if self.mixup is not None and len(x) % 2:  # timm's batch mixup pairs images: needs an even batch
             x, y = x[:-1], y[:-1]
         if self.dev.type == "cuda":
@@ -252,14 +245,11 @@ class _Trial:
         n_global = len(x)
         if self.world > 1:  # the same global batch on every rank (same seeds): each trains on its slice
             x, target = x.tensor_split(self.world)[self.rank], target.tensor_split(self.world)[self.rank]
-        with self.amp:
-            out = self.train_model(x)
-            loss = self.criterion(out.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._backward(x, target)
         loss_value = loss.item() if self.world == 1 else _global_mean(loss, len(x), n_global)
         if not math.isfinite(loss_value):
             raise TrialFailed(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, step {step + 1}")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if self.recipe.clip_grad is not None:
             from timm.utils import dispatch_clip_grad
 
@@ -270,6 +260,21 @@ class _Trial:
         if self.ema is not None:
             self.ema.update(self.model, step=self.num_updates)
         return loss_value, n_global
+
+    def _backward(self, x: Tensor, target: Tensor) -> Tensor:
+        """Gradients of this process's mean loss over its share of the batch, accumulated over micro-batches;
+        returns that mean loss. Without `recipe.micro_batch`, a CUDA out-of-memory error halves the micro-batch
+        and the share is done again (one process only: ranks that halved apart would no longer meet)."""
+        while True:
+            try:
+                return accumulate(self.train_model, self.criterion, x, target, self.micro, self.amp, self.world > 1)
+            except torch.cuda.OutOfMemoryError:
+                if self.recipe.micro_batch is not None or self.world > 1 or self.micro == 1:
+                    raise
+            self.optimizer.zero_grad(set_to_none=True)  # outside the except: its frames no longer hold tensors
+            torch.cuda.empty_cache()
+            self.micro = (self.micro + 1) // 2
+            self.say(f"out of memory: micro-batch {self.micro} images ({len(x)} per update, accumulated)")
 
     def train_epoch(self, epoch: int, progress: bool, stop: threading.Event | None
                     ) -> tuple[dict[str, Any], float, float]:
@@ -318,9 +323,8 @@ class _Trial:
         self.scheduler.step(epoch + 1)
         metrics = evaluate(self.model, self.data, self.dev, self.amp)
         ema = evaluate(self.ema.module, self.data, self.dev, self.amp) if self.ema is not None else None
-        for what, m in (("", metrics), (" of the EMA weights", ema or {})):  # diverged: its accuracy means nothing
-            if not math.isfinite(m.get("loss", 0.0)):
-                raise TrialFailed(f"non-finite validation loss{what} ({m['loss']}) after epoch {epoch + 1}")
+        if not all(map(math.isfinite, losses := [m["loss"] for m in (metrics, ema) if m])):  # diverged (EMA too)
+            raise TrialFailed(f"non-finite validation loss after epoch {epoch + 1} ({losses})")
         row = {"epoch": epoch + 1, "lr": acc["lr"], "train_loss": acc["loss_sum"] / max(acc["images"], 1),
                "val_loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
                "ema_top1": ema["top1"] if ema else None, "ema_top5": ema["top5"] if ema else None,
@@ -347,7 +351,7 @@ class _Trial:
         # checkpoint written before evaluations were timed has none: then a separate timing pass
         timed = sorted(r["infer_img_per_s"] for r in history if r.get("infer_img_per_s"))
         infer = (statistics.median(timed) if timed else
-                 infer_throughput(self.model, self.recipe.batch_size, self.data, self.dev, self.amp))
+                 infer_throughput(self.model, self.data.val.batch_size, self.data, self.dev, self.amp))
         return {
             "top1": last["top1"], "top5": last["top5"],
             "top1_best": max(r["top1"] for r in history), "top5_best": max(r["top5"] for r in history),
@@ -359,15 +363,13 @@ class _Trial:
 
 
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
-              progress: bool = True, stop: threading.Event | None = None,
+              progress: bool = True, stop: threading.Event | None = None, owner: Callable[[], bool] | None = None,
               log: Callable[[str], None] | None = None, dist: tuple[int, int] | None = None,
-              on_epoch: Callable[[dict[str, Any]], None] | None = None,
-              owner: Callable[[], bool] | None = None) -> dict[str, Any]:
+              on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `variant` with `seed`; per-epoch rows in trial_dir/metrics.csv; returns the final metrics.
 
     `on_epoch(row)` is called with each epoch's metrics.csv row as the epoch finishes (a resumed trial first
-    gets the rows of the epochs its checkpoint holds); on rank 0 only. `owner()`, asked before each write of the
-    trial's files: whether the trial is still this worker's (False: `Disowned`, nothing written).
+    gets the rows of the epochs its checkpoint holds); on rank 0 only. `owner()`: whether the trial is still ours.
 
     `dist=(rank, world)`: one process of a data-parallel trial (torch.distributed already
     initialised by the caller). Every rank builds the same batches and trains on its slice of each
