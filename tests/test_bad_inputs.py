@@ -74,6 +74,14 @@ def test_large_networks_pass_with_allow_large(cli, tmp_path: Path) -> None:
 
 
 SEARCH = TINY.format(name="s", data=SYNTH) + "search: {sampler: random, trials: 2, space: {recipe.lr: DIM}}\n"
+def _bomb(levels: int = 6) -> str:
+    """A flow sequence of 10^levels values in a few hundred bytes: each level is ten aliases of the one below."""
+    text = "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"
+    for i in range(1, levels):
+        text = f"[&l{i} {text}" + f", *l{i}" * 9 + "]"
+    return text
+
+
 FILE_CASES = {  # study text -> the "<field>: <problem start>" of the one line
     "high below low": (SEARCH.replace("DIM", "{low: 0.1, high: 0.01}"), "search.space.recipe.lr: high (0.01)"),
     "log with low 0": (SEARCH.replace("DIM", "{low: 0, high: 1, log: true}"), "search.space.recipe.lr: a log range"),
@@ -86,6 +94,26 @@ FILE_CASES = {  # study text -> the "<field>: <problem start>" of the one line
     "mapping as key": ("name: s\n{a: 1}: 1\n", "line 2: a key must be a plain value, not a dict"),
     "deep nesting": ("name: s\nmodel: " + "[" * 3000 + "]" * 3000 + "\n", "invalid YAML: nested too deeply"),
     "not a study": ("user: admin\npassword: hunter2\n", "not a study file: none of its 2 keys"),
+    # a few hundred bytes of YAML aliases that expand to millions of values: refused before anything copies them
+    "alias bomb in grid": (TINY.format(name="s", data=SYNTH) + f"grid: {{kernel_size: {_bomb()}}}\n",
+                           "its YAML aliases (&name / *name) expand to more than 100,000 values"),
+    "alias bomb elsewhere": (TINY.format(name="s", data=SYNTH) + f"description: {_bomb()}\nvariants: [{{name: a}}]\n",
+                             "its YAML aliases (&name / *name) expand to more than 100,000 values"),
+    "self-holding alias": (TINY.format(name="s", data=SYNTH) + "grid: &g {kernel_size: [*g, *g, *g, *g, *g]}\n",
+                           "its YAML aliases (&name / *name) expand to more than 100,000 values"),
+    # integers a library takes only in a range: refused by validate, not by torch or numpy after the ledger
+    "seed beyond int64": (TINY.format(name="s", data=SYNTH) + "seeds: [0, 18446744073709551616]\n"
+                          "variants: [{name: a}]\n", "seeds[1]: Input should be less than or equal to"),
+    "search.seed beyond 2^32": (SEARCH.replace("DIM", "[0.1, 0.2]").replace("trials: 2", "trials: 2, seed: 4294967296"),
+                                "search.seed: Input should be less than or equal to 4294967295"),
+    "negative search.seed": (SEARCH.replace("DIM", "[0.1, 0.2]").replace("trials: 2", "trials: 2, seed: -1"),
+                             "search.seed: Input should be greater than or equal to 0"),
+    # a search objective that no trial measures
+    "ema_top1 with EMA off": (SEARCH.replace("DIM", "[0.1, 0.2]").replace("random,", "random, objective: ema_top1,"),
+                              "search.objective: ema_top1 needs the EMA of the weights"),
+    "ema_top1 with EMA off in the space": (
+        SEARCH.replace("DIM", "[0.1, 0.2], recipe.ema: [0.99, null]").replace("random,", "random, objective: ema_top1,")
+        .replace("classic,", "modern,"), "search.objective: ema_top1 needs the EMA of the weights"),
 }
 
 
@@ -156,6 +184,21 @@ def test_an_error_in_an_extends_parent_names_the_parent(cli, tmp_path: Path) -> 
     assert code == 2 and error_lines(err)[0].startswith(f"{child}: steps[1].set.kernel_size: must be odd")
 
 
+def test_a_long_extends_chain_blames_the_file_that_wrote_the_field(cli, tmp_path: Path) -> None:
+    """Blame walks the whole chain the loader merged (not its first 50 files); a chain longer than the loader
+    takes is one line too."""
+    root = tmp_path / "f0.yaml"
+    root.write_text(TINY.format(name="chain", data=SYNTH) + "variants: [{name: a, set: {kernel_size: 4}}]\n")
+    for i in range(1, 60):
+        (tmp_path / f"f{i}.yaml").write_text(f"extends: f{i - 1}.yaml\ndescription: level {i}\n")
+    code, _, err = cli("validate", str(tmp_path / "f59.yaml"))
+    assert code == 2 and error_lines(err)[0].startswith(f"{root}: variants[0].set.kernel_size: must be odd"), err
+    for i in range(60, 260):
+        (tmp_path / f"f{i}.yaml").write_text(f"extends: f{i - 1}.yaml\n")
+    code, _, err = cli("validate", str(tmp_path / "f259.yaml"))
+    assert code == 2 and len(error_lines(err)) == 1 and "extends: a chain of more than 200 study files" in err, err
+
+
 def test_yaml_merge_keys_work(cli, tmp_path: Path) -> None:
     path = tmp_path / "m.yaml"
     path.write_text("""
@@ -180,6 +223,10 @@ STORAGE_CASES = {
     "postgresql+nodriver://bob:s3cret@host/db": "cannot open: ",
     "mysql://bob:s3cret@localhost/db": "",
     "://": "is not a storage URL",
+    "postgresql://bob@127.0.0.1:1/db?password=s3cret": "cannot open: connection to server",  # libpq's own spelling
+    "postgresql://127.0.0.1:1/db?user=bob&sslpassword=s3cret&connect_timeout=1": "cannot open: ",
+    "postgresql://bob:ab@s3cret@127.0.0.1:1/db": "holds an '@': write it as %40",  # an unescaped '@'
+    "postgresql://bob:ab%40s3cret@127.0.0.1:1/db": "cannot open: connection to server",
 }
 
 

@@ -199,6 +199,61 @@ def test_truncated_idx_is_a_data_error(offline: Path):
         load_data(DataSpec(dataset="fashion-mnist", root=str(root)), Recipe(), 0, "cpu")
 
 
+@pytest.mark.parametrize("damage", ["corrupt gzip", "empty file", "no images", "no images, no labels"])
+def test_a_damaged_idx_file_is_one_line_naming_it(offline: Path, damage: str):
+    """Every way an IDX file can be unreadable is a one-line DataError naming the file, both in the check
+    `ablate run` makes before it queues and when a trial loads the data."""
+    root = _fake_fmnist(offline / "fm")
+    path = root / "train-images-idx3-ubyte.gz"
+    if damage == "corrupt gzip":  # a valid gzip header, then damaged deflate data
+        blob = path.read_bytes()
+        path.write_bytes(blob[:20] + bytes(b ^ 0x5A for b in blob[20:200]) + blob[200:])
+    elif damage == "empty file":
+        path.write_bytes(b"")
+    else:
+        _write_idx(path, np.zeros((0, 28, 28)))
+        if damage == "no images, no labels":  # a valid, empty split
+            _write_idx(root / "train-labels-idx1-ubyte.gz", np.zeros((0,)))
+    spec = DataSpec(dataset="fashion-mnist", root=str(root))
+    for load in (sources.check_idx_dataset, lambda s: load_data(s, Recipe(), 0, "cpu")):
+        with pytest.raises(DataError) as err:
+            load(spec)
+        assert str(root) in str(err.value) and "\n" not in str(err.value), err.value
+
+
+def test_a_corrupt_image_in_an_imagefolder_is_one_line_naming_the_image(tmp_path: Path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (12, 12), (i * 40, 0, 0)).save(tmp_path / split / cls / f"{i}.png")
+    bad = tmp_path / "train" / "dog" / "2.png"
+    bad.write_bytes(bad.read_bytes()[:30])  # truncated
+    data = load_data(DataSpec(dataset="imagefolder", root=str(tmp_path), image_size=8), Recipe(batch_size=16), 0,
+                     "cpu")
+    with pytest.raises(DataError) as err:
+        list(data.train.epoch(0))
+    assert str(err.value).startswith(f"imagefolder: cannot read image {bad}: ") and "\n" not in str(err.value)
+
+
+def test_a_data_root_under_home_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`~/...` means the home folder for every reader of data.root: the check before queueing included."""
+    from ablate.commands.preflight import check_data
+    from ablate.config.load import load_study
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for split in ("train", "val"):
+        (tmp_path / "imgs" / split / "cat").mkdir(parents=True)
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nmodel: {depths: [1, 1], dims: [16, 32], stem: patchify, patch_size: 2}\n"
+                     "data: {dataset: imagefolder, root: ~/imgs, image_size: 16}\nvariants: [{name: a}]\n")
+    loaded = load_study(study)
+    assert loaded.variants[0].data.root == str(tmp_path / "imgs")
+    check_data(loaded)  # no StudyError: the folders are there
+
+
 def test_missing_cifar_is_a_data_error(offline: Path):
     with pytest.raises(DataError, match="cifar10: no torchvision CIFAR10 files"):
         load_data(DataSpec(dataset="cifar10", root=str(offline)), Recipe(), 0, "cpu")

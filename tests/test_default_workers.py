@@ -89,7 +89,7 @@ def test_ablate_run_itself_never_imports_torch_on_a_cpu_machine(tmp_path) -> Non
     probe = textwrap.dedent(f"""
         import sys
         from ablate.sweep import worker
-        def started(loaded, overrides, n, opts, **hooks):
+        def started(loaded, n, opts, **hooks):
             print("workers", n, "torch imported", "torch" in sys.modules)
             sys.exit(0)
         worker.run_workers = started
@@ -110,10 +110,10 @@ def test_run_workers_calls_on_first_exit_once_while_the_others_still_train(monke
 
     fork = mp.get_context("fork")  # (not spawn: the child keeps the stub below)
     monkeypatch.setattr(worker.mp, "get_context", lambda _method: fork)
-    monkeypatch.setattr(worker, "_child", lambda _path, _over, _opts, i: time.sleep(0.2 + 1.5 * i))
+    monkeypatch.setattr(worker, "_child", lambda _loaded, _opts, i: time.sleep(0.2 + 1.5 * i))
     alive_at_call: list[int] = []
     start = time.monotonic()
-    codes = worker.run_workers(SimpleNamespace(file="s.yaml"), [], 2, worker.WorkerOptions(threads=1),
+    codes = worker.run_workers(SimpleNamespace(file="s.yaml"), 2, worker.WorkerOptions(threads=1),
                                on_first_exit=lambda: alive_at_call.append(time.monotonic() - start))
     took = time.monotonic() - start
     assert codes == [0, 0]

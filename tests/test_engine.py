@@ -121,6 +121,27 @@ def test_huge_learning_rate_fails_the_trial(tmp_path: Path):
         run_trial(v, 0, tmp_path / "t", progress=False)
 
 
+@pytest.mark.parametrize("ema", [False, True])
+def test_a_non_finite_validation_loss_fails_the_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ema: bool):
+    """Diverged weights (finite but huge training loss, NaN on validation) score chance-level accuracy: the
+    trial fails, naming the epoch, instead of being recorded done; for the EMA weights the same."""
+    build = engine.build_model
+    models: list[torch.nn.Module] = []
+
+    def poisoned(v, data):
+        model = build(v, data)
+        models.append(model)
+        model.register_forward_hook(lambda m, args, out: out if m.training or (ema and m is models[0]) else
+                                    out * float("nan"))
+        return model
+
+    monkeypatch.setattr(engine, "build_model", poisoned)
+    v = variant(tmp_path, "recipe.epochs=1", *(["recipe.ema=0.9"] if ema else []))
+    with pytest.raises(TrialFailed, match=r"non-finite validation loss after epoch 1 \(\[(nan|[\d.]+), nan\]\)"
+                       if ema else r"non-finite validation loss after epoch 1 \(\[nan\]\)"):
+        run_trial(v, 0, tmp_path / "t", progress=False)
+
+
 class StopAfter(threading.Event):
     """A stop request that arrives after `n` checks (the engine checks once per step)."""
 

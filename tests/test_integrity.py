@@ -243,8 +243,8 @@ def test_another_file_with_the_same_name_is_refused(cli, tmp_path: Path) -> None
     for command in ("run", "status", "worker"):
         code, _, err = cli(command, str(second))
         assert code == 2, (command, err)
-        assert error_lines(err) == [f"{second}: name: 's' is already the name of the study in s.yaml (ledger "
-                                    f"results/s/ledger.journal); give this study another name: (or use another "
+        assert error_lines(err) == [f"{second}: name: 's' is already the name of the study in {first.resolve()} "
+                                    f"(ledger results/s/ledger.journal); give this study another name: (or use another "
                                     "--results/--storage)"], err
     assert tree(tmp_path / "results") == before
     assert list(states(first, tmp_path / "results").values()) == [["WAITING"]]

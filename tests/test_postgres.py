@@ -378,6 +378,87 @@ def test_stale_trials_are_retried_up_to_max_retry(tmp_path: Path, pg_url: str) -
         assert beat.lost.is_set() and StopEither(stop, beat.lost).is_set() and not stop.is_set()
 
 
+@pytest.fixture
+def empty_db(pg_url: str) -> Iterator[str]:
+    """The URL of another fresh, empty database on the same server (dropped after the test)."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    name = f"ablate_empty_{uuid.uuid4().hex[:12]}"
+
+    def admin(sql: str) -> None:
+        conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, password=url.password,
+                                dbname=url.database)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql)
+        conn.close()
+
+    admin(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with contextlib.suppress(Exception):
+        admin(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_reading_commands_create_nothing_on_an_empty_database(tmp_path: Path, empty_db: str) -> None:
+    import sqlalchemy
+
+    path = study(tmp_path, "pgempty", ["{name: a, set: {kernel_size: 3}}"])
+    for command in ("status", "report"):
+        run_cli(command, str(path), "--storage", empty_db, "--results", str(tmp_path / "results"), cwd=tmp_path,
+                env=ENV)
+    engine = sqlalchemy.create_engine(empty_db.replace("postgresql://", "postgresql+psycopg2://"))
+    assert sqlalchemy.inspect(engine).get_table_names() == []  # optuna's tables were not created
+    engine.dispose()
+
+
+def test_no_output_shows_a_password_given_in_the_query(tmp_path: Path, pg_url: str) -> None:
+    path = study(tmp_path, "pgsecret", ["{name: a, set: {kernel_size: 3}}"])
+    url = f"{pg_url}?password=hunter2pw&connect_timeout=5"  # trust auth: the server takes any password
+    for command in ("run", "status"):
+        r = run_cli(command, str(path), "--storage", url, "--results", str(tmp_path / "results"),
+                    *(["--enqueue-only"] if command == "run" else []), cwd=tmp_path, env=ENV)
+        assert r.returncode == 0, r.stderr
+        assert "hunter2pw" not in r.stderr + r.stdout and "password=***" in r.stderr + r.stdout or command == "status"
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p for p in written if "hunter2pw" in p.read_text(errors="replace")]
+
+
+def test_a_dropped_connection_mid_trial_is_not_the_trials_failure(tmp_path: Path, pg_url: str) -> None:
+    """The server drops the worker's connections while it trains: the trial is never recorded `failed` (the
+    worker reconnects and finishes, or stops with exit 2 leaving it resumable), no traceback; a re-run ends it."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    path = study(tmp_path, "pgdrop", ["{name: a, set: {kernel_size: 3}}"], epochs=3, n=512)
+    results = tmp_path / "results"
+    hb = ("--heartbeat", "1", "--grace", "30")
+    assert run_cli("run", str(path), "--storage", pg_url, "--results", str(results), "--enqueue-only", *hb,
+                   cwd=tmp_path, env=ENV).returncode == 0
+    proc = worker(path, pg_url, results, *hb)
+    metrics = results / "pgdrop" / "trials"
+    deadline = time.time() + 180
+    while time.time() < deadline and not list(metrics.glob("*/metrics.csv")):
+        time.sleep(0.2)
+    url = make_url(pg_url)
+    conn = psycopg2.connect(host=url.host, port=url.port, user=url.username, dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for _ in range(10):  # every connection to the study's database, for a second
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                        (url.database,))
+            time.sleep(0.1)
+    conn.close()
+    (err,) = finish([proc])
+    assert proc.returncode in (0, 2) and "Traceback" not in err, err
+    attempts_ = [t for ts in attempts(path, pg_url, results).values() for t in ts]
+    assert not [t for t in attempts_ if t.user_attrs.get("fail_kind") == "error"], err
+    r = run_cli("run", str(path), "--storage", pg_url, "--results", str(results), *hb, cwd=tmp_path, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert (pd.read_csv(results / "pgdrop" / "results.csv")["status"] == "done").all()
+
+
 def test_adaptive_rounds_continue_across_postgres_workers(tmp_path: Path, pg_url: str) -> None:
     """`evidence.max_seeds` on a shared PostgreSQL study: two workers train the study's seeds, then the next
     round's (queued by whichever worker finds the round whole), each trial exactly once; the plan the ledger's

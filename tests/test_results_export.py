@@ -121,7 +121,7 @@ def test_ablate_run_stopped_by_ctrl_c_writes_the_summary_its_workers_left(
     path = tmp_path / "exp.yaml"
     path.write_text(STUDY)
 
-    def one_trial_then_ctrl_c(loaded, overrides, workers, opts, *rest):  # noqa: ANN001, ANN202
+    def one_trial_then_ctrl_c(loaded, workers, opts, *rest):  # noqa: ANN001, ANN202
         worker_mod.work(loaded, dataclasses.replace(opts, max_trials=1, parent_writes=True, progress=False))
         raise KeyboardInterrupt  # as run_workers raises it after stopping its worker processes
 

@@ -14,12 +14,14 @@ import typer
 from typer.core import TyperGroup
 
 from ablate.config.errors import StudyError
+from ablate.secrets import guard_output
 
 
 class OneLineErrors(TyperGroup):
     def main(self, args: Any = None, *rest: Any, one_line_errors: bool = False, **kwargs: Any) -> Any:
         if not one_line_errors:
             return super().main(args, *rest, **kwargs)
+        guard_output()  # no secret (a --storage password) in any line this process writes
         kwargs["standalone_mode"] = False  # click's usage errors come here too: one line, not a framed box
         bare = not (sys.argv[1:] if args is None else args)  # plain `ablate`: its usage error is the help
         code = exit_code(lambda: super(OneLineErrors, self).main(args, *rest, **kwargs), bare)

@@ -31,7 +31,7 @@ def validate(study: StudyArg, set_: SetOpt = None, allow_large: AllowLargeOpt = 
     seeds = len(s.seeds)
     if s.search is not None and s.search.sampler != "grid":
         print(f"{loaded.file}: ok: study '{s.name}', search ({s.search.sampler} sampler, {s.search.trials} trials "
-              f"over {', '.join(s.search.space)}, seed {s.seeds[0]}); data {s.data.dataset} "
+              f"over {', '.join(s.search.space)}, seed {s.search.seed}); data {s.data.dataset} "
               f"@{s.data.resolved('image_size')}px, recipe {s.recipe.preset}, {s.recipe.epochs} epochs")
         return
     print(f"{loaded.file}: ok: study '{s.name}', {len(loaded.variants)} variants ({loaded.kind}) x {seeds} "

@@ -74,7 +74,7 @@ def run(
 
         workers = default_workers(device, total - done)
     try:
-        codes = _train(loaded, set_ or [], workers, opts, ledger, total, done)
+        codes = _train(loaded, workers, opts, ledger, total, done)
     except KeyboardInterrupt:  # the worker processes leave summary.csv to this process
         with contextlib.suppress(OSError):  # a full disk: the ledger holds every result all the same
             _write_all(ledger)
@@ -95,16 +95,18 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
     ledger.expect_current_data()  # results trained on other data (data.root changed) are trained again
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
+    waiting, now = ledger.waiting(), queued[Status.QUEUED]  # all still to be trained, and those queued just now
+    earlier = f" ({waiting - now} of them by an earlier run)" if waiting > now else ""
     top = loaded.study.evidence.max_seeds
     more = (f"; up to {len(loaded.variants) * top} as seeds are added where a verdict stays open "
             f"(evidence.max_seeds {top})" if top and ledger.search is None and top > len(loaded.study.seeds) else "")
-    print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {queued[Status.QUEUED]} queued "
+    print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {waiting} queued{earlier} "
           f"(ledger: {ledger.where}){more}", file=sys.stderr)
     _write_all(ledger)
     return ledger, total, queued[Status.DONE]
 
 
-def _train(loaded, overrides: list[str], workers: int, opts, ledger, total: int, done: int) -> list[int]:
+def _train(loaded, workers: int, opts, ledger, total: int, done: int) -> list[int]:
     """Train in this process, or in `workers` local processes under a progress bar: their exit codes."""
     from ablate.sweep.worker import run_workers, work
 
@@ -118,11 +120,12 @@ def _train(loaded, overrides: list[str], workers: int, opts, ledger, total: int,
     bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr, disable=None)
 
     def poll() -> None:
-        bar.n = ledger.progress()[0]
-        bar.refresh()
+        with contextlib.suppress(OSError):  # the ledger unreachable: the workers say so; the bar just waits
+            bar.n = ledger.progress()[0]
+            bar.refresh()
 
     try:
-        return run_workers(loaded, overrides, workers, opts, on_poll=poll, on_first_exit=_prepare_finish)
+        return run_workers(loaded, workers, opts, on_poll=poll, on_first_exit=_prepare_finish)
     finally:
         bar.close()
 
@@ -259,7 +262,13 @@ def print_status(ledger, to=None, df=None) -> None:
     df = results_frame(ledger) if df is None else df
     counts = df["status"].value_counts().to_dict()
     line = Status.counts_line(counts)  # every status with a trial, in display order (skipped ones too)
-    print(f"{ledger.loaded.name}: {len(df)} trials: {line}", file=to)
+    search = ledger.loaded.study.search if ledger.search is not None else None
+    if df.empty:
+        print(f"{ledger.loaded.name}: no trial yet ({ledger.loaded.plan()}); `ablate run` queues and trains them",
+              file=to)
+        return
+    total = f" of {search.trials} search" if search is not None else ""
+    print(f"{ledger.loaded.name}: {len(df)}{total} trials: {line}", file=to)
     cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
     show = df[cols].copy()
     show["fail_reason"] = show["fail_reason"].fillna("").astype(str).str.slice(0, 60)

@@ -24,6 +24,7 @@ from .load_checks import (
     check_count,
     check_grid_lists,
     check_numbers,
+    check_objective,
     check_one_list,
     check_size,
     check_unique,
@@ -63,6 +64,7 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
         _check_search(study, raw, file)
     check_grid_lists(study, file)
     check_count(study, file)
+    check_objective(study, file)
     # `changes` after `exclude:`: a step is compared with the step before it in what is run, not with a left-out one
     variants = _with_changes(excluded(_matched(_expand(study, raw, file), study, file), study, file), study)
     check_unique(variants, study, file)

@@ -26,6 +26,18 @@ def check_count(study: Study, file: str) -> None:
                          f"{n:,} variants: more than {MAX_VARIANTS:,}; split the study or shrink the lists")
 
 
+def check_objective(study: Study, file: str) -> None:
+    """A search maximises a metric every trial measures: ema_top1 needs the recipe's EMA on (for every choice the
+    search may make), or each trial would score a silent 0."""
+    if study.search is None or study.search.objective != "ema_top1":
+        return
+    choices = study.search.space.get("recipe.ema", [study.recipe.ema])
+    if not isinstance(choices, list) or None in choices:
+        where = " in the search space" if "recipe.ema" in study.search.space else ""
+        raise StudyError(file, "search.objective", f"ema_top1 needs the EMA of the weights, but recipe.ema is off "
+                         f"(null){where}; set recipe.ema (e.g. 0.9999) or maximise top1")
+
+
 def check_numbers(values: dict[str, Any], model: Any, file: str, prefix: str) -> None:
     """No YAML boolean (`kernel_size: yes` would become 1) and no inf/nan where `model` wants a number."""
     from .checks import yaml_boolean_problem

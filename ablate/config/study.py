@@ -62,6 +62,14 @@ class DataSpec(_Strict):
                                      "(synthetic: the number of images made).")
     val_subset: int | None = Field(None, gt=0, description="Evaluate on this many validation images.")
 
+    @field_validator("root")
+    @classmethod
+    def _home(cls, v: str | None) -> str | None:
+        """`~/data` as the shell means it, once, for every reader of the path (it is not part of a variant id)."""
+        import os
+
+        return os.path.expanduser(v) if v else v
+
     def resolved(self, key: str) -> int:
         value = getattr(self, key)
         return value if value is not None else DATASETS[self.dataset][key]
@@ -258,7 +266,7 @@ class Search(_Strict):
     sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="optuna sampler.")
     trials: int = Field(20, gt=0, description="How many configurations to train (tpe/random).")
     objective: Literal["top1", "top5", "ema_top1"] = Field("top1", description="Validation metric maximised.")
-    seed: int = Field(0, description="Sampler seed.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Sampler seed (numpy's range: 0 to 2^32-1).")
     pruner: Literal["none", "median", "successive_halving", "hyperband"] = Field(
         "none", description="optuna pruner (tpe/random): stops a trial whose learning curve falls behind the others "
         "(recorded as pruned). Off by default; ablations and grid searches never prune.")
@@ -344,7 +352,8 @@ class Study(_Strict):
     recipe: Recipe = Recipe()
     scale: Scale = Scale()
     measure: Measure = Measure()
-    seeds: list[int] = Field([0], min_length=1, description="Each variant is trained once per seed.")
+    seeds: list[Annotated[int, Field(ge=-2**63, le=2**63 - 1)]] = Field(
+        [0], min_length=1, description="Each variant is trained once per seed (64-bit integers, as torch takes).")
     evidence: Evidence = Field(Evidence(), description="How changes are judged (correction, margin, extra seeds).")
     steps: list[Step] = Field(default_factory=list, description="Cumulative roadmap steps.")
     variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")

@@ -65,6 +65,16 @@ class LoadedStudy:
             return "search"
         return "steps" if s.steps else "variants" if s.variants else "grid" if s.grid else "single"
 
+    def plan(self) -> str:
+        """What the study asks to train, in words: a sampling search by its trial budget (its variants are
+        sampled while it runs), anything else by variants x seeds."""
+        s = self.study
+        if s.search is not None and s.search.sampler != "grid":
+            return (f"search: {s.search.sampler} sampler, {s.search.trials} trials over {', '.join(s.search.space)}, "
+                    f"sampler seed {s.search.seed}")
+        n, seeds = len(self.variants), len(s.seeds)
+        return f"{self.kind}: {n} variant{'s' * (n != 1)} × {seeds} seed{'s' * (seeds != 1)} = {n * seeds} trials"
+
 
 def config_changes(before: Variant | None, after: Variant) -> dict[str, tuple[Any, Any]]:
     """Every resolved field (network, `recipe.*`, `data.*`) whose value differs between two variants."""

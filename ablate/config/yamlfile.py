@@ -72,6 +72,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
         what = getattr(e, "problem", None) or str(e)
         raise StudyError(str(path), where, f"invalid YAML: {what}") from None
+    check_expansion(data, str(path), "")
     if data is None:
         raise StudyError(str(path), "", "the file is empty; a study needs at least `name:`")
     if not isinstance(data, dict):
@@ -84,12 +85,38 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+MAX_VALUES = 100_000  # values in a study with its YAML aliases expanded: a page of YAML holds a few hundred
+
+
+def check_expansion(data: Any, file: str, where: str) -> None:
+    """Refuse YAML whose aliases expand to more than MAX_VALUES values (an alias bomb: a few hundred bytes that
+    every later step - merging, validation, expansion - would copy out to gigabytes). Counted without expanding:
+    each shared node is sized once."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int = 0) -> int:
+        if not isinstance(node, dict | list) or depth > 200:
+            return 1
+        if id(node) not in sizes:
+            sizes[id(node)] = MAX_VALUES + 1  # until counted: a node that holds itself expands for ever
+            items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            sizes[id(node)] = 1 + sum(min(size(x, depth + 1), MAX_VALUES + 1) for x in items)
+        return sizes[id(node)]
+
+    if size(data) > MAX_VALUES:
+        raise StudyError(file, where, f"its YAML aliases (&name / *name) expand to more than {MAX_VALUES:,} values; "
+                         "a study is a page of settings")
+
+
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """Mappings merge key by key; anything else (lists included) in `over` replaces."""
     out = dict(base)
     for k, v in over.items():
         out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+MAX_EXTENDS = 200  # files in one `extends:` chain
 
 
 def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -102,6 +129,8 @@ def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if not isinstance(parent, str) or not parent:
         raise StudyError(str(path), "extends", "must be the path of another study file")
     target = (path.parent / parent).resolve()
+    if len(_chain) + 1 >= MAX_EXTENDS:
+        raise StudyError(str(path), "extends", f"a chain of more than {MAX_EXTENDS} study files; is there a loop?")
     if target in _chain or target == path.resolve():
         raise StudyError(str(path), "extends", f"'{parent}' extends itself (cycle)")
     if not target.exists():
@@ -115,7 +144,7 @@ def _chain(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(file, its own YAML) of a study file and each file up its `extends:` chain, the study file first."""
     out: list[tuple[str, dict[str, Any]]] = []
     current: Path | None = path
-    while current is not None and len(out) < 50:
+    while current is not None and len(out) < MAX_EXTENDS:  # the whole chain (load_raw allows no longer one)
         data = read_yaml(current)
         out.append((str(current), data))
         parent = data.get("extends")
@@ -180,6 +209,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], file: str) -> di
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
             value = text
+        check_expansion(value, file, f"--set {key.strip()}")
         parts = key.strip().split(".")
         node: Any = data
         for i, part in enumerate(parts):

@@ -14,17 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import pandas as pd
 from matplotlib.lines import Line2D
 
 from ablate.config.errors import StudyError
 from ablate.config.variant import LoadedStudy
 from ablate.evidence import Rule, agreement
+from ablate.files import atomic_write, atomic_write_text
 from ablate.sweep.states import Status
 
 from . import analysis as A
 from .reading import read_results
-from .render import Block, to_html, to_markdown
+from .render import PLAIN_TEXT, Block, save_figure, to_html, to_markdown
 from .style import PALETTE, figure, plain_axes
 from .text import fmt, fmt_ci, fmt_rho, slug
 
@@ -170,11 +172,12 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
     summary = summary_table(results)
     steps, notes = step_table(results)
     out.mkdir(parents=True, exist_ok=True)
-    fig = agreement_chart(summary, f"{name}: agreement with the paper vs cost")
-    fig.savefig(out / "compare.png", dpi=130)
-    fig.savefig(out / "compare.svg")
-    summary.to_csv(out / "compare.csv", index=False, float_format="%.4f")
-    steps.to_csv(out / "compare-steps.csv", index=False, float_format="%.4f")
+    with matplotlib.rc_context(PLAIN_TEXT):
+        fig = agreement_chart(summary, f"{name}: agreement with the paper vs cost")
+        save_figure(fig, out / "compare.png", dpi=130)
+        save_figure(fig, out / "compare.svg")
+    atomic_write(out / "compare.csv", lambda tmp: summary.to_csv(tmp, index=False, float_format="%.4f"))
+    atomic_write(out / "compare-steps.csv", lambda tmp: steps.to_csv(tmp, index=False, float_format="%.4f"))
     tags = [s.name for s in loaded]
     blocks: list[Block] = [("h", 1, f"Comparison: {', '.join(tags)}"),
                            ("p", f"generated {time.strftime('%Y-%m-%d %H:%M')}; steps matched by name.")]
@@ -184,8 +187,8 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
     if notes:
         blocks += [("h", 2, "Steps not shared by every study"), ("ul", notes)]
     blocks += [("h", 2, "How to read this"), ("ul", _HOW_TO_READ)]
-    (out / "compare.md").write_text(to_markdown(blocks))
-    (out / "compare.html").write_text(to_html(blocks, out, f"compare {name} — ablate"))
+    atomic_write_text(out / "compare.md", to_markdown(blocks))
+    atomic_write_text(out / "compare.html", to_html(blocks, out, f"compare {name} — ablate"))
     return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv",
                               "compare-steps.csv")]
 

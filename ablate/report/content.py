@@ -92,10 +92,8 @@ def _what_was_run(loaded: LoadedStudy, df: pd.DataFrame) -> list[str]:
     data_bits = [f"`{d.dataset}`", f"{d.resolved('image_size')} px"]
     data_bits += [f"train subset {d.train_subset}"] if d.train_subset else []
     data_bits += [f"val subset {d.val_subset}"] if d.val_subset else []
-    n_var = len(loaded.variants)
     return [
-        f"study file: `{loaded.file}` ({loaded.kind}: {n_var} variant{'s' * (n_var != 1)} × {len(s.seeds)} "
-        f"seed{'s' * (len(s.seeds) != 1)} = {n_var * len(s.seeds)} trials)",
+        f"study file: `{loaded.file}` ({loaded.plan()})",
         f"trials: {status}",
         "data: " + ", ".join(data_bits),
         *(f"recipe{f' {i + 1} of {len(recipe_lines)}' if len(recipe_lines) > 1 else ''}: {line}"

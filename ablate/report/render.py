@@ -26,9 +26,13 @@ def _md_cell(text: str) -> str:
 
 
 def _md(text: str) -> str:
-    """Text from a study (names, descriptions, reasons) with its HTML shown, never rendered (markdown viewers
-    render raw HTML; report.html escapes it too): `<` and `&` escaped, `->` left readable."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;")
+    """Text from a study (names, descriptions, reasons) shown as written, never as markup that restructures the
+    page or fetches anything: HTML escaped (`<`, `&`; `->` left readable), one line (a newline would start a
+    heading, a list or a link definition), no link or image (`](`, `][`), and no block marker at its start."""
+    text = str(text).replace("\\", "\\\\").replace("&", "&amp;").replace("<", "&lt;")
+    text = re.sub(r"\s*[\r\n]+\s*", " ", text).strip().replace("](", "]\\(").replace("][", "]\\[")
+    text = re.sub(r"^(\d+)([.)])(?=\s|$)", r"\1\\\2", text)  # `1. ` would start a numbered list
+    return re.sub(r"^([#>=\[|~]|[*+\-](?=\s)|`{3})", r"\\\1", text)  # (leading spaces, stripped: a code block)
 
 
 def to_markdown(blocks: list[Block]) -> str:
@@ -43,12 +47,23 @@ def to_markdown(blocks: list[Block]) -> str:
             lines += [f"- {_md(item)}" for item in b[1]] + [""]
         elif b[0] == "table":
             header, rows = b[1], b[2]
-            frame = pd.DataFrame([[_md_cell(c) for c in row] for row in rows], columns=header, dtype=str)
+            head = [h.replace("|", "\\|") for h in header]  # a bare `|` in a header cell splits the table
+            frame = pd.DataFrame([[_md_cell(c) for c in row] for row in rows], columns=head, dtype=str)
             align = ["right" if h in _NUMERIC else "left" for h in header]
             lines += [frame.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True), ""]
         elif b[0] == "img":
             lines += [f"![{_md(b[2])}]({b[1]})", ""]
     return "\n".join(lines)
+
+
+PLAIN_TEXT = {"text.parse_math": False}  # matplotlib: a study's `$...$` is text, not mathtext that can fail
+
+
+def save_figure(fig: Any, path: Path, **kwargs: Any) -> Path:
+    """A chart saved whole or not at all (a full disk leaves the old image, and names the file)."""
+    from ablate.files import atomic_write
+
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], **kwargs))
 
 
 def to_latex(table: Block, caption: str) -> str:
@@ -57,8 +72,18 @@ def to_latex(table: Block, caption: str) -> str:
     frame = pd.DataFrame([[c.replace("`", "") for c in row] for row in rows], columns=header, dtype=str)
     styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     align = "".join("r" if h in _NUMERIC else "l" for h in header)
-    return styler.to_latex(column_format=align, hrules=True, caption=caption.replace("_", r"\_"),
-                           label="tab:ablate-results", position="htbp")
+    return styler.to_latex(column_format=align, hrules=True, caption=_tex(caption), label="tab:ablate-results",
+                           position="htbp")
+
+
+_TEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#", "%": r"\%",
+        "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}"}
+
+
+def _tex(text: str) -> str:
+    """Study text (a caption) as LaTeX that typesets it as written: one line, every special character escaped
+    (so `\\input{...}` is text, and `%`, `&`, `#` break nothing)."""
+    return "".join(_TEX.get(c, c) for c in " ".join(str(text).split()))
 
 
 def _inline(text: str) -> str:

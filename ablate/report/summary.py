@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config.variant import LoadedStudy
-from ablate.sweep.results import write_atomic
+from ablate.files import atomic_write
 from ablate.sweep.states import Status
 
 
@@ -21,7 +21,7 @@ def write_summary(study_dir: Path, df: Any, loaded: LoadedStudy) -> Path:
     rule = Rule.of(loaded.study)
     path = Path(study_dir) / "summary.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda p: summary(df, loaded.kind, rule).to_csv(p, index=False, float_format="%.4f"))
+    atomic_write(path, lambda p: summary(df, loaded.kind, rule).to_csv(p, index=False, float_format="%.4f"))
     return path
 
 

@@ -16,11 +16,12 @@ import pandas as pd
 
 from ablate.config.variant import LoadedStudy, changes_text
 from ablate.evidence import Rule
+from ablate.files import atomic_write_text
 
 from . import analysis as A
 from .content import Tables, report_blocks, result_table
 from .reading import grid_values, read_metrics, read_results
-from .render import to_html, to_latex, to_markdown
+from .render import PLAIN_TEXT, save_figure, to_html, to_latex, to_markdown
 from .text import slug
 
 
@@ -42,15 +43,12 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
     tables = analyse(loaded, df, study_dir)
     out.mkdir(parents=True, exist_ok=True)
     charts = _Charts(out)
-    if draw:
-        _draw_charts(loaded, tables, charts)
-    if draw and getattr(loaded.study, "search", None):
-        notes += _draw_search_charts(loaded, charts, storage, study_dir)
-    written = charts.written + _write_documents(loaded, df, tables, notes, charts.images, out)
-    md = out / "report.md"
-    seconds = time.perf_counter() - t0
-    md.write_text(md.read_text() + f"\n_Report generated in {seconds:.1f} s._\n")
-    return written
+    with matplotlib.rc_context(PLAIN_TEXT):
+        if draw:
+            _draw_charts(loaded, tables, charts)
+        if draw and getattr(loaded.study, "search", None):
+            notes += _draw_search_charts(loaded, charts, storage, study_dir)
+    return charts.written + _write_documents(loaded, df, tables, notes, charts.images, out, t0)
 
 
 def analyse(loaded: LoadedStudy, df: pd.DataFrame, study_dir: Path) -> Tables:
@@ -77,10 +75,10 @@ class _Charts:
 
     def save(self, fig: Any, stem: str, caption: str, svg: bool = False) -> None:
         path = self.out / f"{stem}.png"
-        fig.savefig(path, dpi=130)
+        save_figure(fig, path, dpi=130)
         self.written.append(path)
         if svg:
-            fig.savefig(self.out / f"{stem}.svg")
+            save_figure(fig, self.out / f"{stem}.svg")
             self.written.append(self.out / f"{stem}.svg")
         self.images.append((path.name, caption))
         if getattr(fig.canvas, "manager", None) is not None:  # optuna's figures live in pyplot: free them
@@ -131,12 +129,12 @@ def _draw_search_charts(loaded: LoadedStudy, charts: _Charts, storage: str | Non
 
 
 def _write_documents(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[str],
-                     images: list[tuple[str, str]], out: Path) -> list[Path]:
-    """report.md, report.html and results.tex; returns their paths."""
+                     images: list[tuple[str, str]], out: Path, t0: float) -> list[Path]:
+    """report.md, report.html and results.tex, each whole or not at all; returns their paths."""
     blocks = report_blocks(loaded, df, t, notes, images)
-    md, page, tex = out / "report.md", out / "report.html", out / "results.tex"
-    md.write_text(to_markdown(blocks))
-    page.write_text(to_html(blocks, out, f"{loaded.name} — ablate report"))
-    tex.write_text(to_latex(result_table(t.gtable, loaded.kind, t.grid_keys),
-                            f"{loaded.name}: {loaded.study.description}"))
+    page = atomic_write_text(out / "report.html", to_html(blocks, out, f"{loaded.name} — ablate report"))
+    tex = atomic_write_text(out / "results.tex", to_latex(result_table(t.gtable, loaded.kind, t.grid_keys),
+                                                          f"{loaded.name}: {loaded.study.description}"))
+    seconds = time.perf_counter() - t0
+    md = atomic_write_text(out / "report.md", to_markdown(blocks) + f"\n_Report generated in {seconds:.1f} s._\n")
     return [md, page, tex]

@@ -42,6 +42,7 @@ import fcntl
 import functools
 import json
 import math
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,13 +51,13 @@ from typing import Any
 import ablate
 from ablate.config.errors import StudyError
 from ablate.config.variant import LoadedStudy, Variant
+from ablate.secrets import safe_url
 
 from . import queue, rounds, search, view
 from .options import LedgerOptions
 from .params import param_space
 from .record import TrialRecord
 from .states import Attempt, FailKind, Item, State, Status
-from .storage import safe_url
 from .store import Store
 
 
@@ -117,16 +118,22 @@ class Ledger:
         return self.store.study is not None
 
     def _check_owner(self) -> None:
-        """One study name, one study file: refuse another file whose `name:` is already taken in this ledger."""
+        """One study name, one study file: refuse another file whose `name:` is already taken in this ledger. The
+        file is known by its full path on its host (two folders may hold files of one basename); from another host
+        (a shared server) only its basename can be compared. A recorded file that no longer exists was moved: the
+        ledger follows it."""
         if not self.exists:
             return
-        mine = Path(self.loaded.file).name
-        owner = self.store.study_attr("study_file")
-        if owner is None:
-            if not self.readonly:
+        mine, host = str(Path(self.loaded.file).resolve()), socket.gethostname()
+        owner, owner_host = self.store.study_attr("study_file"), self.store.study_attr("study_host")
+        same_host = owner_host == host
+        moved = owner is not None and same_host and not Path(owner).is_file()
+        if owner is None or moved or (owner_host is None and owner == Path(mine).name):  # new, moved, or an
+            if not self.readonly:  # older ledger that recorded the basename only: record the full path
                 self.store.set_study_attr("study_file", mine)
+                self.store.set_study_attr("study_host", host)
             return
-        if owner != mine:
+        if owner != mine if same_host else Path(owner).name != Path(mine).name:
             raise StudyError(self.loaded.file, "name", f"'{self.loaded.name}' is already the name of the study in "
                              f"{owner} (ledger {self.where}); give this study another name: (or use another "
                              "--results/--storage)")
@@ -181,6 +188,11 @@ class Ledger:
         done = sum(1 for key in known if key in latest and Status.of(latest[key], self.is_stale(latest[key]))
                    in (Status.DONE, Status.PRUNED))
         return done, len(known) if self.search is None else max(len(known), self.search.trials)
+
+    def waiting(self) -> int:
+        """How many of the study's trials are queued, by any run, and still to be trained."""
+        known = self.known()
+        return sum(1 for key, t in self.latest().items() if key in known and t.state is State.WAITING)
 
     def running(self) -> int:
         """How many trials are running (on any worker)."""
@@ -293,6 +305,11 @@ class Ledger:
         self.store.set_attrs(self._trial(item), {"code_version": code_version()})
         if data_fingerprint is not None:
             self.store.set_attrs(self._trial(item), {"data_fingerprint": data_fingerprint})
+
+    def owns(self, item: Item) -> bool:
+        """Whether `item`'s attempt is still running, and so this worker's: one failed by another worker (for
+        missing heartbeats, or as abandoned) and retried there is no longer ours to write anything of."""
+        return self.store.state_of(item.trial_id) is State.RUNNING
 
     def report(self, item: Item, rows: list[dict[str, Any]]) -> None:
         """The learning curve: each epoch's objective (top-1 unless a search maximises another metric) as the

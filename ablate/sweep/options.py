@@ -36,6 +36,24 @@ class LedgerOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "results_root", Path(self.results_root))
+        self._check_liveness()
+
+    def _check_liveness(self) -> None:
+        """Settings under which a live worker's trial would be taken over, or a dead one's never: refused. On a
+        server storage (several machines) a dead worker is found only by its missing heartbeats, so heartbeats
+        stay on; a grace period shorter than the heartbeat fails trials whose worker is alive."""
+        url = str(self.storage or "")
+        if "://" not in url:  # a journal file: a dead worker is found by its pid on this host
+            return
+        heartbeat = DEFAULT_HEARTBEAT if self.heartbeat is None else self.heartbeat
+        if heartbeat == 0 and not url.startswith("sqlite"):
+            raise LedgerError("--heartbeat", "0 turns off the only way a trial of a worker that dies on another "
+                              "machine is found and retried (it would stay running for ever); give a heartbeat "
+                              f"in seconds (default {DEFAULT_HEARTBEAT})")
+        if heartbeat and self.grace is not None and self.grace < heartbeat:
+            raise LedgerError("--grace", f"{self.grace} s is shorter than --heartbeat ({heartbeat} s): the trials of "
+                              "live workers would be failed between two heartbeats and their work thrown away; give "
+                              f"at least {heartbeat} (default {4 * heartbeat})")
 
     def study_dir(self, name: str) -> Path:
         """results/<study>: the trial folders, results tables and (by default) the journal file."""

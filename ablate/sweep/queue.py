@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .states import Attempt, FailKind, Item, State, Status, resumable
 from .store import compatible
-from .view import dead_here
+from .view import owner_gone
 
 if TYPE_CHECKING:
     from ablate.config.variant import Variant
@@ -121,23 +121,23 @@ def first_heartbeat(ledger: Ledger, storage_id: int) -> None:
 
 
 def reap_dead_local_workers(ledger: Ledger) -> int:
-    """A RUNNING trial whose worker process on this host no longer exists was killed (SIGKILL, power loss):
-    record it as failed with kind `died`, so `sync` queues it again. RDB storages with heartbeats leave this
-    to `fail_stale`, which detects dead workers on every host (and a pid says little across containers that
-    share a host name)."""
-    if ledger.heartbeat or not ledger.exists:
+    """A RUNNING trial without a live owner (`view.owner_gone`: its worker process on this host no longer exists,
+    or no worker ever recorded taking it) was abandoned (SIGKILL, power loss, a full disk): record it as failed
+    with kind `died`, so `sync` queues it again. With heartbeats (RDB storages) a recorded owner's liveness is
+    left to `fail_stale`, which detects dead workers on every host (and a pid says little across containers
+    that share a host name)."""
+    if not ledger.exists:
         return 0
     n = 0
     host = socket.gethostname()
     for t in ledger.store.trials(State.RUNNING):
-        if not dead_here(t, host):
+        why = owner_gone(t, host, ledger.heartbeat)
+        if why is None:
             continue
         try:  # another process's trial: set through the storage, by its id
-            ledger.store.set_attrs(t, {"fail_reason": f"worker process {t.user_attrs.get('pid')} died",
-                                       "fail_kind": FailKind.DIED.value})
+            ledger.store.set_attrs(t, {"fail_reason": why, "fail_kind": FailKind.DIED.value})
             ledger.store.tell(t, State.FAIL)
             n += 1
         except (RuntimeError, ValueError):  # finished meanwhile (the storage's or tell's word for it)
             pass
     return n
-

@@ -9,12 +9,12 @@ skipped, or not yet queued (new).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
 from ablate.config.net import NetConfig
 from ablate.config.variant import Variant, changes_text
+from ablate.files import atomic_write
 
 from .ledger import Ledger
 from .record import COUNTS, METRICS, TrialRecord
@@ -115,9 +115,9 @@ def write_results(ledger: Ledger, df: Any = None) -> Path:
         df = results_frame(ledger, count_missing=True)
     out = ledger.dir
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(out / "results.csv", lambda p: df.to_csv(p, index=False))
     with contextlib.suppress(ImportError):  # pyarrow missing: the CSV is the table of record
-        write_atomic(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
+        atomic_write(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
     return out / "results.csv"
 
 
@@ -129,16 +129,3 @@ def _parquet_safe(df: Any) -> Any:
         if out[col].dtype == object and len({type(v) for v in out[col].dropna()}) > 1:
             out[col] = out[col].map(lambda v: v if v is None or v != v else str(v))
     return out
-
-
-def write_atomic(path: Path, write: Any) -> None:
-    """Write `path` through a temporary file and a rename: a reader sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temp file behind
-        if isinstance(e, OSError) and e.filename is None:
-            e.filename = str(path)  # pandas' errors do not say which file
-        raise

@@ -59,12 +59,14 @@ def ask(ledger: Ledger) -> Item | None:
         if _budget_left(ledger) <= 0 and not ledger.store.trials(State.WAITING):
             return None
         trial, number, storage_id = ledger.store.ask()
+        owner = {"host": socket.gethostname(), "pid": os.getpid()}
+        ledger.store.set_attrs(trial, owner)  # at once: counting a sample's cost may take long (`view.owner_gone`)
         v = search_variant(ledger.loaded, ledger.store.suggest(trial, search.space), number)
         queued = ledger.store.attrs_of(trial)  # a queued attempt (a confirmation, an interrupted trial) says its seed
         seed, confirm = int(queued.get("seed", ledger.loaded.study.seeds[0])), bool(queued.get("confirm"))
         if _set_aside(ledger, trial, number, v, seed):
             continue
-        attrs = {**ledger.attrs(v, seed), "host": socket.gethostname(), "pid": os.getpid()}
+        attrs = {**ledger.attrs(v, seed), **owner}
         ledger.store.set_attrs(trial, {**attrs, "confirm": True} if confirm else attrs)
         first_heartbeat(ledger, storage_id)
         return Item(number=number, trial_id=storage_id, key=v.trial_id(seed), seed=seed, variant=v, trial=trial,

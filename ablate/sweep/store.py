@@ -27,10 +27,12 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from ablate.secrets import safe_url
+
 from .journal import check_journal, repair_tail, torn
 from .options import DEFAULT_HEARTBEAT, LedgerError, LedgerOptions
 from .states import Attempt, State
-from .storage import is_rdb_url, rdb_error, rdb_target
+from .storage import is_rdb_url, rdb_error, rdb_target, storage_faults
 
 _STATES = {State.WAITING: TrialState.WAITING, State.RUNNING: TrialState.RUNNING, State.COMPLETE: TrialState.COMPLETE,
            State.FAIL: TrialState.FAIL, State.PRUNED: TrialState.PRUNED}
@@ -58,7 +60,7 @@ def open_storage(opts: LedgerOptions, study_dir: Path) -> Any:
     if url is None:
         return None
     try:
-        return optuna.storages.RDBStorage(url, **_heartbeat_kwargs(opts))
+        return optuna.storages.RDBStorage(url, skip_table_creation=opts.readonly, **_heartbeat_kwargs(opts))
     except Exception as e:  # noqa: BLE001 - a missing driver, a refused connection, an unknown dialect, ...
         raise rdb_error(str(opts.storage), e) from None
 
@@ -221,6 +223,7 @@ def attempt(t: FrozenTrial) -> Attempt:
 # ---- the study
 
 
+@storage_faults
 class Store:
     """One ablate study's optuna study on its storage (`study` None: opened read-only and never run). `lock`
     serialises the study's creation between local processes."""
@@ -228,6 +231,7 @@ class Store:
     def __init__(self, name: str, opts: LedgerOptions, study_dir: Path, search: Any,
                  lock: Any = contextlib.nullcontext):
         _quiet()
+        self.where = safe_url(opts.storage) or str(study_dir / "ledger.journal")
         self.storage = open_storage(opts, study_dir)
         self.heartbeat = heartbeat_interval(self.storage) if self.storage is not None else None
         self.name = name

@@ -5,6 +5,7 @@ versions of the finished ones. Pure functions over `states.Attempt`s, except for
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import socket
 from collections.abc import Callable
@@ -30,8 +31,8 @@ def _as_seen(t: Attempt, host: str, heartbeat: int | None, stale: set[int]) -> A
     who = f"{t.user_attrs.get('host', '?')} pid {t.user_attrs.get('pid', '?')}"
     if t.state is State.FAIL and "fail_kind" not in t.user_attrs:  # failed by optuna's stale check
         reason = f"worker {who} {STALE_REASON}"
-    elif t.state is State.RUNNING and not heartbeat and dead_here(t, host):
-        reason = f"worker process {t.user_attrs.get('pid')} died"
+    elif t.state is State.RUNNING and owner_gone(t, host, heartbeat):
+        reason = owner_gone(t, host, heartbeat)
     elif t.state is State.RUNNING and t.storage_id in stale:  # its worker stopped sending heartbeats
         reason = f"worker {who} {STALE_REASON}"
     else:
@@ -94,6 +95,23 @@ def version_note(versions: dict[str, int]) -> str | None:
         return None
     parts = ", ".join(f"{v} ({n} trial{'s' * (n != 1)})" for v, n in sorted(versions.items()))
     return f"note: results come from {len(versions)} code versions: {parts}"
+
+
+OWNERLESS_GRACE = 120.0  # seconds a claimed trial may go without its owner's record (written milliseconds later)
+
+
+def owner_gone(t: Attempt, host: str, heartbeat: int | None) -> str | None:
+    """Why running attempt `t` has no live owner (None: it may have one). No owner record (host, pid) long after
+    it was claimed: its worker was killed, or the disk filled, between the claim and the record, on any storage.
+    Without heartbeats: its worker process was on this host and is gone."""
+    if "pid" not in t.user_attrs and t.datetime_start is not None:
+        start = t.datetime_start
+        now = datetime.datetime.now(start.tzinfo)
+        if (now - start).total_seconds() > OWNERLESS_GRACE:
+            return f"no worker recorded taking it within {OWNERLESS_GRACE:.0f} s (killed, or the disk filled)"
+    if not heartbeat and dead_here(t, host):
+        return f"worker process {t.user_attrs.get('pid')} died"
+    return None
 
 
 def dead_here(t: Attempt, host: str) -> bool:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config.errors import StudyError
-from ablate.config.load import load_study
 from ablate.config.variant import LoadedStudy
 from ablate.measure.table import count_variant
 
@@ -152,6 +151,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     """Train one trial and record its outcome: DONE, FAILED (its own fault), PRUNED, or None when the trial was
     taken over by another worker. An interrupt, unreadable data and a disk fault are recorded as resumable
     and raised (the worker stops)."""
+    from ablate.train.checkpoint import Disowned
     from ablate.train.engine import TrialFailed
     from ablate.train.sources import DataError
 
@@ -161,6 +161,9 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     on_epoch = EpochHook(ledger, item, opts, prune=opts.nproc == 1)
     try:
         metrics = _train(ledger, item, opts, StopEither(stop, beat.lost), beat, on_epoch)
+    except Disowned:
+        _taken_over(opts, item)
+        return None
     except KeyboardInterrupt:
         if beat.lost.is_set() and not (stop is not None and stop.is_set()):
             _taken_over(opts, item)
@@ -227,7 +230,7 @@ def _train_seed(ledger: Ledger, item: Item, seed: int, opts: WorkerOptions, stop
         return metrics
     return run_trial(item.variant, seed, trial_dir, device=opts.device, threads=opts.threads,
                      progress=opts.progress, stop=stop, log=lambda line: opts.log(f"[{key}] {line}"),
-                     on_epoch=on_epoch)
+                     on_epoch=on_epoch, owner=lambda: ledger.owns(item))
 
 
 def _stop_resumable(ledger: Ledger, item: Item, opts: WorkerOptions, reason: str, kind: FailKind) -> None:
@@ -307,10 +310,15 @@ def _taken_over(opts: WorkerOptions, item: Any) -> None:
 # ---- N local worker processes
 
 
-def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> None:
-    """Entry point of one spawned worker process."""
+def _child(loaded: LoadedStudy, opts: WorkerOptions, index: int) -> None:
+    """Entry point of one spawned worker process: it trains the study as the run loaded and queued it (the file
+    may have been edited since)."""
     import signal
 
+    from ablate.secrets import guard_output, register
+
+    register(opts.ledger.storage)  # a fresh interpreter: learn the URL's secrets again, then hide them
+    guard_output()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us with SIGTERM
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -325,18 +333,21 @@ def _child(path: str, overrides: list[str], opts: WorkerOptions, index: int) -> 
 
     threading.Thread(target=orphaned, name="orphan-watch", daemon=True).start()
     try:
-        stats = work(load_study(path, overrides), opts, stop)
+        stats = work(loaded, opts, stop)
     except KeyboardInterrupt:
         sys.exit(130)
     except StudyError as e:  # an environment fault or unreadable data: one line, exit 2
         opts.log(str(e))
+        sys.exit(2)
+    except OSError as e:  # the disk or the ledger's database failed outside a trial: one line, exit 2
+        opts.log(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e))
         sys.exit(2)
     if stop.is_set():
         sys.exit(130)
     sys.exit(1 if stats[Status.FAILED] else 0)
 
 
-def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerOptions,
+def run_workers(loaded: LoadedStudy, n: int, opts: WorkerOptions,
                 on_poll: Callable[[], None] | None = None, on_first_exit: Callable[[], None] | None = None
                 ) -> list[int]:
     """Start n worker processes (each with its share of the CPU threads, or its own GPU) and wait; return
@@ -354,7 +365,7 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
         env_gpu = gpu_for(i)
         if env_gpu is not None:
             o.device = env_gpu
-        p = ctx.Process(target=_child, args=(loaded.file, overrides, o, i), daemon=False)
+        p = ctx.Process(target=_child, args=(loaded, o, i), daemon=False)
         p.start()
         procs.append(p)
     try:

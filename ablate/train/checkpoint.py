@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ablate.files import atomic_write
+
 COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "top1", "top5", "ema_top1", "ema_top5",
            "epoch_seconds", "train_img_per_s", "infer_img_per_s")
 
@@ -103,6 +105,11 @@ def _interrupts_held() -> Iterator[None]:
             signal.raise_signal(sig)
 
 
+class Disowned(Exception):
+    """The trial is no longer this worker's (another worker took it over, e.g. after this one was paused past its
+    grace period): nothing more of it is written, so stale work never overwrites fresh work."""
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
     """Atomically; a full disk is an OSError (ENOSPC), never torch's RuntimeError (see `_WriteAll`). No temp
     file is left behind. An interrupt during the save takes effect once the file is in place (see
@@ -122,20 +129,19 @@ def save(path: Path, payload: dict[str, Any]) -> None:
                         out.error.filename = str(tmp)
                     raise out.error
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as e:
             tmp.unlink(missing_ok=True)
+            if isinstance(e, OSError):
+                e.filename, e.filename2 = str(path), None  # the file meant, not the temp file
             raise
 
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             for r in rows:
                 w.writerow({k: ("" if r.get(k) is None else r[k]) for k in COLUMNS})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)

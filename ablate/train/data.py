@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,6 +154,8 @@ class LoaderSource(BatchSource):
                 x, y = next(it)
             except StopIteration:
                 return
+            except DataError as e:  # raised in a loader process: torch re-raises it with that process's traceback
+                raise DataError(str(e).strip().splitlines()[-1].split("DataError: ", 1)[-1]) from None
             x = x.to(self.device, non_blocking=True)
             y = y.to(self.device, non_blocking=True)
             self.data_seconds += time.perf_counter() - t0
@@ -235,7 +238,8 @@ def _imagefolder(spec: DataSpec, recipe: Recipe, seed: int, device: torch.device
                                 re_mode="pixel", interpolation="bicubic")
     val_tf = create_transform(size, is_training=False, interpolation="bicubic")
     try:
-        train_ds, val_ds = ImageFolder(str(root / "train"), train_tf), ImageFolder(str(root / "val"), val_tf)
+        train_ds, val_ds = (ImageFolder(str(root / split), tf, loader=_read_image)
+                            for split, tf in (("train", train_tf), ("val", val_tf)))
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"imagefolder: {e}") from None
     if train_ds.classes != val_ds.classes:
@@ -256,6 +260,18 @@ def _imagefolder(spec: DataSpec, recipe: Recipe, seed: int, device: torch.device
     val = {**common, "batch_size": _val_batch(recipe, batch)}
     return Data(train=LoaderSource(train_set, train=True, **common), val=LoaderSource(val_set, train=False, **val),
                 num_classes=num_classes, in_chans=3, image_size=size)
+
+
+def _read_image(path: str) -> Any:
+    """One image of an imagefolder as RGB; an unreadable one is a DataError that names it."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except Exception as e:  # noqa: BLE001 - PIL's UnidentifiedImageError, OSError (truncated), DecompressionBomb
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise DataError(f"imagefolder: cannot read image {path}: {reason}") from None
 
 
 def _measure(steps: int = 30) -> None:

@@ -8,6 +8,7 @@ and hands its metrics back through a small JSON file. gloo on CPU, NCCL with one
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import tempfile
@@ -20,6 +21,11 @@ from ablate.config.variant import Variant
 from .engine import TrialFailed
 
 
+class RankKilled(OSError):
+    """A rank of a data-parallel trial was killed by a signal: an environment fault (the worker leaves the trial
+    resumable and stops with exit code 2), not the trial's failure."""
+
+
 def run_trial_ddp(variant: Variant, seed: int, trial_dir: Path, nproc: int, *, device: str | None = None,
                   threads: int | None = None) -> dict[str, Any]:
     """Like `run_trial`, on `nproc` data-parallel processes. Raises TrialFailed / RuntimeError like it."""
@@ -27,9 +33,15 @@ def run_trial_ddp(variant: Variant, seed: int, trial_dir: Path, nproc: int, *, d
 
     with tempfile.TemporaryDirectory(prefix="ablate-ddp-") as tmp:
         result = Path(tmp) / "result.json"
-        mp.start_processes(_rank_main, args=(nproc, f"file://{tmp}/rendezvous", str(result), variant, seed,
-                                             str(trial_dir), device, threads),
-                           nprocs=nproc, join=True, start_method="spawn")
+        try:
+            mp.start_processes(_rank_main, args=(nproc, f"file://{tmp}/rendezvous", str(result), variant, seed,
+                                                 str(trial_dir), device, threads),
+                               nprocs=nproc, join=True, start_method="spawn")
+        except mp.ProcessExitedException as e:
+            if e.signal_name:  # killed from outside (the OOM killer, a scheduler): the machine's fault, not the trial's
+                raise RankKilled(errno.EINTR, f"rank {e.error_index} of {nproc} was killed by {e.signal_name}",
+                                 str(trial_dir)) from None
+            raise
         out = json.loads(result.read_text()) if result.exists() else {"error": "rank 0 wrote no result"}
     if "metrics" in out:
         return out["metrics"]

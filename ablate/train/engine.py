@@ -30,7 +30,7 @@ from ablate.config.variant import Variant
 
 from . import checkpoint
 from .accumulate import accumulate
-from .checkpoint import rng_state, set_rng_state, write_metrics
+from .checkpoint import Disowned, rng_state, set_rng_state, write_metrics
 from .data import Data, load_data
 from .datasets import _seed_of
 from .metrics import evaluate, infer_throughput, peak_memory_mb, reset_peak_memory
@@ -138,14 +138,14 @@ class _Trial:
     optimizer, ...): the model's initial weights come from the global RNG seeded just before."""
 
     def __init__(self, variant: Variant, seed: int, trial_dir: Path, dev: torch.device,
-                 dist: tuple[int, int] | None, say: Callable[[str], None], t_start: float):
+                 dist: tuple[int, int] | None, say: Callable[[str], None], t_start: float, owner: Any = None):
         from timm.utils import ModelEmaV3
 
         self.variant, self.recipe, self.seed, self.dev, self.say, self.t_start = (
             variant, variant.recipe, seed, dev, say, t_start)
         self.ckpt_path, self.metrics_path = trial_dir / "checkpoint.pt", trial_dir / "metrics.csv"
         self.rank, self.world = dist or (0, 1)
-        self.writer = self.rank == 0
+        self.writer, self.owner = self.rank == 0, owner
         self.data = load_data(variant.data, self.recipe, seed, dev)
         self.model = build_model(variant, self.data).to(dev)
         if dev.type == "cuda":
@@ -211,6 +211,8 @@ class _Trial:
     def checkpoint(self, epoch: int, step: int, partial: dict[str, Any] | None) -> None:
         if not self.writer:
             return
+        if self.owner is not None and not self.owner():  # every later write of the trial's files follows this one
+            raise Disowned(f"{self.ckpt_path.parent.name} is no longer this worker's: nothing of it written")
         ema = self.ema.state_dict() if self.ema is not None else None
         checkpoint.save(self.ckpt_path, {
             "fingerprint": self.fingerprint, "model": self.model.state_dict(),
@@ -319,6 +321,8 @@ class _Trial:
         self.scheduler.step(epoch + 1)
         metrics = evaluate(self.model, self.data, self.dev, self.amp)
         ema = evaluate(self.ema.module, self.data, self.dev, self.amp) if self.ema is not None else None
+        if not all(map(math.isfinite, losses := [m["loss"] for m in (metrics, ema) if m])):  # diverged (EMA too)
+            raise TrialFailed(f"non-finite validation loss after epoch {epoch + 1} ({losses})")
         row = {"epoch": epoch + 1, "lr": acc["lr"], "train_loss": acc["loss_sum"] / max(acc["images"], 1),
                "val_loss": metrics["loss"], "top1": metrics["top1"], "top5": metrics["top5"],
                "ema_top1": ema["top1"] if ema else None, "ema_top5": ema["top5"] if ema else None,
@@ -327,7 +331,7 @@ class _Trial:
                "infer_img_per_s": metrics["img_per_s"]}  # the evaluation's own forward passes, timed
         self.history.append(row)
         self.checkpoint(epoch + 1, 0, None)
-        if self.writer:
+        if self.writer:  # (checked just now by checkpoint)
             write_metrics(self.metrics_path, self.history)
             if on_epoch is not None:
                 on_epoch(row)
@@ -357,13 +361,13 @@ class _Trial:
 
 
 def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | None = None, threads: int | None = None,
-              progress: bool = True, stop: threading.Event | None = None,
+              progress: bool = True, stop: threading.Event | None = None, owner: Callable[[], bool] | None = None,
               log: Callable[[str], None] | None = None, dist: tuple[int, int] | None = None,
               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train `variant` with `seed`; per-epoch rows in trial_dir/metrics.csv; returns the final metrics.
 
     `on_epoch(row)` is called with each epoch's metrics.csv row as the epoch finishes (a resumed trial first
-    gets the rows of the epochs its checkpoint holds); on rank 0 only.
+    gets the rows of the epochs its checkpoint holds); on rank 0 only. `owner()`: whether the trial is still ours.
 
     `dist=(rank, world)`: one process of a data-parallel trial (torch.distributed already
     initialised by the caller). Every rank builds the same batches and trains on its slice of each
@@ -382,7 +386,7 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
     seed_everything(seed)
     if dist is not None and dist[0] != 0:
         progress, say = False, (lambda _msg: None)
-    trial = _Trial(variant, seed, trial_dir, dev, dist, say, t_start)
+    trial = _Trial(variant, seed, trial_dir, dev, dist, say, t_start, owner)
     trial.resume(on_epoch)
     epochs = variant.recipe.epochs
     for epoch in range(trial.start_epoch, epochs):

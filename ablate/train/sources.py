@@ -10,6 +10,7 @@ import gzip
 import math
 import os
 import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,8 +178,8 @@ def idx_array(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a damaged .gz
+        raise DataError(f"cannot read {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -197,6 +198,8 @@ def idx_splits(paths: dict[str, list[Path]]) -> dict[str, tuple[np.ndarray, np.n
         x, y = idx_array(img), idx_array(lab)
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise DataError(f"fashion-mnist: {img} and {lab} do not match (shapes {tuple(x.shape)}, {tuple(y.shape)})")
+        if 0 in x.shape:
+            raise DataError(f"fashion-mnist: {img} holds no images (shape {tuple(x.shape)})")
         out[split] = (x, y)
     return out
 
