@@ -13,8 +13,8 @@ import pytest
 from test_report import build, roadmap_study
 
 from ablate.config.load import load_study
-from ablate.report import write_report
 from ablate.report.render import to_latex, to_markdown
+from ablate.report.writer import write_report
 
 HOSTILE = "line one\n# Heading\n![tracker](https://evil.example/x.png) [click](https://evil.example)\n[r]: https://x"
 
@@ -70,8 +70,9 @@ def test_a_full_disk_during_report_leaves_the_old_report_whole_and_names_the_fil
 
 
 def test_an_export_that_cannot_replace_its_file_names_that_file(tmp_path: Path) -> None:
-    from ablate.sweep.ledger import Ledger, LedgerOptions
-    from ablate.sweep.results import write_results
+    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.options import LedgerOptions
+    from ablate.sweep.results import results_frame, write_results
 
     loaded = roadmap_study(tmp_path, n=2)
     ledger = Ledger(loaded, LedgerOptions(None, tmp_path / "results"))
@@ -79,7 +80,7 @@ def test_an_export_that_cannot_replace_its_file_names_that_file(tmp_path: Path) 
     blocker = ledger.dir / "results.csv"
     (blocker / "x").mkdir(parents=True)  # a file that cannot be replaced (as an immutable one)
     with pytest.raises(OSError) as err:
-        write_results(ledger, counts=[])
+        write_results(ledger, results_frame(ledger))
     assert err.value.filename == str(blocker) and not err.value.filename2
     assert sorted(p.name for p in ledger.dir.iterdir() if p.name.endswith(".tmp")) == []
 
