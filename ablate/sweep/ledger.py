@@ -165,7 +165,9 @@ class Ledger:
         so far), plus those a search has sampled."""
         if self.search is None:
             if rounds.adaptive(self) and self.exists:
-                self.extend(self.latest())
+                latest = self.latest()
+                if not rounds.round_open(self, latest):  # a round still training: the plan it ends stays open
+                    self.extend(latest)
             return self.by_key
         from ablate.config.load import search_variant
 
