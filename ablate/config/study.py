@@ -325,6 +325,10 @@ class Evidence(_Strict):
         None, gt=1, le=100, description="Add seeds to the variants of undetermined changes, round by round, "
         "until every change is settled or has this many seeds; null = train `seeds` only.")
     round_seeds: int = Field(2, gt=0, le=50, description="Seeds added to each open variant per round.")
+    readout: Literal["top1", "top1_best", "ema_top1", "loss", "train_loss_sum"] = Field(
+        "top1", description="What a trial's score is, for the verdicts and the headline agreement with the paper: "
+        "final top-1, best top-1 over epochs, EMA top-1, final validation loss or the sum of the training losses "
+        "over epochs (the losses: lower is better). The report shows agreement for every readout the trials have.")
 
 
 class Study(_Strict):

@@ -23,10 +23,13 @@ from ablate.evidence import Rule, agreement
 from ablate.sweep.states import Status
 
 from . import analysis as A
-from .reading import read_results
+from .reading import read_metrics, read_results
+from .readouts import with_train_loss_sum
 from .render import Block, to_html, to_markdown
 from .style import PALETTE, figure, plain_axes
 from .text import fmt, fmt_ci, fmt_rho, slug
+from .yardstick_text import summary_columns, yardstick_block, yardstick_legend
+from .yardsticks import yardsticks
 
 # Images in the full training split, for the cost of a study that trains on all of it.
 TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}
@@ -40,6 +43,7 @@ class StudyResult:
     table: pd.DataFrame
     agree: dict[str, Any]
     cost: dict[str, float]
+    yard: pd.DataFrame  # yardsticks.yardsticks: every readout's agreement and the yardsticks'
 
 
 def study_cost(loaded: LoadedStudy, df: pd.DataFrame) -> dict[str, float]:
@@ -63,12 +67,16 @@ def study_cost(loaded: LoadedStudy, df: pd.DataFrame) -> dict[str, float]:
 
 
 def read_study(loaded: LoadedStudy, results_dir: Path, storage: str | None = None) -> StudyResult:
-    df, _notes = read_results(loaded, Path(results_dir) / loaded.name, storage)
+    study_dir = Path(results_dir) / loaded.name
+    df, _notes = read_results(loaded, study_dir, storage)
     if not (df["status"] == Status.DONE).any():
         raise StudyError(loaded.file, "results", f"no finished trial yet: run `ablate run {loaded.file}` first")
-    table = A.variant_table(df, loaded.kind, Rule.of(loaded.study))
+    df = with_train_loss_sum(df, read_metrics(study_dir, df))
+    readout = loaded.study.evidence.readout
+    table = A.variant_table(df, loaded.kind, Rule.of(loaded.study), readout)
     table, _ = A.vs_baseline(table, df)
-    return StudyResult(loaded, table, A.agreement(table, df, loaded.kind), study_cost(loaded, df))
+    return StudyResult(loaded, table, A.agreement(table, df, loaded.kind, readout), study_cost(loaded, df),
+                       yardsticks(table, df, loaded.kind))
 
 
 def step_table(results: list[StudyResult]) -> tuple[pd.DataFrame, list[str]]:
@@ -119,6 +127,7 @@ def summary_table(results: list[StudyResult]) -> pd.DataFrame:
             "epochs": s.recipe.epochs, "width": s.scale.width, "depth": s.scale.depth,
             "trials_done": int(c["trials_done"]), "trials": int(c["trials"]), "train_images": c["train_images"],
             "trial_seconds": c["trial_seconds"], "wall_seconds": c["wall_seconds"],
+            **summary_columns(r.yard, str(a.get("readout", "top1"))),
         })
     return pd.DataFrame(rows)
 
@@ -174,12 +183,18 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
     fig.savefig(out / "compare.png", dpi=130)
     fig.savefig(out / "compare.svg")
     summary.to_csv(out / "compare.csv", index=False, float_format="%.4f")
+    yards = [r.yard.assign(study=r.loaded.name) for r in results if not r.yard.empty]
+    if yards:
+        long = pd.concat(yards, ignore_index=True)
+        long[["study", *[c for c in long.columns if c != "study"]]].to_csv(
+            out / "compare-agreement.csv", index=False, float_format="%.4f")
     steps.to_csv(out / "compare-steps.csv", index=False, float_format="%.4f")
     tags = [s.name for s in loaded]
     blocks: list[Block] = [("h", 1, f"Comparison: {', '.join(tags)}"),
                            ("p", f"generated {time.strftime('%Y-%m-%d %H:%M')}; steps matched by name.")]
     blocks += [("h", 2, "Agreement with the paper and cost"), _summary_block(summary),
                ("img", "compare.png", "agreement vs cost"), ("p", "_Agreement with the paper against cost._")]
+    blocks += _yardstick_blocks(results)
     blocks += [("h", 2, "Per step"), _steps_block(steps, tags), ("p", _agreement_line(steps))]
     if notes:
         blocks += [("h", 2, "Steps not shared by every study"), ("ul", notes)]
@@ -187,7 +202,19 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
     (out / "compare.md").write_text(to_markdown(blocks))
     (out / "compare.html").write_text(to_html(blocks, out, f"compare {name} — ablate"))
     return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv",
-                              "compare-steps.csv")]
+                              "compare-steps.csv", *(["compare-agreement.csv"] if yards else []))]
+
+
+def _yardstick_blocks(results: list[StudyResult]) -> list[Block]:
+    """Per study, every readout's agreement beside the yardsticks (yardstick_text.yardstick_block)."""
+    shown = [r for r in results if not r.yard.empty]
+    if not shown:
+        return []
+    readout = str(shown[0].agree.get("readout", "top1"))
+    blocks: list[Block] = [("h", 2, "Agreement per readout, beside the yardsticks")]
+    for r in shown:
+        blocks += [("h", 3, r.loaded.name), yardstick_block(r.yard, str(r.agree.get("readout", "top1")))]
+    return blocks + [("p", yardstick_legend(readout))]
 
 
 def _agreement_line(steps: pd.DataFrame) -> str:

@@ -18,8 +18,8 @@ from ablate.config.variant import changes_text
 from .ledger import Ledger
 from .states import Status
 
-METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
-           "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
+METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "train_loss_sum", "epochs",
+           "train_img_per_s", "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
 COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "round", "seeded_because", "status", "attempts",
            "fail_reason", "changes", "model",
            *NetConfig.model_fields, "params", "gflops", "params_train", "gflops_train", "image_size", "dataset",
