@@ -17,7 +17,6 @@ these, not only on these 17. The proxy's own interval resamples seeds only (anal
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
@@ -30,7 +29,7 @@ from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP
 from .readouts import READOUTS, available, scores
-from .stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, bootstrap_interval
+from .stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 
 FIGURES = ("levels", "changes", "signs")
 PREDICTORS = {"gflops": "GFLOPs", "params": "parameters", "step": "step index"}
@@ -131,33 +130,29 @@ def _changes(per: list[pd.Series], means: np.ndarray, st: Steps) -> np.ndarray:
 
 
 def _interval(st: Steps, what: str, m: np.ndarray, means: np.ndarray, pred: np.ndarray | None) -> tuple[float, float]:
-    """Bootstrap 95 % interval of the proxy's figure (pred None: over seeds only) or of the proxy's figure minus
-    the yardstick's `pred` (over seeds and items together)."""
+    """Percentile-bootstrap 95 % interval of the proxy's figure (pred None: resampling seeds only) or of the
+    proxy's figure minus the yardstick's `pred` (resampling seeds and items together, each independently, with
+    replacement; BOOTSTRAP_RESAMPLES draws, a fixed seed). A draw whose figure is undefined (a constant side
+    after resampling) is left out; NaN when more than half are."""
     n_items, n_seeds = st.items(what), m.shape[1]
     if n_items < (1 if what == "signs" else 3) or (pred is None and n_seeds < 2):
         return math.nan, math.nan
-    full = np.arange(n_items)
-
-    def stat(*idx: np.ndarray, axis: int = -1) -> Any:
-        one = idx[0].ndim == 1
-        seeds = np.atleast_2d(idx[0]).astype(int) if n_seeds >= 2 else None
-        items = np.atleast_2d(idx[-1]).astype(int) if pred is not None else full[None, :]
-        b = max(len(items), 1 if seeds is None else len(seeds))
-        x = m[:, seeds].mean(axis=-1).T if seeds is not None else np.broadcast_to(means, (b, len(means)))
-        items = np.broadcast_to(items, (len(x), items.shape[1]))
-        out = st.figure(what, x, items)
-        if pred is not None:
-            out = out - st.figure(what, np.broadcast_to(pred, x.shape), items)
-        return out[0] if one else out
-
-    data = ([np.arange(n_seeds)] if n_seeds >= 2 else []) + ([full] if pred is not None else [])
-    if len(data) == 1:
-        return bootstrap_interval(lambda i, axis=-1: stat(i, axis=axis), len(data[0]), vectorized=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stats.bootstrap(tuple(data), stat, vectorized=True, paired=False, n_resamples=BOOTSTRAP_RESAMPLES,
-                              method="percentile", confidence_level=CONFIDENCE, random_state=np.random.default_rng(0))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    rng = np.random.default_rng(0)
+    b = BOOTSTRAP_RESAMPLES
+    if n_seeds >= 2:
+        x = m[:, rng.integers(0, n_seeds, size=(b, n_seeds))].mean(axis=-1).T  # (b, steps)
+    else:
+        x = np.broadcast_to(means, (b, len(means)))
+    items = rng.integers(0, n_items, size=(b, n_items)) if pred is not None else \
+        np.broadcast_to(np.arange(n_items), (b, n_items))
+    out = st.figure(what, x, items)
+    if pred is not None:
+        out = out - st.figure(what, np.broadcast_to(pred, x.shape), items)
+    ok = out[np.isfinite(out)]
+    if len(ok) < b / 2:
+        return math.nan, math.nan
+    tail = 100 * (1 - CONFIDENCE) / 2
+    return float(np.percentile(ok, tail)), float(np.percentile(ok, 100 - tail))
 
 
 def _point(st: Steps, what: str, x: np.ndarray, deltas: np.ndarray | None = None) -> float:
