@@ -130,17 +130,44 @@ def test_committed_proxy_results_get_every_yardstick() -> None:
             assert lo <= r[f"gflops:{what}"] <= hi
 
 
-def test_report_shows_yardsticks_and_the_floor(tmp_path: Path) -> None:
-    loaded = roadmap_study(tmp_path, n=6, seeds="[0, 1]")
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object, str]:
+    """A 6-step roadmap with 2 seeds in a real ledger (no training), and its report."""
+    tmp = tmp_path_factory.mktemp("yard")
+    loaded = roadmap_study(tmp, n=6, seeds="[0, 1]")
     outcome = {(i, s): {"top1": 80.0 + [0, 3, 1, 2, -1, 4][i] + 0.1 * s} for i in range(6) for s in (0, 1)}
-    _, md = build(loaded, tmp_path, outcome)
+    _, md = build(loaded, tmp, outcome)
+    return tmp, loaded, md
+
+
+def test_report_shows_yardsticks_and_the_floor(reported: tuple[Path, object, str]) -> None:
+    tmp, loaded, md = reported
     assert "## Agreement with the paper, per readout and beside its yardsticks" in md
     for words in ("final top-1 *", "Σ train loss (−)", "yardstick: GFLOPs", "yardstick: step index",
                   "ceiling: the paper's R200 regime", "minus GFLOPs [95% CI]", "A predictor that trains nothing"):
         assert words in md, words
     assert "Sanity floor: a logistic regression on the pixels" in md
-    cache = tmp_path / "reports" / loaded.name / "floor.json"
+    cache = tmp / "reports" / loaded.name / "floor.json"
     assert set(json.loads(cache.read_text())["top1"]) == {"0", "1"}
+
+
+def test_compare_lists_readouts_yardsticks_and_the_ceiling(reported: tuple[Path, object, str]) -> None:
+    from ablate.report.compare import write_compare
+
+    tmp, loaded, _ = reported
+    paths = write_compare([loaded, loaded], tmp / "results", tmp / "reports", name="twice")
+    out = tmp / "reports" / "compare-twice"
+    assert out / "compare-agreement.csv" in paths
+    summary = pd.read_csv(out / "compare.csv")
+    for col in ("readout", "gflops_rho_levels", "ceiling_rho_changes", "minus_gflops_rho_changes_lo",
+                "minus_ceiling_big_same_hi", "minus_step_rho_levels", "loss_rho_changes_lo",
+                "train_loss_sum_rho_levels"):
+        assert col in summary.columns, col
+    assert "minus_step_rho_changes" not in summary.columns
+    long = pd.read_csv(out / "compare-agreement.csv")
+    assert set(long["kind"]) == {"readout", "predictor", "ceiling"} and set(long["study"]) == {loaded.name}
+    md = (out / "compare.md").read_text()
+    assert "## Agreement per readout, beside the yardsticks" in md and "minus the ceiling [95% CI]" in md
 
 
 def test_floor_is_cached_and_only_for_in_memory_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
