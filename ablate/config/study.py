@@ -152,6 +152,10 @@ class Scale(_Strict):
 
     width: float = Field(1.0, gt=0, le=8, description="Multiplier on dims and stem_width.")
     depth: float = Field(1.0, gt=0, le=8, description="Multiplier on the blocks of every stage (at least 1).")
+    depth_rule: Literal["round", "keep_steps"] = Field(
+        "round", description="`round`: each stage's blocks x depth, rounded (at least 1); `keep_steps`: also keeps "
+        "every change of depth between the study's variants at every stage (config/depth.py), e.g. the stage "
+        "ratio step's block out of stage 2 at depth 0.34; not for a search.")
     divisor: int = Field(8, gt=0, description="Scaled widths are rounded to a multiple of this.")
 
 
