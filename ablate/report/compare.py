@@ -261,6 +261,10 @@ _HOW_TO_READ = [
     f"paper's sign: of the steps whose paper change is ≥ {A.BIG_STEP:g} points (beyond the paper's own seed "
     "noise), how many changes have the paper's sign here, and how many of those each study settled as helped "
     "or hurt (its own corrected verdict).",
+    "yardsticks: the same figures for predictors that train nothing (the GFLOPs and parameter columns, the "
+    "step index) and, for a roadmap of one of the paper's regimes, the other regime (the ceiling); 'minus': the "
+    "proxy's figure minus the yardstick's, with a bootstrap interval over seeds and steps together "
+    "(compare-agreement.csv: every readout; compare.csv: the verdicts' readout).",
     "cost: trained images = train-set size × epochs over finished trials; trial-seconds = sum of the trials' "
     "wall time (one device each); wall = first trial start to last trial end.",
 ]
