@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from test_report import build, roadmap_study
 
+from ablate.config.load import load_study
 from ablate.reference import table as reference_table
 from ablate.report import analysis as A
 from ablate.report.floor import floor_lines, linear_floor
@@ -183,3 +184,32 @@ def test_floor_is_cached_and_only_for_in_memory_data(tmp_path: Path, monkeypatch
     other = study.model_copy(update={"data": study.data.model_copy(update={"dataset": "imagefolder"})})
     assert linear_floor(other, tmp_path) is None
     assert floor_lines(first, 200.0)[0].endswith("is above it.")
+
+
+def test_the_study_field_offers_exactly_the_readouts() -> None:
+    from typing import get_args
+
+    from ablate.config.study import Evidence
+    from ablate.evidence import READOUTS
+
+    assert get_args(Evidence.model_fields["readout"].annotation) == tuple(READOUTS)
+
+
+def test_rounds_plan_from_the_studys_readout(tmp_path: Path) -> None:
+    """The adaptive rule's planner reads the same numbers the report replays: `readout: loss` plans from the
+    negated losses."""
+    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.options import LedgerOptions
+    from ablate.sweep.rounds import _scores
+
+    loaded = roadmap_study(tmp_path, n=2, seeds="[0, 1]")
+    ledger = Ledger(loaded, LedgerOptions(None, tmp_path / "results"))
+    for v in loaded.variants:
+        for seed in (0, 1):
+            ledger.store.enqueue(ledger.attrs(v, seed))
+            ledger.complete(ledger.pop(), {"top1": 50.0, "loss": 0.5 + v.index, "epochs": 3})
+    latest = ledger.latest()
+    assert {s for series in _scores(ledger, latest).values() for s in series} == {50.0}
+    by_loss = load_study(loaded.file, ["evidence.readout=loss"])  # the same variants and ids
+    got = _scores(Ledger(by_loss, LedgerOptions(None, tmp_path / "results")), latest)
+    assert sorted(float(s.iloc[0]) for s in got.values()) == [-1.5, -0.5]

@@ -81,7 +81,7 @@ def variant_table(df: pd.DataFrame, kind: str = "steps", rule: Rule | None = Non
     """One row per variant in study order: counts, throughput, top-1 mean/std over finished seeds, the
     paper's reference, the change vs the previous step (kind `steps`) or vs the first variant (otherwise),
     the same change in the paper's numbers, and a noise verdict for the change (see `noise_verdicts`).
-    `readout` (readouts.READOUTS) is the score the changes and verdicts are of; `score_mean` its mean."""
+    `readout` (ablate.evidence.READOUTS) is the score the changes and verdicts are of; `score_mean` its mean."""
     scored = df.assign(score=scores(df, readout))
     rows = [_variant_row(vid, g) for vid, g in scored.sort_values(["index", "seed"]).groupby("id", sort=False)]
     table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)

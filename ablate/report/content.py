@@ -12,13 +12,12 @@ from typing import Any
 import pandas as pd
 
 from ablate.config.variant import LoadedStudy
-from ablate.evidence import CORRECTION_NAMES, SETTLED, UNDETERMINED, Rule
+from ablate.evidence import CORRECTION_NAMES, READOUTS, SETTLED, UNDETERMINED, Rule
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP, BOOTSTRAP_RESAMPLES, typical_seed_std
 from .findings import findings, method_line
 from .floor import floor_lines
-from .readouts import READOUTS
 from .render import Block
 from .text import fmt, fmt_ci, one_line, show
 from .yardstick_text import yardstick_block, yardstick_legend, yardstick_sentence
@@ -59,7 +58,7 @@ class Tables:
     gtable: pd.DataFrame  # the table with a column per swept field (the table itself when not a grid)
     rule: Rule = field(default_factory=Rule)  # how the study judges its changes (ablate.evidence.Rule)
     yard: pd.DataFrame = field(default_factory=pd.DataFrame)  # yardsticks.yardsticks (empty: none)
-    readout: str = "top1"  # what the verdicts and the headline agreement are of (readouts.READOUTS)
+    readout: str = "top1"  # what the verdicts and the headline agreement are of (ablate.evidence.READOUTS)
     floor: dict[str, Any] | None = None  # floor.linear_floor: a linear model on the same images
 
 

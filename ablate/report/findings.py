@@ -9,11 +9,20 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.evidence import CORRECTION_NAMES, EQUIVALENT, HELPED, HURT, NOT_JUDGED, SETTLED, UNDETERMINED, Rule
+from ablate.evidence import (
+    CORRECTION_NAMES,
+    EQUIVALENT,
+    HELPED,
+    HURT,
+    NOT_JUDGED,
+    READOUTS,
+    SETTLED,
+    UNDETERMINED,
+    Rule,
+)
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP
-from .readouts import READOUTS
 from .text import fmt, fmt_ci, fmt_rho
 
 

@@ -9,26 +9,10 @@ A study's `evidence.readout` chooses the one its verdicts and headline agreement
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import pandas as pd
 
+from ablate.evidence import READOUTS
 from ablate.sweep.states import Status
-
-
-class Readout(NamedTuple):
-    column: str  # the results.csv column
-    sign: float  # +1: higher is better; -1: lower is better (the score is negated)
-    label: str
-
-
-READOUTS = {
-    "top1": Readout("top1", 1.0, "final top-1"),
-    "top1_best": Readout("top1_best", 1.0, "best top-1"),
-    "ema_top1": Readout("ema_top1", 1.0, "EMA top-1"),
-    "loss": Readout("loss", -1.0, "final val loss (−)"),
-    "train_loss_sum": Readout("train_loss_sum", -1.0, "Σ train loss (−)"),
-}
 
 
 def scores(df: pd.DataFrame, readout: str = "top1") -> pd.Series:

@@ -24,11 +24,12 @@ import pandas as pd
 from scipy import stats
 
 from ablate.config.variant import REFERENCE_GROUPS
+from ablate.evidence import READOUTS
 from ablate.reference import table as reference_table
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP
-from .readouts import READOUTS, available, scores
+from .readouts import available, scores
 from .stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 
 FIGURES = ("levels", "changes", "signs")
