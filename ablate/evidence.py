@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,24 @@ SETTLED = (HELPED, HURT, EQUIVALENT)
 MAX_SEEDS_TO_SETTLE = 1000  # "seeds to settle" beyond this reads as "more than 1000"
 CORRECTION_NAMES = {"holm": "Holm's step-down (family-wise error)", "bh": "Benjamini-Hochberg (false discovery "
                     "rate)", "none": "no correction"}
+
+
+class Readout(NamedTuple):
+    """What number of a finished trial a verdict is about (`evidence.readout`)."""
+
+    column: str  # the trial's metric (results.csv column)
+    sign: float  # +1: higher is better; -1: lower is better (the score is negated)
+    label: str
+
+
+# The readouts a study may judge by; the report shows agreement with the paper for each (report/readouts.py).
+READOUTS = {
+    "top1": Readout("top1", 1.0, "final top-1"),
+    "top1_best": Readout("top1_best", 1.0, "best top-1"),
+    "ema_top1": Readout("ema_top1", 1.0, "EMA top-1"),
+    "loss": Readout("loss", -1.0, "final val loss (−)"),
+    "train_loss_sum": Readout("train_loss_sum", -1.0, "Σ train loss (−)"),
+}
 
 
 @dataclass(frozen=True)

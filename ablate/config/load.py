@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from .depth import keep_steps, rounded
 from .errors import StudyError, did_you_mean, from_validation, join
 from .load_checks import (
     check_count,
@@ -66,7 +66,8 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
     check_count(study, file)
     check_objective(study, file)
     # `changes` after `exclude:`: a step is compared with the step before it in what is run, not with a left-out one
-    variants = _with_changes(excluded(_matched(_expand(study, raw, file), study, file), study, file), study)
+    variants = _with_changes(excluded(_depth_kept(_matched(_expand(study, raw, file), study, file), study, file),
+                                      study, file), study)
     check_unique(variants, study, file)
     if any(v.timm for v in variants):
         remember_timm_names(timm_model_names())
@@ -275,6 +276,27 @@ def _matched(variants: list[Variant], study: Study, file: str, reference: NetCon
     return [out[v.index] for v in variants]
 
 
+def _depth_kept(variants: list[Variant], study: Study, file: str) -> list[Variant]:
+    """`scale.depth_rule: keep_steps`: the trained networks' depths from the study-wide map (config/depth.py)."""
+    import dataclasses
+
+    if study.scale.depth_rule != "keep_steps" or study.scale.depth == 1.0:
+        return variants
+    if study.search is not None:
+        raise StudyError(file, "scale.depth_rule", "keep_steps maps the depths of the study's listed variants; a "
+                         "search samples its networks one by one: use `round`")
+    maps = keep_steps([v.net.depths for v in variants if v.net is not None], study.scale.depth)
+    out = []
+    for v in variants:
+        if v.net is None or v.train_net is None:
+            out.append(v)
+            continue
+        depths = tuple(maps[i][d] for i, d in enumerate(v.net.depths))
+        train_net = NetConfig.model_validate({**v.train_net.model_dump(), "depths": depths})
+        out.append(dataclasses.replace(v, train_net=train_net, id=_digest(v.net, train_net, None, v.data, v.recipe)))
+    return out
+
+
 def _paper(net: NetConfig) -> NetConfig:
     return net.model_copy(update={"in_chans": 3, "num_classes": 1000})
 
@@ -315,7 +337,7 @@ def _scaled(net: NetConfig, study: Study, data: DataSpec, file: str) -> NetConfi
         if net.stem_width is not None:
             update["stem_width"] = make_divisible(net.stem_width * sc.width, sc.divisor)
     if sc.depth != 1.0:
-        update["depths"] = tuple(max(1, math.floor(d * sc.depth + 0.5)) for d in net.depths)
+        update["depths"] = tuple(rounded(d, sc.depth) for d in net.depths)
     try:
         return NetConfig.model_validate({**net.model_dump(), **update})
     except ValidationError as e:

@@ -165,6 +165,10 @@ class Scale(_Strict):
 
     width: float = Field(1.0, gt=0, le=8, description="Multiplier on dims and stem_width.")
     depth: float = Field(1.0, gt=0, le=8, description="Multiplier on the blocks of every stage (at least 1).")
+    depth_rule: Literal["round", "keep_steps"] = Field(
+        "round", description="`round`: each stage's blocks x depth, rounded (at least 1); `keep_steps`: also keeps "
+        "every change of depth between the study's variants at every stage (config/depth.py), e.g. the stage "
+        "ratio step's block out of stage 2 at depth 0.34; not for a search.")
     divisor: int = Field(8, gt=0, description="Scaled widths are rounded to a multiple of this.")
 
 
@@ -338,6 +342,10 @@ class Evidence(_Strict):
         None, gt=1, le=100, description="Add seeds to the variants of undetermined changes, round by round, "
         "until every change is settled or has this many seeds; null = train `seeds` only.")
     round_seeds: int = Field(2, gt=0, le=50, description="Seeds added to each open variant per round.")
+    readout: Literal["top1", "top1_best", "ema_top1", "loss", "train_loss_sum"] = Field(
+        "top1", description="What a trial's score is, for the verdicts and the headline agreement with the paper: "
+        "final top-1, best top-1 over epochs, EMA top-1, final validation loss or the sum of the training losses "
+        "over epochs (the losses: lower is better). The report shows agreement for every readout the trials have.")
 
 
 class Study(_Strict):

@@ -23,6 +23,7 @@ from ablate.config.variant import REFERENCE_GROUPS, compared_with
 from ablate.evidence import NOT_JUDGED, SETTLED, Rule, judge_family
 from ablate.sweep.states import PARTIAL, Status
 
+from .readouts import scores
 from .stats import (
     ALPHA,
     BOOTSTRAP_RESAMPLES,
@@ -75,15 +76,18 @@ def _status_text(statuses: list[str]) -> str:
     return Status.counts_line(counts.to_dict(), label=True)
 
 
-def variant_table(df: pd.DataFrame, kind: str = "steps", rule: Rule | None = None) -> pd.DataFrame:
+def variant_table(df: pd.DataFrame, kind: str = "steps", rule: Rule | None = None,
+                  readout: str = "top1") -> pd.DataFrame:
     """One row per variant in study order: counts, throughput, top-1 mean/std over finished seeds, the
     paper's reference, the change vs the previous step (kind `steps`) or vs the first variant (otherwise),
-    the same change in the paper's numbers, and a noise verdict for the change (see `noise_verdicts`)."""
-    rows = [_variant_row(vid, g) for vid, g in df.sort_values(["index", "seed"]).groupby("id", sort=False)]
+    the same change in the paper's numbers, and a noise verdict for the change (see `noise_verdicts`).
+    `readout` (ablate.evidence.READOUTS) is the score the changes and verdicts are of; `score_mean` its mean."""
+    scored = df.assign(score=scores(df, readout))
+    rows = [_variant_row(vid, g) for vid, g in scored.sort_values(["index", "seed"]).groupby("id", sort=False)]
     table = pd.DataFrame(rows).sort_values("index").reset_index(drop=True)
     if table.empty:
         return table
-    return noise_verdicts(table, df, kind, rule)
+    return noise_verdicts(table, df, kind, rule, readout)
 
 
 def _variant_row(vid: str, g: pd.DataFrame) -> dict[str, Any]:
@@ -104,7 +108,7 @@ def _variant_row(vid: str, g: pd.DataFrame) -> dict[str, Any]:
         "top1_mean": float(top1.mean()) if top1.notna().any() else math.nan,
         "top1_std": float(top1.std(ddof=1)) if top1.notna().sum() >= 2 else math.nan,
         "top1_lo": top1_lo, "top1_hi": top1_hi,
-        "top5_mean": _mean(done, "top5"), "ema_top1_mean": _mean(done, "ema_top1"),
+        "top5_mean": _mean(done, "top5"), "ema_top1_mean": _mean(done, "ema_top1"), "score_mean": _mean(done, "score"),
         "wall_seconds": _mean(done, "wall_seconds") * len(done) if len(done) else math.nan,
         "ref_top1": _first(g, "ref_top1"), "ref_top1_std": _first(g, "ref_top1_std"),
         "ref_gflops": _first(g, "ref_gflops"), "fail_reasons": "; ".join(reasons),
@@ -135,13 +139,15 @@ def typical_seed_std(table: pd.DataFrame) -> float:
     return float(s.median()) if len(s) else math.nan
 
 
-def seed_values(df: pd.DataFrame) -> dict[str, pd.Series]:
-    """variant id -> finished top-1 per seed (a Series indexed by seed)."""
+def seed_values(df: pd.DataFrame, readout: str = "top1") -> dict[str, pd.Series]:
+    """variant id -> finished score per seed (a Series indexed by seed): top-1 by default, else the readout's."""
     done = df[df["status"] == Status.DONE]
-    return {vid: pd.to_numeric(g.set_index("seed")["top1"], errors="coerce") for vid, g in done.groupby("id")}
+    done = done.assign(score=scores(done, readout))
+    return {vid: g.set_index("seed")["score"] for vid, g in done.groupby("id")}
 
 
-def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str, rule: Rule | None = None) -> pd.DataFrame:
+def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str, rule: Rule | None = None,
+                   readout: str = "top1") -> pd.DataFrame:
     """Add `vs` (the row compared with), `delta` with its corrected interval `delta_lo`/`delta_hi`,
     `ref_delta`, `p`, `p_adj`, `p_equiv_adj`, `pairs`, `verdict`, `look`, `seeds_to_settle` and `family` to
     the table (ablate/evidence.py: the rules).
@@ -153,7 +159,7 @@ def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str, rule: Rule 
     (e.g. the paper's noise) may stand in for the study's own seeds.
     """
     t = table.copy()
-    by_seed = seed_values(df)
+    by_seed = seed_values(df, readout)
     empty = pd.Series(dtype=float)
     pos = compared_with([str(g) for g in t["group"]], kind)
     against = [None if j is None else t.index[j] for j in pos]
@@ -177,7 +183,7 @@ _NO_CHANGE: dict[str, Any] = {"vs": "", "delta": math.nan, "delta_lo": math.nan,
 def _change(prev: pd.Series, row: pd.Series, res: dict[str, Any]) -> dict[str, Any]:
     """The change columns of `row` vs `prev` from its verdict `res` (see `noise_verdicts`)."""
     paired = res["n"] >= 2
-    delta = res["mean"] if paired else row["top1_mean"] - prev["top1_mean"]
+    delta = res["mean"] if paired else row["score_mean"] - prev["score_mean"]
     return {"vs": prev["name"], "delta": delta, "delta_lo": res["lo"], "delta_hi": res["hi"],
             "ref_delta": row["ref_top1"] - prev["ref_top1"], "p": res["p"], "p_adj": res["p_adj"],
             "p_equiv_adj": res["p_equiv_adj"], "pairs": int(res["n"]),
@@ -208,13 +214,14 @@ def vs_baseline(table: pd.DataFrame, df: pd.DataFrame | None = None) -> tuple[pd
     return t, str(b["name"])
 
 
-def _steps_matrix(table: pd.DataFrame, df: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """The non-reference rows with a paper top-1, and their top-1 per seed (rows x shared seeds), using only
+def _steps_matrix(table: pd.DataFrame, df: pd.DataFrame | None,
+                  readout: str = "top1") -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The non-reference rows with a paper top-1, and their score per seed (rows x shared seeds), using only
     the seeds every one of those rows finished; None when fewer than 2 such seeds."""
-    t = table[~table["group"].isin(REFERENCE_GROUPS) & table["ref_top1"].notna() & table["top1_mean"].notna()]
+    t = table[~table["group"].isin(REFERENCE_GROUPS) & table["ref_top1"].notna() & table["score_mean"].notna()]
     if df is None or t.empty:
         return t, None
-    by_seed = seed_values(df)
+    by_seed = seed_values(df, readout)
     per = [by_seed.get(vid, pd.Series(dtype=float)).dropna() for vid in t["id"]]
     shared = sorted(set.intersection(*(set(s.index) for s in per))) if per else []
     if len(shared) < 2:
@@ -235,7 +242,8 @@ def _rhos(means: np.ndarray, ref: np.ndarray, prev: list[int | None]) -> tuple[A
     return levels, changes
 
 
-def agreement(table: pd.DataFrame, df: pd.DataFrame | None = None, kind: str = "steps") -> dict[str, Any]:
+def agreement(table: pd.DataFrame, df: pd.DataFrame | None = None, kind: str = "steps",
+              readout: str = "top1") -> dict[str, Any]:
     """How well the measured ordering follows the paper's, over non-reference rows with a paper value.
 
     rho_levels / rho_deltas: Spearman rho between measured mean top-1 and paper top-1, and between the
@@ -244,15 +252,16 @@ def agreement(table: pd.DataFrame, df: pd.DataFrame | None = None, kind: str = "
     pairing of seeds across steps is kept) when >= 2 seeds are shared; `seeds` is that number.
     big_*: the steps whose paper change is >= BIG_STEP points (beyond the paper's own noise): how many,
     how many have the paper's sign in the measured change, and how many of those are `real` by the study's
-    own paired test.
+    own paired test. `table` is variant_table's of the same `readout` (its scores, not top-1, are ranked).
     """
-    t, m = _steps_matrix(table, df)
+    t, m = _steps_matrix(table, df, readout)
     ref = t["ref_top1"].to_numpy(float)
     prev: list[int | None] = [None if i == 0 else (i - 1 if kind == "steps" else 0) for i in range(len(t))]
-    rho_l, rho_d = _rhos(t["top1_mean"].to_numpy(float), ref, prev)
+    rho_l, rho_d = _rhos(t["score_mean"].to_numpy(float), ref, prev)
     out: dict[str, Any] = {"rho_levels": rho_l, "n_levels": len(t), "rho_deltas": rho_d,
                            "n_deltas": max(len(t) - 1, 0), "seeds": 0 if m is None else m.shape[1],
-                           "rho_levels_ci": (math.nan, math.nan), "rho_deltas_ci": (math.nan, math.nan)}
+                           "rho_levels_ci": (math.nan, math.nan), "rho_deltas_ci": (math.nan, math.nan),
+                           "readout": readout}
     if m is not None and len(t) >= 3:
         for j, key in enumerate(("rho_levels_ci", "rho_deltas_ci")):
             def stat(idx: np.ndarray, j: int = j, axis: int = -1) -> Any:  # idx: (n,) or (resamples, n)

@@ -25,10 +25,13 @@ from ablate.files import atomic_write, atomic_write_text
 from ablate.sweep.states import Status
 
 from . import analysis as A
-from .reading import read_results
+from .reading import read_metrics, read_results
+from .readouts import with_train_loss_sum
 from .render import PLAIN_TEXT, Block, save_figure, to_html, to_markdown
 from .style import PALETTE, figure, plain_axes
 from .text import fmt, fmt_ci, fmt_rho, slug
+from .yardstick_text import summary_columns, yardstick_block, yardstick_legend
+from .yardsticks import yardsticks
 
 # Images in the full training split, for the cost of a study that trains on all of it.
 TRAIN_IMAGES = {"fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000, "imagefolder": 1_281_167}
@@ -42,6 +45,7 @@ class StudyResult:
     table: pd.DataFrame
     agree: dict[str, Any]
     cost: dict[str, float]
+    yard: pd.DataFrame  # yardsticks.yardsticks: every readout's agreement and the yardsticks'
 
 
 def study_cost(loaded: LoadedStudy, df: pd.DataFrame) -> dict[str, float]:
@@ -65,12 +69,16 @@ def study_cost(loaded: LoadedStudy, df: pd.DataFrame) -> dict[str, float]:
 
 
 def read_study(loaded: LoadedStudy, results_dir: Path, storage: str | None = None) -> StudyResult:
-    df, _notes = read_results(loaded, Path(results_dir) / loaded.name, storage)
+    study_dir = Path(results_dir) / loaded.name
+    df, _notes = read_results(loaded, study_dir, storage)
     if not (df["status"] == Status.DONE).any():
         raise StudyError(loaded.file, "results", f"no finished trial yet: run `ablate run {loaded.file}` first")
-    table = A.variant_table(df, loaded.kind, Rule.of(loaded.study))
+    df = with_train_loss_sum(df, read_metrics(study_dir, df))
+    readout = loaded.study.evidence.readout
+    table = A.variant_table(df, loaded.kind, Rule.of(loaded.study), readout)
     table, _ = A.vs_baseline(table, df)
-    return StudyResult(loaded, table, A.agreement(table, df, loaded.kind), study_cost(loaded, df))
+    return StudyResult(loaded, table, A.agreement(table, df, loaded.kind, readout), study_cost(loaded, df),
+                       yardsticks(table, df, loaded.kind))
 
 
 def step_table(results: list[StudyResult]) -> tuple[pd.DataFrame, list[str]]:
@@ -121,6 +129,7 @@ def summary_table(results: list[StudyResult]) -> pd.DataFrame:
             "epochs": s.recipe.epochs, "width": s.scale.width, "depth": s.scale.depth,
             "trials_done": int(c["trials_done"]), "trials": int(c["trials"]), "train_images": c["train_images"],
             "trial_seconds": c["trial_seconds"], "wall_seconds": c["wall_seconds"],
+            **summary_columns(r.yard, str(a.get("readout", "top1"))),
         })
     return pd.DataFrame(rows)
 
@@ -177,12 +186,18 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
         save_figure(fig, out / "compare.png", dpi=130)
         save_figure(fig, out / "compare.svg")
     atomic_write(out / "compare.csv", lambda tmp: summary.to_csv(tmp, index=False, float_format="%.4f"))
+    yards = [r.yard.assign(study=r.loaded.name) for r in results if not r.yard.empty]
+    if yards:
+        long = pd.concat(yards, ignore_index=True)
+        long = long[["study", *[c for c in long.columns if c != "study"]]]
+        atomic_write(out / "compare-agreement.csv", lambda tmp: long.to_csv(tmp, index=False, float_format="%.4f"))
     atomic_write(out / "compare-steps.csv", lambda tmp: steps.to_csv(tmp, index=False, float_format="%.4f"))
     tags = [s.name for s in loaded]
     blocks: list[Block] = [("h", 1, f"Comparison: {', '.join(tags)}"),
                            ("p", f"generated {time.strftime('%Y-%m-%d %H:%M')}; steps matched by name.")]
     blocks += [("h", 2, "Agreement with the paper and cost"), _summary_block(summary),
                ("img", "compare.png", "agreement vs cost"), ("p", "_Agreement with the paper against cost._")]
+    blocks += _yardstick_blocks(results)
     blocks += [("h", 2, "Per step"), _steps_block(steps, tags), ("p", _agreement_line(steps))]
     if notes:
         blocks += [("h", 2, "Steps not shared by every study"), ("ul", notes)]
@@ -190,7 +205,19 @@ def write_compare(loaded: list[LoadedStudy], results_dir: Path, reports_dir: Pat
     atomic_write_text(out / "compare.md", to_markdown(blocks))
     atomic_write_text(out / "compare.html", to_html(blocks, out, f"compare {name} — ablate"))
     return [out / f for f in ("compare.md", "compare.html", "compare.png", "compare.svg", "compare.csv",
-                              "compare-steps.csv")]
+                              "compare-steps.csv", *(["compare-agreement.csv"] if yards else []))]
+
+
+def _yardstick_blocks(results: list[StudyResult]) -> list[Block]:
+    """Per study, every readout's agreement beside the yardsticks (yardstick_text.yardstick_block)."""
+    shown = [r for r in results if not r.yard.empty]
+    if not shown:
+        return []
+    readout = str(shown[0].agree.get("readout", "top1"))
+    blocks: list[Block] = [("h", 2, "Agreement per readout, beside the yardsticks")]
+    for r in shown:
+        blocks += [("h", 3, r.loaded.name), yardstick_block(r.yard, str(r.agree.get("readout", "top1")))]
+    return blocks + [("p", yardstick_legend(readout))]
 
 
 def _agreement_line(steps: pd.DataFrame) -> str:
@@ -237,6 +264,10 @@ _HOW_TO_READ = [
     f"paper's sign: of the steps whose paper change is ≥ {A.BIG_STEP:g} points (beyond the paper's own seed "
     "noise), how many changes have the paper's sign here, and how many of those each study settled as helped "
     "or hurt (its own corrected verdict).",
+    "yardsticks: the same figures for predictors that train nothing (the GFLOPs and parameter columns, the "
+    "step index) and, for a roadmap of one of the paper's regimes, the other regime (the ceiling); 'minus': the "
+    "proxy's figure minus the yardstick's, with a bootstrap interval over seeds and steps together "
+    "(compare-agreement.csv: every readout; compare.csv: the verdicts' readout).",
     "cost: trained images = train-set size × epochs over finished trials; trial-seconds = sum of the trials' "
     "wall time (one device each); wall = first trial start to last trial end.",
 ]

@@ -12,14 +12,16 @@ from typing import Any
 import pandas as pd
 
 from ablate.config.variant import LoadedStudy
-from ablate.evidence import CORRECTION_NAMES, SETTLED, UNDETERMINED, Rule
+from ablate.evidence import CORRECTION_NAMES, READOUTS, SETTLED, UNDETERMINED, Rule
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP, typical_seed_std
 from .findings import findings, method_line
+from .floor import floor_lines
 from .render import Block
 from .stats import BOOTSTRAP_RESAMPLES
 from .text import fmt, fmt_ci, one_line, show
+from .yardstick_text import yardstick_block, yardstick_legend, yardstick_sentence
 
 
 def _versions() -> str:
@@ -56,6 +58,9 @@ class Tables:
     grid_keys: list[str]  # the swept fields of a grid ([] otherwise)
     gtable: pd.DataFrame  # the table with a column per swept field (the table itself when not a grid)
     rule: Rule = field(default_factory=Rule)  # how the study judges its changes (ablate.evidence.Rule)
+    yard: pd.DataFrame = field(default_factory=pd.DataFrame)  # yardsticks.yardsticks (empty: none)
+    readout: str = "top1"  # what the verdicts and the headline agreement are of (ablate.evidence.READOUTS)
+    floor: dict[str, Any] | None = None  # floor.linear_floor: a linear model on the same images
 
 
 def report_blocks(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[str],
@@ -70,9 +75,17 @@ def report_blocks(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: list[
     ]
     for note in notes:
         blocks.append(("p", f"**Note:** {note}"))
-    blocks += [("h", 2, "Findings"), ("ul", findings(t.table, loaded.kind, t.agree, t.rule, loaded.study.search))]
+    found = findings(t.table, loaded.kind, t.agree, t.rule, loaded.study.search)
+    best = float(t.table["top1_mean"].max()) if len(t.table) else math.nan
+    found += yardstick_sentence(t.yard, t.readout) + floor_lines(t.floor, best)
+    blocks += [("h", 2, "Findings"), ("ul", found)]
+    if not t.yard.empty:
+        blocks += [("h", 2, "Agreement with the paper, per readout and beside its yardsticks"),
+                   yardstick_block(t.yard, t.readout), ("p", yardstick_legend(t.readout))]
     blocks += [("h", 2, "Results"), result_table(t.gtable, loaded.kind, t.grid_keys)]
-    blocks.append(("p", _table_legend(t.table, loaded.kind, t.rule)))
+    blocks.append(("p", _table_legend(t.table, loaded.kind, t.rule)
+                   + (f" The changes and verdicts here are of the study's readout, {READOUTS[t.readout].label} "
+                      "(`evidence.readout`), not of top-1." if t.readout != "top1" else "")))
     blocks.append(("h", 2, "Charts"))
     for file, caption in images:
         blocks += [("img", file, caption), ("p", f"_{caption}_")]

@@ -9,7 +9,17 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.evidence import CORRECTION_NAMES, EQUIVALENT, HELPED, HURT, NOT_JUDGED, SETTLED, UNDETERMINED, Rule
+from ablate.evidence import (
+    CORRECTION_NAMES,
+    EQUIVALENT,
+    HELPED,
+    HURT,
+    NOT_JUDGED,
+    READOUTS,
+    SETTLED,
+    UNDETERMINED,
+    Rule,
+)
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP
@@ -144,7 +154,8 @@ def _tested_changes(tested: pd.DataFrame, unjudged: pd.DataFrame, what: str, rul
 def _agreement(agree: dict[str, Any]) -> list[str]:
     """Rank agreement with the paper (with bootstrap intervals) and the big steps' sign agreement."""
     seeds = agree["seeds"]
-    parts = [f"Spearman ρ between measured and paper top-1 over {agree['n_levels']} steps: "
+    what = READOUTS[agree.get("readout", "top1")].label
+    parts = [f"Spearman ρ between measured {what} and paper top-1 over {agree['n_levels']} steps: "
              f"{fmt_rho(agree['rho_levels'], agree['rho_levels_ci'], seeds)}",
              f"between step changes over {agree['n_deltas']} steps: "
              f"{fmt_rho(agree['rho_deltas'], agree['rho_deltas_ci'], seeds)}"]

@@ -217,4 +217,8 @@ def _note(table: pd.DataFrame, has_ci: bool, has_ref: bool, agree: dict[str, Any
                  f"; ρ changes {fmt_rho(agree['rho_deltas'], agree['rho_deltas_ci'], k)}")
         if agree.get("big_n"):
             note += f"; paper's sign on {agree['big_same']}/{agree['big_n']} steps with |paper Δ| ≥ 0.4"
+        g = agree.get("gflops")  # the yardstick that trains nothing: the GFLOPs column (report/yardsticks.py)
+        if g:
+            note += (f"\nthe GFLOPs column alone (no training): ρ levels {g['rho_levels']:.2f}; ρ changes "
+                     f"{g['rho_changes']:.2f}; paper's sign on {g['big_same']:.0f}/{g['big_n']}")
     return note

@@ -21,13 +21,16 @@ def write_summary(study_dir: Path, df: Any, loaded: LoadedStudy) -> Path:
     rule = Rule.of(loaded.study)
     path = Path(study_dir) / "summary.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: summary(df, loaded.kind, rule).to_csv(p, index=False, float_format="%.4f"))
+    readout = loaded.study.evidence.readout
+    atomic_write(path, lambda p: summary(df, loaded.kind, rule, readout).to_csv(p, index=False,
+                                                                               float_format="%.4f"))
     return path
 
 
-def summary(df: Any, kind: str = "steps", rule: Any = None) -> Any:
+def summary(df: Any, kind: str = "steps", rule: Any = None, readout: str = "top1") -> Any:
     """Per variant over its finished seeds: mean, std, n and the 95 % t-interval of top-1, the change vs the
-    previous step (`steps`) or the first variant (otherwise) with its paired 95 % interval, p and verdict,
+    previous step (`steps`) or the first variant (otherwise) with its paired 95 % interval, p and verdict (of
+    `readout`, the study's `evidence.readout`),
     and the medians of the speed columns (ablate.report.analysis computes them; see its evidence rules)."""
     import pandas as pd
 
@@ -40,7 +43,7 @@ def summary(df: Any, kind: str = "steps", rule: Any = None) -> Any:
 
     agg = done.groupby("id").agg(top5_mean=("top5", "mean"), ema_top1_mean=("ema_top1", "mean"),
                                  wall_seconds=("wall_seconds", "sum"))
-    table = variant_table(df.assign(fail_reason=df.get("fail_reason")), kind, rule)
+    table = variant_table(df.assign(fail_reason=df.get("fail_reason")), kind, rule, readout)
     cols = {"top1_mean": "top1_mean", "top1_std": "top1_std", "top1_lo": "top1_ci_low", "top1_hi": "top1_ci_high",
             "n": "n", "vs": "delta_vs", "delta": "delta", "delta_lo": "delta_ci_low", "delta_hi": "delta_ci_high",
             "p": "delta_p", "p_adj": "p_adj", "p_equiv_adj": "p_equiv_adj", "verdict": "verdict", "look": "look",

@@ -20,9 +20,12 @@ from ablate.files import atomic_write_text
 
 from . import analysis as A
 from .content import Tables, report_blocks, result_table
+from .floor import linear_floor
 from .reading import grid_values, read_metrics, read_results
+from .readouts import with_train_loss_sum
 from .render import PLAIN_TEXT, save_figure, to_html, to_latex, to_markdown
 from .text import slug
+from .yardsticks import yardsticks
 
 
 def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, storage: str | None = None,
@@ -42,6 +45,7 @@ def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, stor
     df, notes = read_results(loaded, study_dir, storage)
     tables = analyse(loaded, df, study_dir)
     out.mkdir(parents=True, exist_ok=True)
+    tables.floor = linear_floor(loaded.study, out)
     charts = _Charts(out)
     with matplotlib.rc_context(PLAIN_TEXT):
         if draw:
@@ -55,14 +59,20 @@ def analyse(loaded: LoadedStudy, df: pd.DataFrame, study_dir: Path) -> Tables:
     """The tables a report shows, from the study's trials `df` (reading.read_results) and its metrics."""
     kind = loaded.kind
     rule = Rule.of(loaded.study)
-    table = A.variant_table(df, kind, rule)
+    readout = loaded.study.evidence.readout
+    metrics = read_metrics(study_dir, df)
+    df = with_train_loss_sum(df, metrics)
+    table = A.variant_table(df, kind, rule, readout)
     table, baseline = A.vs_baseline(table, df)
     table["changes"] = table["id"].map({v.id: changes_text(v.changes, limit=4) for v in loaded.variants})
-    agree = A.agreement(table, df, kind) if kind != "search" else None
-    curves = A.curve_table(read_metrics(study_dir, df), table)
+    agree = A.agreement(table, df, kind, readout) if kind != "search" else None
+    yard = yardsticks(table, df, kind) if kind != "search" else pd.DataFrame()
+    if agree is not None and not yard.empty and "gflops" in set(yard["name"]):
+        agree["gflops"] = yard[yard["name"] == "gflops"].iloc[0].to_dict()
+    curves = A.curve_table(metrics, table)
     grid_keys = list(loaded.study.grid) if kind == "grid" else []
     gtable = A.grid_table(table, grid_values(loaded)) if grid_keys else table
-    return Tables(table, baseline, agree, curves, grid_keys, gtable, rule)
+    return Tables(table, baseline, agree, curves, grid_keys, gtable, rule, yard, readout)
 
 
 class _Charts:

@@ -25,6 +25,7 @@ class TrialRecord:
     ema_top1: float | None = None  # the EMA weights' final top-1 (recipe.ema)
     ema_top5: float | None = None
     loss: float | None = None  # final validation loss
+    train_loss_sum: float | None = None  # the training losses summed over the epochs (a readout: evidence.readout)
     epochs: int | None = None  # epochs trained
     train_img_per_s: float | None = None  # median training throughput over the epochs (the first left out)
     infer_img_per_s: float | None = None

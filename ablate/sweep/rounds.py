@@ -36,7 +36,7 @@ def planned(ledger: Ledger, latest: dict[str, Attempt]) -> dict[str, tuple[Varia
     from ablate.evidence import Rule, plan
 
     variants = ledger.loaded.variants
-    values = _top1(ledger, latest)
+    values = _scores(ledger, latest)
     against = compared_with([v.group or "" for v in variants], ledger.loaded.kind)
     changes = [(j, i) for i, j in enumerate(against) if j is not None]
     pairs = [(values.get(variants[j].id, pd.Series(dtype=float)), values.get(variants[i].id, pd.Series(dtype=float)))
@@ -52,15 +52,20 @@ def planned(ledger: Ledger, latest: dict[str, Attempt]) -> dict[str, tuple[Varia
     return out
 
 
-def _top1(ledger: Ledger, latest: dict[str, Attempt]) -> dict[str, Any]:
-    """variant id -> top-1 per seed of its finished (and not stale) trials."""
+def _scores(ledger: Ledger, latest: dict[str, Attempt]) -> dict[str, Any]:
+    """variant id -> the study's readout (`evidence.readout`, top-1 by default; a loss negated) per seed of its
+    finished (and not stale) trials: the verdicts the report replays are of the same numbers."""
+    from ablate.evidence import READOUTS
+
+    readout = READOUTS[ledger.loaded.study.evidence.readout]
     got: dict[str, dict[int, float]] = {}
     for key, t in latest.items():
-        if t.state is not State.COMPLETE or ledger.is_stale(t) or t.user_attrs.get("top1") is None:
+        value = t.user_attrs.get(readout.column)
+        if t.state is not State.COMPLETE or ledger.is_stale(t) or value is None:
             continue
         vid, seed = t.user_attrs.get("variant_id"), t.user_attrs.get("seed")
         if vid is not None and seed is not None and key.startswith(str(vid)):
-            got.setdefault(str(vid), {})[int(seed)] = float(t.user_attrs["top1"])
+            got.setdefault(str(vid), {})[int(seed)] = readout.sign * float(value)
     import pandas as pd
 
     return {vid: pd.Series(v, dtype=float) for vid, v in got.items()}

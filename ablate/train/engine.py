@@ -354,6 +354,7 @@ class _Trial:
             "top1": last["top1"], "top5": last["top5"],
             "top1_best": max(r["top1"] for r in history), "top5_best": max(r["top5"] for r in history),
             "ema_top1": last["ema_top1"], "loss": last["val_loss"], "epochs": len(history),
+            "train_loss_sum": sum(r["train_loss"] for r in history),  # a readout (report/readouts.py)
             "train_img_per_s": speeds[len(speeds) // 2], "infer_img_per_s": infer,
             "peak_mem_mb": peak_memory_mb(self.dev), "device": self.dev.type, "params": self.params,
             "wall_seconds": self.prior_wall + time.perf_counter() - self.t_start,
