@@ -200,6 +200,7 @@ def test_rounds_plan_from_the_studys_readout(tmp_path: Path) -> None:
     negated losses."""
     from ablate.sweep.ledger import Ledger
     from ablate.sweep.options import LedgerOptions
+    from ablate.sweep.record import TrialRecord
     from ablate.sweep.rounds import _scores
 
     loaded = roadmap_study(tmp_path, n=2, seeds="[0, 1]")
@@ -207,7 +208,7 @@ def test_rounds_plan_from_the_studys_readout(tmp_path: Path) -> None:
     for v in loaded.variants:
         for seed in (0, 1):
             ledger.store.enqueue(ledger.attrs(v, seed))
-            ledger.complete(ledger.pop(), {"top1": 50.0, "loss": 0.5 + v.index, "epochs": 3})
+            ledger.complete(ledger.pop(), TrialRecord(top1=50.0, loss=0.5 + v.index, epochs=3))
     latest = ledger.latest()
     assert {s for series in _scores(ledger, latest).values() for s in series} == {50.0}
     by_loss = load_study(loaded.file, ["evidence.readout=loss"])  # the same variants and ids
