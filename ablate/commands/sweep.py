@@ -9,6 +9,17 @@ from typing import Annotated
 
 import typer
 
+from .launch import (
+    AccountOpt,
+    CpusOpt,
+    GpusOpt,
+    LauncherConfigOpt,
+    LauncherOpt,
+    NetworkJournalOpt,
+    PartitionOpt,
+    SbatchOpt,
+    TimeOpt,
+)
 from .options import (
     AllowLargeOpt,
     DeviceOpt,
@@ -33,7 +44,8 @@ def run(
         min=1, envvar="ABLATE_WORKERS", show_default=False,
         help="Local worker processes (CPU threads are split between them; on a GPU box one GPU each). Default: "
              "on a CPU one per core (at most 4, and no more than the trials queued), as trials side by side use "
-             "a small CPU better than one trial on all its cores; on a GPU, 1.")] = None,
+             "a small CPU better than one trial on all its cores; on a GPU, 1. With --launcher slurm: worker jobs "
+             "(default 1).")] = None,
     storage: StorageOpt = None,
     retry_failed: Annotated[bool, typer.Option(help="Queue failed trials again.")] = False,
     device: DeviceOpt = None,
@@ -47,6 +59,15 @@ def run(
     linger: LingerOpt = True,
     allow_large: AllowLargeOpt = False,
     tensorboard: TensorboardOpt = None,
+    launcher: LauncherOpt = "local",
+    launcher_config: LauncherConfigOpt = None,
+    partition: PartitionOpt = None,
+    time: TimeOpt = None,
+    gpus_per_worker: GpusOpt = None,
+    cpus_per_worker: CpusOpt = None,
+    account: AccountOpt = None,
+    sbatch: SbatchOpt = None,
+    network_journal: NetworkJournalOpt = False,
 ) -> None:
     """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
 
@@ -59,13 +80,24 @@ def run(
     check_sizes(loaded, allow_large)
     from ablate.sweep.worker import WorkerOptions
 
-    if not enqueue_only:
+    spec = None
+    if launcher == "slurm":
+        from .launch import launcher_spec
+
+        spec = launcher_spec(loaded, launcher_config, partition=partition, time=time, workers=workers,
+                             gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, account=account,
+                             sbatch=sbatch, network_journal=network_journal or None)
+    if not enqueue_only and spec is None:
         check_device(device)  # before anything is written (the count cache included); no torch op runs
         check_tensorboard(tensorboard)
     from ablate.sweep.options import LedgerOptions
 
     ledger_opts = LedgerOptions(storage, results, heartbeat, grace, max_retry)
-    ledger, total, done = _enqueue(loaded, ledger_opts, retry_failed, check=not enqueue_only)
+    ledger, total, done = _enqueue(loaded, ledger_opts, retry_failed, check=not enqueue_only and spec is None)
+    if spec is not None and not enqueue_only:
+        from .launch import launch
+
+        return launch(loaded, set_ or [], ledger_opts, spec, device)
     if enqueue_only:
         return
     opts = WorkerOptions(ledger=ledger_opts, device=device, linger=linger, tensorboard=tensorboard)
@@ -228,6 +260,9 @@ def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
     ledger = Ledger(loaded, LedgerOptions(storage, results, heartbeat, grace, readonly=True))  # writes nothing
     ledger.expect_current_data()
     print_status(ledger, to=sys.stdout)
+    from ablate.sweep.slurm_status import print_jobs
+
+    print_jobs(ledger.dir, to=sys.stdout)
 
 
 def print_status(ledger, to=None) -> None:
