@@ -119,7 +119,15 @@ class SlurmCluster:
         return subprocess.run(list(cmd), env=self.env, capture_output=True, text=True, timeout=60, check=check)
 
     def stop(self) -> None:
-        """Stop the daemons, newest first (slurmd, slurmctld, munged): SIGTERM, then SIGKILL after 10 s."""
+        """Cancel every job (its step daemons outlive slurmd), then stop the daemons, newest first (slurmd,
+        slurmctld, munged): SIGTERM, then SIGKILL after 10 s."""
+        if all(p.poll() is None for p in self.procs) and len(self.procs) == 3:
+            jobs = self.run("squeue", "-h", "-o", "%i", check=False).stdout.split()
+            if jobs:
+                self.run("scancel", *jobs, check=False)
+                end = time.monotonic() + 30
+                while self.run("squeue", "-h", check=False).stdout.strip() and time.monotonic() < end:
+                    time.sleep(0.5)
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()

@@ -51,10 +51,7 @@ def check_shared_ledger(storage: str | None, study_dir: Path, insist: bool, moun
     file = ledger_file(storage, study_dir)
     if file is None or insist:
         return
-    where = file if file.exists() else file.parent
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    kind = filesystem(where, mounts)
+    kind = filesystem(file, mounts)  # realpath resolves the links above a file not written yet
     if kind in NETWORK:
         raise LedgerError(str(file), f"the ledger file is on a network file system ({kind}), where workers on "
                           f"several machines can corrupt it; {POSTGRES_HINT}")
