@@ -11,7 +11,7 @@ from ablate.commands.launch import launcher_spec
 from ablate.config.errors import StudyError
 from ablate.config.load import load_study
 from ablate.sweep.netfs import check_shared_ledger, filesystem
-from ablate.sweep.options import LedgerError
+from ablate.sweep.options import LedgerError, LedgerOptions
 
 MOUNTS = """overlay / overlay rw 0 0
 tmpfs /tmp tmpfs rw 0 0
@@ -51,14 +51,34 @@ def test_launcher_settings_come_from_the_study_then_a_config_file_then_the_optio
     loaded = load_study(path)
     profile = tmp_path / "cluster.yaml"
     profile.write_text("partition: a100\naccount: lab\nsbatch: {constraint: a100}\n")
-    spec = launcher_spec(loaded, profile, partition=None, time=30, workers=8, gpus_per_worker=None,
-                         cpus_per_worker=None, account=None, sbatch=["qos=high"], network_journal=None)
+    spec = _spec(loaded, tmp_path, profile, time=30, workers=8, sbatch=["qos=high"])
     assert (spec.partition, spec.time, spec.workers, spec.gpus_per_worker, spec.account) == ("a100", 30, 8, 1, "lab")
     assert spec.sbatch == {"constraint": "a100", "qos": "high"}
     with pytest.raises(StudyError, match="--sbatch.*'qos' is not KEY=VALUE"):
-        launcher_spec(loaded, None, partition=None, time=None, workers=None, gpus_per_worker=None,
-                      cpus_per_worker=None, account=None, sbatch=["qos"], network_journal=None)
+        _spec(loaded, tmp_path, None, sbatch=["qos"])
     profile.write_text("partitions: a100\n")
     with pytest.raises(StudyError, match="cluster.yaml.*not a launcher config"):
-        launcher_spec(loaded, profile, partition=None, time=None, workers=None, gpus_per_worker=None,
-                      cpus_per_worker=None, account=None, sbatch=None, network_journal=None)
+        _spec(loaded, tmp_path, profile)
+
+
+def _spec(loaded, results: Path, config: Path | None, **given):
+    """launcher_spec with the options not given left None, as the CLI passes them."""
+    options = dict.fromkeys(("partition", "time", "workers", "gpus_per_worker", "cpus_per_worker", "account",
+                             "sbatch", "network_journal"))
+    return launcher_spec(loaded, LedgerOptions(None, results), config, **{**options, **given})
+
+
+def test_run_refuses_a_journal_on_nfs_before_writing_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ablate import cli
+    from ablate.sweep import netfs
+
+    path = tmp_path / "launched.yaml"
+    path.write_text(STUDY)
+    monkeypatch.setattr(netfs, "filesystem", lambda *_: "nfs4")
+    r = CliRunner().invoke(cli.app, ["run", str(path), "--launcher", "slurm", "--results", str(tmp_path / "r")],
+                           one_line_errors=True)
+    assert r.exit_code == 2, r.output
+    assert "ledger.journal: the ledger file is on a network file system (nfs4)" in r.output
+    assert "--network-journal" in r.output and not (tmp_path / "r").exists()

@@ -27,10 +27,12 @@ NetworkJournalOpt = Annotated[bool, typer.Option(
     "--network-journal", help="Use a journal-file ledger on a network file system (NFS, Lustre, GPFS) anyway.")]
 
 
-def launcher_spec(loaded, config: Path | None, **given):
-    """The study's `launcher:` section, then the --launcher-config file, then the command line's options."""
+def launcher_spec(loaded, ledger_opts, config: Path | None, **given):
+    """The study's `launcher:` section, then the --launcher-config file, then the command line's options; a ledger
+    file on a network file system is refused here, before anything is written, unless they insist."""
     from ablate.config.errors import StudyError
     from ablate.config.launcher import Launcher
+    from ablate.sweep.netfs import check_shared_ledger
 
     spec = loaded.study.launcher or Launcher()
     if config is not None:
@@ -47,16 +49,16 @@ def launcher_spec(loaded, config: Path | None, **given):
         if not sep or not key:
             raise StudyError("--sbatch", "", f"'{item}' is not KEY=VALUE (e.g. --sbatch qos=high)")
         sbatch[key.lstrip("-")] = value
-    return spec.with_options(**given, sbatch={**spec.sbatch, **sbatch} if sbatch else None)
+    spec = spec.with_options(**given, sbatch={**spec.sbatch, **sbatch} if sbatch else None)
+    check_shared_ledger(ledger_opts.storage, ledger_opts.study_dir(loaded.name), spec.network_journal)
+    return spec
 
 
 def launch(loaded, overrides: list[str], ledger_opts, spec, device: str | None) -> None:
-    """Refuse a ledger file on a network file system (unless insisted on), submit the workers, print the ids."""
-    from ablate.sweep.netfs import check_shared_ledger
+    """Submit the workers as one job array; print their job ids."""
     from ablate.sweep.slurm import submit
 
     study_dir = ledger_opts.study_dir(loaded.name)
-    check_shared_ledger(ledger_opts.storage, study_dir, spec.network_journal)
     ids = submit(str(loaded.file), overrides, ledger_opts, study_dir, loaded.name, spec, device)
     for job in ids:
         print(job)

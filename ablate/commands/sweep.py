@@ -19,6 +19,8 @@ from .launch import (
     PartitionOpt,
     SbatchOpt,
     TimeOpt,
+    launch,
+    launcher_spec,
 )
 from .options import (
     AllowLargeOpt,
@@ -59,15 +61,10 @@ def run(
     linger: LingerOpt = True,
     allow_large: AllowLargeOpt = False,
     tensorboard: TensorboardOpt = None,
-    launcher: LauncherOpt = "local",
-    launcher_config: LauncherConfigOpt = None,
-    partition: PartitionOpt = None,
-    time: TimeOpt = None,
-    gpus_per_worker: GpusOpt = None,
-    cpus_per_worker: CpusOpt = None,
-    account: AccountOpt = None,
-    sbatch: SbatchOpt = None,
-    network_journal: NetworkJournalOpt = False,
+    launcher: LauncherOpt = "local", launcher_config: LauncherConfigOpt = None,  # --launcher slurm: launch.py
+    partition: PartitionOpt = None, time: TimeOpt = None, account: AccountOpt = None,
+    gpus_per_worker: GpusOpt = None, cpus_per_worker: CpusOpt = None,
+    sbatch: SbatchOpt = None, network_journal: NetworkJournalOpt = False,
 ) -> None:
     """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
 
@@ -78,28 +75,19 @@ def run(
 
     loaded = load_study(study, set_ or [])
     check_sizes(loaded, allow_large)
+    from ablate.sweep.options import LedgerOptions
     from ablate.sweep.worker import WorkerOptions
 
-    spec = None
-    if launcher == "slurm":
-        from .launch import launcher_spec
-
-        spec = launcher_spec(loaded, launcher_config, partition=partition, time=time, workers=workers,
-                             gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, account=account,
-                             sbatch=sbatch, network_journal=network_journal or None)
+    ledger_opts = LedgerOptions(storage, results, heartbeat, grace, max_retry)
+    spec = launcher_spec(loaded, ledger_opts, launcher_config, partition=partition, time=time, workers=workers,
+                         account=account, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                         sbatch=sbatch, network_journal=network_journal or None) if launcher == "slurm" else None
     if not enqueue_only and spec is None:
         check_device(device)  # before anything is written (the count cache included); no torch op runs
         check_tensorboard(tensorboard)
-    from ablate.sweep.options import LedgerOptions
-
-    ledger_opts = LedgerOptions(storage, results, heartbeat, grace, max_retry)
     ledger, total, done = _enqueue(loaded, ledger_opts, retry_failed, check=not enqueue_only and spec is None)
-    if spec is not None and not enqueue_only:
-        from .launch import launch
-
-        return launch(loaded, set_ or [], ledger_opts, spec, device)
-    if enqueue_only:
-        return
+    if enqueue_only or spec is not None:
+        return None if enqueue_only else launch(loaded, set_ or [], ledger_opts, spec, device)
     opts = WorkerOptions(ledger=ledger_opts, device=device, linger=linger, tensorboard=tensorboard)
     if workers is None:
         from ablate.sweep.devices import default_workers
