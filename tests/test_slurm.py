@@ -1,7 +1,8 @@
 """`ablate run --launcher slurm` on a real SLURM: a one-node cluster on localhost (`slurm_cluster.py`: Debian's
-slurm-wlm and munge, started in a temporary folder). A study of 4 trials runs as 2 array tasks; one task gets
-the signal SLURM sends before a time limit while its trial trains, checkpoints, is requeued, and resumes the
-trial from its checkpoint. No SLURM installed: the test skips, except under CI (CI=1), where that fails."""
+slurm-wlm and munge, started in a temporary folder). A study of 4 trials runs as 2 array tasks; while their trials
+train, one task gets the signal SLURM sends before a time limit (submitit requeues it), the other is preempted
+(`scontrol requeue`: SIGTERM, and SLURM requeues it). Each checkpoints its trial, and the trial resumes from
+there. No SLURM installed: the test skips, except under CI (CI=1), where that fails."""
 
 from __future__ import annotations
 
@@ -70,7 +71,19 @@ def _epochs(trial: Path) -> list[int]:
     return list(pd.read_csv(metrics)["epoch"]) if metrics.is_file() and metrics.stat().st_size else []
 
 
-def test_a_requeued_task_resumes_its_trial_from_its_checkpoint(cluster: SlurmCluster, tmp_path: Path) -> None:
+def _interrupt(cluster: SlurmCluster, study_dir: Path, task: str, how: list[str]) -> str:
+    """`how` the task once the trial it trains is past its first epoch and before its fourth; the trial's id."""
+
+    def training() -> str | None:
+        key = _training(study_dir / "slurm", task)
+        return key if key and 1 <= len(_epochs(study_dir / "trials" / key)) <= 3 else None
+
+    key = _wait(f"task {task} to train past an epoch", training, every=0.05)
+    cluster.run(*how, task)
+    return key
+
+
+def test_requeued_tasks_resume_their_trials_from_their_checkpoints(cluster: SlurmCluster, tmp_path: Path) -> None:
     path = tmp_path / "onslurm.yaml"
     path.write_text(STUDY)
     results = tmp_path / "results"
@@ -81,18 +94,18 @@ def test_a_requeued_task_resumes_its_trial_from_its_checkpoint(cluster: SlurmClu
     tasks = r.stdout.split()
     assert len(tasks) == 2 and all(re.fullmatch(r"\d+_[01]", t) for t in tasks), r.stdout
     print(r.stdout, r.stderr)
-    study_dir, victim = results / "onslurm", tasks[0]
+    study_dir = results / "onslurm"
 
-    # once the first task's trial has ended an epoch: the signal SLURM sends ahead of a time limit
-    key = _wait("task 0 to train", lambda: _training(study_dir / "slurm", victim))
-    _wait(f"an epoch of {key}", lambda: _epochs(study_dir / "trials" / key), every=0.05)
-    cluster.run("scancel", "--signal=USR2", victim)
-    # a requeued job waits (BeginTime) before it may start again: let it start now
-    _wait("the requeue", lambda: "BeginTime" in cluster.run("squeue", "-h", "-j", victim, "-o", "%r").stdout)
-    cluster.run("scontrol", "update", f"JobId={victim}", "StartTime=now")
+    # the signal SLURM sends ahead of a time limit to task 0, a preemption (SIGTERM, SLURM requeues) to task 1,
+    # each while its trial trains, past its first epoch
+    keys = [_interrupt(cluster, study_dir, tasks[0], ["scancel", "--signal=USR2"]),
+            _interrupt(cluster, study_dir, tasks[1], ["scontrol", "requeue"])]
+    for task in tasks:  # a requeued job waits (BeginTime) before it may start again: let it start now
+        _wait("the requeue", lambda t=task: "BeginTime" in cluster.run("squeue", "-h", "-j", t, "-o", "%r").stdout)
+        cluster.run("scontrol", "update", f"JobId={task}", "StartTime=now")
     status = run_cli("status", str(path), "--results", str(results), cwd=tmp_path, env=env)
     print(status.stdout)
-    assert "slurm jobs: " in status.stdout and victim in status.stdout, status.stdout
+    assert "slurm jobs: " in status.stdout and tasks[0] in status.stdout, status.stdout
     _wait("both tasks to end", lambda: not cluster.run("squeue", "-h").stdout.strip(), timeout=120, every=1.0)
 
     led = Ledger(load_study(path), LedgerOptions(None, results))
@@ -103,11 +116,11 @@ def test_a_requeued_task_resumes_its_trial_from_its_checkpoint(cluster: SlurmClu
     for tid, tries in attempts.items():  # every trial done exactly once
         assert [t.state.name for t in tries].count("COMPLETE") == 1, (tid, [t.state.name for t in tries])
         assert _epochs(study_dir / "trials" / tid) == [1, 2, 3, 4, 5]  # each epoch trained once
-    stopped = [t for t in attempts[key] if t.state.name == "FAIL"]
-    assert [t.user_attrs.get("fail_kind") for t in stopped] == ["interrupted"]
-    # the requeued task queues the trial again; whichever task is free first resumes it
     log = "".join(f.read_text() for f in sorted((study_dir / "slurm").glob("*/*_log.err")))
-    resumed = re.search(rf"\[{key}\] resuming from \S+ at epoch (\d+)(, step \d+)?", log)
-    assert resumed, log[-3000:]
-    print(f"{key} resumed at {resumed.group(0).split(' at ')[-1]}")
-    assert int(resumed.group(1)) >= 2  # not from scratch: epoch 1 was in the checkpoint
+    for key in keys:  # whichever task is free first resumes an interrupted trial
+        stopped = [t for t in attempts[key] if t.state.name == "FAIL"]
+        assert [t.user_attrs.get("fail_kind") for t in stopped] == ["interrupted"], key
+        resumed = re.search(rf"\[{key}\] resuming from \S+ at epoch (\d+)(, step \d+)?", log)
+        assert resumed, log[-3000:]
+        print(f"{key} resumed at {resumed.group(0).split(' at ')[-1]}")
+        assert int(resumed.group(1)) >= 2  # not from scratch: epoch 1 was in the checkpoint
