@@ -240,8 +240,8 @@ def _verdict(res: dict[str, Any], rule: Rule, n: int) -> str:
 def judge_family(pairs: list[tuple[pd.Series, pd.Series]], rule: Rule) -> list[dict[str, Any]]:
     """Verdicts of a family of changes, replaying the study's looks. `pairs[i]` is change i's (before, after)
     top-1 per seed (Series indexed by seed). Each result is `judge_look`'s for the change at the look that
-    settled it (or its last), plus `look`, `open_after` (the looks after which it was still open: its
-    variants get the next round's seeds), `seeds_to_settle` and `family` (the number of judged changes)."""
+    settled it (or its last), plus `look` (that look; 0 when not judged), `alpha_look` (the alpha it spent),
+    `seeds_to_settle` (for an undetermined change) and `family` (the number of judged changes)."""
     results, _ = replay(pairs, rule)
     return results
 
