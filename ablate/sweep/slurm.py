@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from ablate.config.launcher import Launcher
 
 from .options import LedgerOptions
 from .slurm_status import jobs_file
+from .storage import is_rdb_url
 
 PREEMPT_SIGNAL = signal.Signals[f"SIG{SlurmJobEnvironment.USR_SIG}"]  # what submitit asks SLURM to send
 
@@ -49,6 +51,8 @@ class SlurmWorker(submitit.helpers.Checkpointable):
         def on_signal(signum: int, frame: Any) -> None:
             got.append(signum)
             stop.set()  # the trial checkpoints at its next step and is recorded interrupted
+            print(f"task {index}: {signal.Signals(signum).name}: stopping (the trial is checkpointed, resumable)",
+                  file=sys.stderr, flush=True)
 
         submitit_handler = signal.getsignal(PREEMPT_SIGNAL)
         signal.signal(PREEMPT_SIGNAL, on_signal)
@@ -95,6 +99,9 @@ def executor(launcher: Launcher, folder: Path, name: str) -> submitit.SlurmExecu
 def submit(study: str, overrides: list[str], ledger: LedgerOptions, study_dir: Path, name: str,
            launcher: Launcher, device: str | None = None) -> list[str]:
     """Submit `launcher.workers` worker jobs as one array; their job ids (also appended to jobs.json)."""
+    if not is_rdb_url(ledger.storage) and ledger.storage:  # the jobs may start elsewhere than this folder
+        ledger = ledger.replace(storage=str(Path(ledger.storage).resolve()))
+    ledger = ledger.replace(results_root=ledger.results_root.resolve())
     worker = SlurmWorker(str(Path(study).resolve()), overrides, ledger, device, max(1, launcher.gpus_per_worker))
     folder = study_dir.resolve() / "slurm"
     try:
