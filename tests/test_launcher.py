@@ -77,6 +77,12 @@ def test_run_refuses_a_journal_on_nfs_before_writing_anything(tmp_path: Path, mo
     path = tmp_path / "launched.yaml"
     path.write_text(STUDY)
     monkeypatch.setattr(netfs, "filesystem", lambda *_: "nfs4")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here: refused for that first
+    r = CliRunner().invoke(cli.app, ["run", str(path), "--launcher", "slurm", "--results", str(tmp_path / "r")],
+                           one_line_errors=True)
+    assert r.exit_code == 2 and "--launcher slurm: sbatch is not on the PATH" in r.output, r.output
+    (tmp_path / "sbatch").write_text("#!/bin/sh\nexit 1\n")
+    (tmp_path / "sbatch").chmod(0o755)
     r = CliRunner().invoke(cli.app, ["run", str(path), "--launcher", "slurm", "--results", str(tmp_path / "r")],
                            one_line_errors=True)
     assert r.exit_code == 2, r.output

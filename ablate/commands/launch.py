@@ -50,6 +50,7 @@ def launcher_spec(loaded, ledger_opts, config: Path | None, **given):
             raise StudyError("--sbatch", "", f"'{item}' is not KEY=VALUE (e.g. --sbatch qos=high)")
         sbatch[key.lstrip("-")] = value
     spec = spec.with_options(**given, sbatch={**spec.sbatch, **sbatch} if sbatch else None)
+    _check_slurm()
     check_shared_ledger(ledger_opts.storage, ledger_opts.study_dir(loaded.name), spec.network_journal)
     return spec
 
@@ -64,3 +65,16 @@ def launch(loaded, overrides: list[str], ledger_opts, spec, device: str | None) 
         print(job)
     print(f"{loaded.name}: submitted {len(ids)} worker job(s) (array {ids[0].split('_')[0]}, logs in "
           f"{study_dir / 'slurm'}); `ablate status` shows them beside the trials", file=sys.stderr)
+
+
+def _check_slurm() -> None:
+    """submitit installed and sbatch on the PATH, before anything is queued."""
+    import importlib.util
+    import shutil
+
+    from ablate.config.errors import StudyError
+
+    if importlib.util.find_spec("submitit") is None:
+        raise StudyError("--launcher slurm", "", "needs submitit: pip install 'ablate[slurm]'")
+    if shutil.which("sbatch") is None:
+        raise StudyError("--launcher slurm", "", "sbatch is not on the PATH (run it where SLURM jobs are submitted)")

@@ -107,9 +107,9 @@ def submit(study: str, overrides: list[str], ledger: LedgerOptions, study_dir: P
     try:
         jobs = executor(launcher, folder, name).map_array(worker, list(range(launcher.workers)))
     except (subprocess.CalledProcessError, FileNotFoundError, RuntimeError) as e:
-        from .options import LedgerError
+        from ablate.config.errors import StudyError
 
-        raise LedgerError("--launcher slurm", f"sbatch failed: {str(e).strip().splitlines()[-1]}") from None
+        raise StudyError("--launcher slurm", "", f"sbatch failed: {str(e).strip().splitlines()[-1]}") from None
     ids = [j.job_id for j in jobs]
     path = jobs_file(study_dir)
     known = json.loads(path.read_text()) if path.is_file() else []
