@@ -18,7 +18,7 @@ app = typer.Typer(
     cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Architecture ablation studies of ConvNets: one YAML study file, one command.\n\n"
          "A study names a base network, the variants to compare (steps, variants, a grid or a search), the data "
-         "and the training recipe. See studies/ for examples and README.md for the field reference.",
+         "and the training recipe. See studies/ for examples and docs/study-file.md for every field.",
 )
 
 

@@ -83,7 +83,7 @@ def test_out_of_memory_halves_the_micro_batch(tmp_path: Path, monkeypatch: pytes
     pass of more than 8 images raises the error a GPU would)."""
     from ablate.train import engine
 
-    real = engine.accumulate
+    real = accumulate
     sizes: list[int] = []
 
     def small_memory(model, criterion, x, target, micro, *args):  # noqa: ANN001, ANN002

@@ -9,9 +9,10 @@ from conftest import STUDIES, run_cli
 
 from ablate.config.errors import StudyError
 from ablate.config.load import load_study, search_variant
-from ablate.measure.bounds import out_of_bounds, search_counts
+from ablate.measure.bounds import out_of_bounds
 from ablate.sweep.ledger import Ledger
 from ablate.sweep.options import LedgerOptions
+from ablate.sweep.search import search_counts
 
 # A planted space: at 16 px the tiny net below costs (MFLOPs) k1/e1 0.18, k3/e1 0.45, k5/e1 0.97, k7/e1 1.76,
 # k1/e4 0.95, k3/e4 5.1, k5/e4 13.5, k7/e4 26.1: the window [0.9, 2.0] MFLOPs holds three of the eight.

@@ -13,7 +13,10 @@ import torch
 from ablate.config.study import DataSpec, Recipe
 from ablate.train import data as D
 from ablate.train import sources
-from ablate.train.data import DataError, load_data, stratified_subset
+from ablate.train.augment import random_resized_crop
+from ablate.train.data import load_data
+from ablate.train.datasets import read_idx, stratified_subset
+from ablate.train.sources import DataError
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 PLAIN = dict(crop_scale=None, hflip=0.0, randaugment=None, random_erasing=0.0)
@@ -110,7 +113,7 @@ def test_augmentation_changes_images_but_keeps_shapes():
     # full crop box == identity: the grid_sample crop is exact, not just "some resize"
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 1, 8, 8)
-    same = D.random_resized_crop(x, (1.0, 1.0), torch.zeros(4, dtype=torch.bool), g, ratio=(1.0, 1.0))
+    same = random_resized_crop(x, (1.0, 1.0), torch.zeros(4, dtype=torch.bool), g, ratio=(1.0, 1.0))
     assert torch.allclose(same, x, atol=1e-5)
 
 
@@ -175,7 +178,7 @@ def test_fashion_mnist_real_files():
     assert torch.bincount(data.val.labels).tolist() == [50] * 10
     x, y = next(data.train.epoch(0))
     assert x.shape == (100, 1, 32, 32) and torch.isfinite(x).all() and int(y.max()) <= 9
-    full = D.read_idx(FMNIST / "t10k-labels-idx1-ubyte.gz")
+    full = read_idx(FMNIST / "t10k-labels-idx1-ubyte.gz")
     assert full.shape == (10000,) and torch.bincount(full.long()).tolist() == [1000] * 10
 
 
@@ -222,7 +225,7 @@ def test_imagefolder(tmp_path: Path):
 
 
 def test_batch_erasing_follows_timm_random_erasing() -> None:
-    from ablate.train.data import BatchErasing
+    from ablate.train.augment import BatchErasing
 
     torch.manual_seed(0)
     x = torch.zeros(4000, 1, 32, 32)

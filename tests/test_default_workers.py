@@ -71,7 +71,7 @@ def test_ablate_run_itself_never_imports_torch_on_a_cpu_machine(tmp_path) -> Non
         pytest.skip("one core: `ablate run` trains in its own process")
     if not devices.no_accelerator_here():
         pytest.skip("this machine has a GPU device node: `ablate run` asks torch how many workers to start")
-    from ablate.train.datasets import _fashion_mnist_files
+    from ablate.train.sources import _fashion_mnist_files
 
     try:
         _fashion_mnist_files(None)

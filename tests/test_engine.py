@@ -10,9 +10,10 @@ import pytest
 import torch
 import yaml
 
-from ablate.config.load import Variant, load_study
+from ablate.config.load import load_study
 from ablate.config.study import Recipe
-from ablate.train import engine
+from ablate.config.variant import Variant
+from ablate.train import checkpoint, engine, metrics
 from ablate.train.engine import TrialFailed, run_trial
 
 REFERENCE = Path(__file__).resolve().parents[1] / "ablate" / "reference" / "training_recipe.yaml"
@@ -56,7 +57,7 @@ def test_two_epochs_learn_and_write_one_row_per_epoch(tmp_path: Path):
     assert result["peak_mem_mb"] > 0 and result["wall_seconds"] > 0
     table = rows(tmp_path / "t")
     assert [r["epoch"] for r in table] == ["1", "2"]
-    assert list(table[0]) == list(engine.COLUMNS)
+    assert list(table[0]) == list(checkpoint.COLUMNS)
     assert float(table[1]["top1"]) == pytest.approx(result["top1"])
     assert len([line for line in lines if line.startswith("epoch ")]) == 2
     assert (tmp_path / "t" / "checkpoint.pt").is_file()
@@ -250,10 +251,10 @@ def test_cpu_peak_memory_is_the_trials_own_not_the_workers() -> None:
     cpu = torch.device("cpu")
     spike = torch.ones(64 * 2**20) + 1  # a 256 MiB temporary: the high-water mark rises past what is held after
     del spike
-    assert engine.peak_memory_mb(cpu) > rss_mb() - 1
-    assert engine.reset_peak_memory(cpu)
-    after = engine.peak_memory_mb(cpu)
+    assert metrics.peak_memory_mb(cpu) > rss_mb() - 1
+    assert metrics.reset_peak_memory(cpu)
+    after = metrics.peak_memory_mb(cpu)
     assert abs(after - rss_mb()) < 50, (after, rss_mb())  # the mark restarts at what the process holds now
     held = [torch.ones(32 * 2**20) for _ in range(2)]  # 256 MiB held in the new "trial"
-    assert engine.peak_memory_mb(cpu) >= max(after, rss_mb()) - 1  # the mark follows what the trial holds
+    assert metrics.peak_memory_mb(cpu) >= max(after, rss_mb()) - 1  # the mark follows what the trial holds
     del held

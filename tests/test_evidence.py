@@ -12,10 +12,11 @@ import yaml
 from conftest import STUDIES
 
 from ablate.config import load as L
-from ablate.config.load import changes_text, load_study
+from ablate.config.load import load_study
 from ablate.config.net import NetConfig, without_defaults
 from ablate.config.recipes import RECIPES
 from ablate.config.study import Recipe
+from ablate.config.variant import changes_text
 
 # What each roadmap step's name (and note) accounts for: no other resolved field may change.
 RECIPE_FIELDS = {f"recipe.{k}" for k in Recipe.model_fields}

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.nn.layers import PatchConv, PointwiseConv, SpatialConv, _tiny_depthwise
+from ablate.nn.kernels import PatchConv, PointwiseConv, SpatialConv, _tiny_depthwise
 
 
 @pytest.mark.parametrize(("chans", "size", "k", "stride", "bias"),
@@ -86,7 +86,7 @@ def test_pointwise_conv_matches_conv2d_forward_and_backward(chans: int, out: int
 
 
 def test_batch_erasing_noise_is_standard_normal_on_erased_pixels_only() -> None:
-    from ablate.train.data import BatchErasing
+    from ablate.train.augment import BatchErasing
 
     torch.manual_seed(0)
     x = torch.full((2000, 3, 16, 16), 7.0)

@@ -188,7 +188,7 @@ def test_a_named_data_root_is_used_or_an_error(cli, tmp_path: Path, case: str) -
 
 
 def test_other_data_under_data_root_is_trained_again(cli, tmp_path: Path) -> None:
-    from ablate.train.data import data_fingerprint
+    from ablate.train.sources import data_fingerprint
 
     one, two = fake_fmnist(tmp_path / "one", 0), fake_fmnist(tmp_path / "two", 1)
     copy = fake_fmnist(tmp_path / "copy", 0)  # the same data elsewhere: same fingerprint
@@ -304,10 +304,10 @@ def test_a_bad_device_is_one_line_before_anything_is_written(cli, tmp_path: Path
 
 
 def test_a_full_disk_while_checkpointing_leaves_the_trial_resumable(cli, tmp_path: Path, monkeypatch) -> None:
-    from ablate.train import engine
+    from ablate.train import checkpoint
 
     path = write_study(tmp_path)
-    real = engine._save
+    real = checkpoint.save
 
     def full(p: Path, payload: dict) -> None:  # torch.save gets as far as the temp file, then the disk is full
         tmp = p.with_name(p.name + ".tmp")
@@ -315,7 +315,7 @@ def test_a_full_disk_while_checkpointing_leaves_the_trial_resumable(cli, tmp_pat
         tmp.unlink()
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
 
-    monkeypatch.setattr(engine, "_save", full)
+    monkeypatch.setattr(checkpoint, "save", full)
     code, _, err = cli("run", str(path))
     assert code == 2
     last = error_lines(err)[-1]
@@ -324,20 +324,20 @@ def test_a_full_disk_while_checkpointing_leaves_the_trial_resumable(cli, tmp_pat
     assert not list(results.rglob("*.tmp"))
     code, out, _ = cli("status", str(path))
     assert "1 interrupted" in out  # not failed by its own fault
-    monkeypatch.setattr(engine, "_save", real)
+    monkeypatch.setattr(checkpoint, "save", real)
     code, _, err = cli("run", str(path))  # a plain re-run retries it
     assert code == 0, err
     assert list(states(path, tmp_path / "results").values()) == [["FAIL", "COMPLETE"]]
 
 
 def test_a_real_save_to_a_full_file_system_is_an_oserror(tmp_path: Path, monkeypatch) -> None:
-    """engine._save writes through a Python file: ENOSPC surfaces as OSError (torch's own writer would
+    """checkpoint.save writes through a Python file: ENOSPC surfaces as OSError (torch's own writer would
     raise RuntimeError) and no temp file is left."""
     import builtins
 
     import torch
 
-    from ablate.train import engine
+    from ablate.train import checkpoint
 
     real_open = builtins.open
 
@@ -363,7 +363,7 @@ def test_a_real_save_to_a_full_file_system_is_an_oserror(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(builtins, "open", fake_open)
     with pytest.raises(OSError) as err:
-        engine._save(tmp_path / "checkpoint.pt", {"w": torch.zeros(10)})
+        checkpoint.save(tmp_path / "checkpoint.pt", {"w": torch.zeros(10)})
     assert err.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
 
@@ -378,7 +378,7 @@ def test_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path: 
 
     import torch
 
-    from ablate.train import checkpoint, engine
+    from ablate.train import checkpoint
 
     real_write, sent = checkpoint._WriteAll.write, []
 
@@ -395,7 +395,7 @@ def test_ctrl_c_while_a_checkpoint_is_written_stops_after_it_is_whole(tmp_path: 
     payload = {"w": torch.arange(100_000, dtype=torch.float32), "step": 7}
     try:
         with pytest.raises(KeyboardInterrupt):
-            engine._save(tmp_path / "checkpoint.pt", payload)
+            checkpoint.save(tmp_path / "checkpoint.pt", payload)
     finally:
         signal.signal(signal.SIGINT, request_restore)
     assert sent == [1]

@@ -9,7 +9,8 @@ import yaml
 from conftest import STUDIES
 
 from ablate.config.errors import StudyError
-from ablate.config.load import load_study, make_divisible
+from ablate.config.load import load_study
+from ablate.config.net import make_divisible
 from ablate.config.presets import preset
 from ablate.measure import isocost
 from ablate.measure.table import count_study

@@ -11,6 +11,7 @@ import pytest
 from ablate.config.load import load_study
 from ablate.sweep.ledger import Ledger
 from ablate.sweep.options import LedgerOptions
+from ablate.sweep.record import TrialRecord
 from ablate.sweep.results import results_frame
 from ablate.sweep.states import PARTIAL, FailKind, State, Status, resumable
 
@@ -69,7 +70,7 @@ def test_complete_is_done_and_never_queued_again(tmp_path: Path) -> None:
     led = ledger(tmp_path)
     led.sync()
     item = led.pop()
-    led.complete(item, {"top1": 42.5, "epochs": 1})
+    led.complete(item, TrialRecord(top1=42.5, epochs=1))
     t = led.latest()[item.key]
     assert t.state is State.COMPLETE and t.value == 42.5 and t.user_attrs["top1"] == 42.5
     assert statuses(led)[item.key] == Status.DONE
@@ -98,7 +99,7 @@ def test_fail_records_its_kind_and_only_resumable_ones_are_queued_again(tmp_path
     assert [i.key for i in again if i is not None].count(item.key) == 1  # the same trial id, a new attempt
     retry = next(i for i in again if i.key == item.key)
     assert retry.trial_id != item.trial_id and led.attempts()[item.key] == 2
-    led.complete(retry, {"top1": 50.0})
+    led.complete(retry, TrialRecord(top1=50.0))
     assert statuses(led)[item.key] == Status.DONE
     assert [t.state.name for t in led.history()[item.key]] == ["FAIL", "COMPLETE"]
 
@@ -130,7 +131,7 @@ def test_a_duplicate_queued_by_a_concurrent_sync_is_skipped(tmp_path: Path) -> N
     led = ledger(tmp_path)
     led.sync()
     first = led.pop()
-    led.complete(first, {"top1": 1.0})
+    led.complete(first, TrialRecord(top1=1.0))
     led.store.enqueue(led.attrs(*led.by_key[first.key]))  # as a racing `ablate run` would
     taken = [led.pop() for _ in range(4)]
     assert first.key not in [i.key for i in taken if i is not None]  # the duplicate was not handed out
@@ -176,7 +177,7 @@ def test_status_counts_skipped_trials(tmp_path: Path, capsys: pytest.CaptureFixt
     led = ledger(tmp_path)
     led.sync()
     items = [led.pop() for _ in range(4)]
-    led.complete(items[0], {"top1": 1.0})
+    led.complete(items[0], TrialRecord(top1=1.0))
     led.fail(items[1], "boom")
     led.store.set_attrs(led.latest()[items[2].key], {Status.SKIPPED.value: "already complete"})
     led.store.tell(led.latest()[items[2].key], State.PRUNED)
@@ -192,7 +193,7 @@ def test_progress_counts_the_study_over_every_worker_with_an_estimate(tmp_path: 
     led.sync()
     assert led.progress() == (0, 4)
     first, second = led.pop(), led.pop()  # two trials running: as if two workers trained them
-    led.complete(first, {"top1": 50.0})
+    led.complete(first, TrialRecord(top1=50.0))
     assert led.progress() == (1, 4)
     # 3 left at 10 s per trial on this worker, shared by 2 workers (the other one still running): 15 s
     assert progress_line(led, [10.0]) == "led: 1/4 trials done, about 15 s left"
@@ -201,5 +202,5 @@ def test_progress_counts_the_study_over_every_worker_with_an_estimate(tmp_path: 
     for _ in range(3):
         item = led.pop()
         if item is not None:
-            led.complete(item, {"top1": 50.0})
+            led.complete(item, TrialRecord(top1=50.0))
     assert progress_line(led, [600.0]) == "led: 3/4 trials done, about 10 min left"

@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy, load_study
+from ablate.config.load import load_study
+from ablate.config.variant import LoadedStudy
 from ablate.report import analysis as A
-from ablate.report import write_report
-from ablate.report.writer import read_results
+from ablate.report import stats as S
+from ablate.report.reading import read_results
+from ablate.report.writer import write_report
 
 HEAD = """name: {name}
 description: synthetic study for report tests
@@ -78,6 +80,7 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
     ledger). Reports are built from the ledger alone."""
     from ablate.sweep.ledger import Ledger
     from ablate.sweep.options import LedgerOptions
+    from ablate.sweep.record import TrialRecord
 
     d = root / loaded.name
     ledger = Ledger(loaded, LedgerOptions(None, root))
@@ -94,9 +97,10 @@ def write_results(loaded: LoadedStudy, root: Path, outcome: dict[tuple[int, int]
         assert item is not None and item.key == v.trial_id(seed)
         done = o["status"] == "done"
         if done:
-            ledger.complete(item, {"top1": o["top1"], "top5": 99.0, "loss": 0.3, "epochs": epochs,
-                                   "train_img_per_s": 800 - 20 * v.index, "infer_img_per_s": 2500 - 50 * v.index,
-                                   "peak_mem_mb": 300, "wall_seconds": 30, "device": "cpu"})
+            ledger.complete(item, TrialRecord(top1=o["top1"], top5=99.0, loss=0.3, epochs=epochs,
+                                              train_img_per_s=800 - 20 * v.index,
+                                              infer_img_per_s=2500 - 50 * v.index, peak_mem_mb=300, wall_seconds=30,
+                                              device="cpu"))
         elif o["status"] in ("failed", "interrupted"):
             ledger.fail(item, o.get("fail_reason") or "boom", "error" if o["status"] == "failed" else "interrupted")
         ran = o.get("epochs_run", epochs if done else 0)
@@ -135,30 +139,30 @@ def table_row(md: str, name: str) -> list[str]:
 
 def test_intervals_match_t_tables() -> None:
     # mean 1.0, sd 0.1, n 3: half-width = t(0.975, 2) * 0.1 / sqrt(3) = 4.303 * 0.0577 = 0.2484
-    mean, lo, hi = A.t_interval([1.0, 1.1, 0.9])
+    mean, lo, hi = S.t_interval([1.0, 1.1, 0.9])
     assert mean == pytest.approx(1.0) and hi - mean == pytest.approx(0.24841, rel=1e-3) and lo == pytest.approx(2 - hi)
-    t = A.paired_test(pd.Series([0.0, 0.0, 0.0]), pd.Series([1.0, 1.1, 0.9]))
+    t = S.paired_test(pd.Series([0.0, 0.0, 0.0]), pd.Series([1.0, 1.1, 0.9]))
     assert t["t"] == pytest.approx(17.3205, rel=1e-4) and t["p"] == pytest.approx(0.003317, rel=1e-2)
     assert (t["lo"], t["hi"]) == (pytest.approx(lo), pytest.approx(hi))
-    assert math.isnan(A.t_interval([3.0])[1]) and A.paired_test(pd.Series([1.0]), pd.Series([2.0]))["n"] == 1
-    same = A.paired_test(pd.Series([1.0, 2.0]), pd.Series([1.5, 2.5]))  # identical differences: no spread
+    assert math.isnan(S.t_interval([3.0])[1]) and S.paired_test(pd.Series([1.0]), pd.Series([2.0]))["n"] == 1
+    same = S.paired_test(pd.Series([1.0, 2.0]), pd.Series([1.5, 2.5]))  # identical differences: no spread
     assert (same["p"], same["lo"], same["hi"]) == (0.0, 0.5, 0.5)
     # only the seeds both sides finished are paired
-    part = A.paired_test(pd.Series({0: 1.0, 1: 2.0, 2: 3.0}), pd.Series({1: 2.5, 2: 3.4}))
+    part = S.paired_test(pd.Series({0: 1.0, 1: 2.0, 2: 3.0}), pd.Series({1: 2.5, 2: 3.4}))
     assert part["n"] == 2 and part["mean"] == pytest.approx(0.45)
 
 
 def test_spearman_by_hand() -> None:
     # ranks x: 1 3 2 4 5, ranks y: 1 3 4 5 2 -> sum d^2 = 14 -> rho = 1 - 6*14/(5*24) = 0.3
-    rho, n = A.spearman([90.0, 90.5, 90.3, 91.0, 91.2], [76.13, 78.82, 79.36, 79.51, 78.28])
+    rho, n = S.spearman([90.0, 90.5, 90.3, 91.0, 91.2], [76.13, 78.82, 79.36, 79.51, 78.28])
     assert (rho, n) == (pytest.approx(0.3), 5)
-    rho, _ = A.spearman([1, 2, 2, 3], [1, 2, 3, 4])  # ties share their mean rank: Pearson of ranks
+    rho, _ = S.spearman([1, 2, 2, 3], [1, 2, 3, 4])  # ties share their mean rank: Pearson of ranks
     assert rho == pytest.approx(0.9486833)
-    assert math.isnan(A.spearman([1, 2], [2, 1])[0])
+    assert math.isnan(S.spearman([1, 2], [2, 1])[0])
 
 
 def test_spearman_of_many_columns_is_scipys_column_by_column() -> None:
-    from scipy import stats as S
+    from scipy import stats as scipy_stats
 
     from ablate.report.stats import spearman_columns
 
@@ -168,16 +172,16 @@ def test_spearman_of_many_columns_is_scipys_column_by_column() -> None:
     x[:, 0] = 4.0  # a constant column
     got = spearman_columns(x, y)
     keep = ~np.isnan(y)
-    want = [S.spearmanr(x[keep, k], y[keep]).statistic if k else np.nan for k in range(40)]
+    want = [scipy_stats.spearmanr(x[keep, k], y[keep]).statistic if k else np.nan for k in range(40)]
     assert np.allclose(got, want, equal_nan=True) and np.isnan(got[0])
-    assert all(math.isclose(got[k], A.spearman(x[:, k], y)[0]) for k in range(1, 40))
+    assert all(math.isclose(got[k], S.spearman(x[:, k], y)[0]) for k in range(1, 40))
     assert np.isnan(spearman_columns(x[:2], y[:2])).all()  # fewer than 3 pairs
 
 
 def test_pareto_mask() -> None:
     cost, top1 = [1.0, 2.0, 3.0, 2.5, float("nan")], [80.0, 82.0, 81.0, 83.0, 99.0]
-    assert A.pareto_mask(cost, top1).tolist() == [True, True, False, True, False]
-    assert A.pareto_mask(cost, top1, lower_cost_is_better=False).tolist() == [False, False, True, True, False]
+    assert S.pareto_mask(cost, top1).tolist() == [True, True, False, True, False]
+    assert S.pareto_mask(cost, top1, lower_cost_is_better=False).tolist() == [False, False, True, True, False]
 
 
 # ---------------------------------------------------------------- reports

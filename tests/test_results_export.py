@@ -1,6 +1,6 @@
 """results.csv is an export a worker rewrites at most every RESULTS_EVERY seconds, and always when it stops,
 however it stops: every finished trial reaches it (in-process workers, synthetic data). summary.csv (whose
-statistics import scipy) is left out of the rewrites while it trains and rebuilt when it stops. A worker of
+statistics import scipy) is the commands' to write (`ablate worker`, `ablate run`), never a worker's. A worker of
 `ablate run` (parent_writes) leaves the exports to the run when it runs out of work, and writes results.csv
 when stopped."""
 
@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from ablate.config.load import load_study
+from ablate.sweep import results as results_mod
 from ablate.sweep import worker as worker_mod
 from ablate.sweep.ledger import Ledger
 from ablate.sweep.options import LedgerOptions
@@ -33,12 +34,12 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float) -> tup
     path.write_text(STUDY)
     loaded = load_study(path)
     Ledger(loaded, LedgerOptions(None, results)).sync()
-    calls: list[bool] = []  # with_summary of each write
-    real = worker_mod.write_results
+    calls: list[int] = []  # one entry per write of results.csv
+    real = results_mod.write_results
 
-    def counted(ledger, counts=None, with_summary=True):  # noqa: ANN001, ANN202
-        calls.append(with_summary)
-        return real(ledger, counts, with_summary=with_summary)
+    def counted(ledger, df=None):  # noqa: ANN001, ANN202
+        calls.append(1)
+        return real(ledger, df)
 
     monkeypatch.setattr(worker_mod, "write_results", counted)
     monkeypatch.setattr(worker_mod, "RESULTS_EVERY", every)
@@ -46,16 +47,17 @@ def _setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float) -> tup
     return loaded, opts, results / "exp" / "results.csv", calls
 
 
-@pytest.mark.parametrize(("every", "writes"), [(1e9, [True]), (0.0, [False, False, False, True])])
+@pytest.mark.parametrize(("every", "writes"), [(1e9, [1]), (0.0, [1, 1, 1, 1])])
 def test_a_worker_rewrites_results_csv_at_most_every_so_often_and_when_it_stops(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float, writes: list[bool], one_thread) -> None:  # noqa: ANN001
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: float, writes: list[int], one_thread) -> None:  # noqa: ANN001
     loaded, opts, csv, calls = _setup(tmp_path, monkeypatch, every)
     assert worker_mod.work(loaded, opts) == {Status.DONE: 3, Status.FAILED: 0, Status.PRUNED: 0}
-    # throttled: once, at the end; unthrottled: after each of the 3 trials, then once more with the summary
+    # throttled: once, at the end; unthrottled: after each of the 3 trials, then once more as it stops
     assert calls == writes
     df = pd.read_csv(csv)
     assert list(df["status"]) == ["done"] * 3 and df["top1"].notna().all()
-    assert list(pd.read_csv(csv.with_name("summary.csv"))["n"]) == [3]
+    assert df["gflops"].notna().all()  # each trial's record holds its counts
+    assert not csv.with_name("summary.csv").exists()  # the commands write it (`ablate worker`, `ablate run`)
 
 
 def test_a_worker_of_ablate_run_leaves_the_exports_to_it(
@@ -68,7 +70,7 @@ def test_a_worker_of_ablate_run_leaves_the_exports_to_it(
     loaded, opts, csv, calls = _setup(tmp_path / "periodic", monkeypatch, 0.0)
     opts.parent_writes = True
     assert worker_mod.work(loaded, opts)[Status.DONE] == 3
-    assert calls == [False] * 3 and not csv.with_name("summary.csv").exists()  # rewrites while it trains
+    assert calls == [1] * 3 and not csv.with_name("summary.csv").exists()  # rewrites while it trains
     assert list(pd.read_csv(csv)["status"]) == ["done"] * 3
 
 
@@ -86,7 +88,7 @@ def test_a_worker_of_ablate_run_stopped_between_trials_writes_results_csv(
 
     monkeypatch.setattr(worker_mod, "_attempt", attempt_then_sigterm)
     assert worker_mod.work(loaded, opts, stop)[Status.DONE] == 1
-    assert calls == [False]
+    assert calls == [1]
     assert sorted(pd.read_csv(csv)["status"]) == ["done", "queued", "queued"]
 
 
@@ -104,7 +106,7 @@ def test_a_worker_stopped_between_trials_still_exports_what_it_finished(
     monkeypatch.setattr(worker_mod, "_next_item", next_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         worker_mod.work(loaded, opts)
-    assert calls == [True]
+    assert calls == [1]
     df = pd.read_csv(csv)
     assert sorted(df["status"]) == ["done", "queued", "queued"]  # the one finished trial is in the export
 
@@ -145,7 +147,23 @@ def test_a_trial_interrupted_while_it_trains_reaches_results_csv(
     monkeypatch.setattr(worker_mod, "_train", ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         worker_mod.work(loaded, opts)
-    assert calls == [not parent_writes]  # one export, with the summary unless `ablate run` writes that
+    assert calls == [1]  # one export
     df = pd.read_csv(csv)
     assert (df["status"] != "queued").sum() == 1, df[["status", "fail_reason"]]  # the interrupted trial
     assert df["fail_reason"].dropna().str.contains("interrupted").any()
+
+
+def test_ablate_worker_writes_summary_csv_when_it_stops(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:  # noqa: ANN001
+    import sys
+
+    from ablate.cli import main
+
+    path, results = tmp_path / "exp.yaml", tmp_path / "results"
+    path.write_text(STUDY)
+    Ledger(load_study(path), LedgerOptions(None, results)).sync()
+    monkeypatch.setattr(sys, "argv", ["ablate", "worker", str(path), "--results", str(results), "--max-trials", "1"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 0
+    assert list(pd.read_csv(results / "exp" / "summary.csv")["n"]) == [1]

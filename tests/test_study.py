@@ -9,7 +9,8 @@ import yaml
 from conftest import STUDIES
 
 from ablate.config.errors import StudyError
-from ablate.config.load import load_study, make_divisible
+from ablate.config.load import load_study
+from ablate.config.net import make_divisible
 from ablate.config.presets import preset
 
 
@@ -140,17 +141,18 @@ def test_search_space_is_checked_at_load_time(tmp_path: Path) -> None:
 
 def test_the_types_live_apart_and_the_cache_paths_need_no_torch(monkeypatch: pytest.MonkeyPatch,
                                                                 tmp_path: Path) -> None:
-    """`Variant`/`LoadedStudy` have their own module (still importable from the loader); the cache paths are in
-    one torch-free place that measure's cache agrees with; no module of ablate.config imports torch, timm or
+    """The cache paths are in one torch-free place (`config.paths`), which measure's count cache writes under; no
+    module of ablate.config imports torch, timm or
     ablate.measure when it is imported."""
     import ast
 
-    from ablate.config import load, paths, variant
-    from ablate.measure.counts import cache_dir
+    from ablate.config import load, paths
+    from ablate.measure.counts import Counts, cache_put
 
-    assert load.Variant is variant.Variant and load.LoadedStudy is variant.LoadedStudy
     monkeypatch.setenv("ABLATE_CACHE_DIR", str(tmp_path))
-    assert paths.counts_dir() == cache_dir() == tmp_path / "counts"
+    assert paths.counts_dir() == tmp_path / "counts" and paths.data_dir() == tmp_path / "data"
+    cache_put("k", Counts(params=1, flops=2, flops_conv_linear=2, activations=3, image_size=8))
+    assert (tmp_path / "counts" / "k.json").is_file()
     for file in Path(load.__file__).parent.glob("*.py"):
         for node in ast.parse(file.read_text()).body:  # module-level imports only
             if isinstance(node, ast.Import):

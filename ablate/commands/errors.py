@@ -10,22 +10,25 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import typer
 from typer.core import TyperGroup
 
 from ablate.config.errors import StudyError
 
 
 class OneLineErrors(TyperGroup):
-    def main(self, *args: Any, one_line_errors: bool = False, **kwargs: Any) -> Any:
+    def main(self, args: Any = None, *rest: Any, one_line_errors: bool = False, **kwargs: Any) -> Any:
         if not one_line_errors:
-            return super().main(*args, **kwargs)
+            return super().main(args, *rest, **kwargs)
         kwargs["standalone_mode"] = False  # click's usage errors come here too: one line, not a framed box
-        code = exit_code(lambda: super(OneLineErrors, self).main(*args, **kwargs))
+        bare = not (sys.argv[1:] if args is None else args)  # plain `ablate`: its usage error is the help
+        code = exit_code(lambda: super(OneLineErrors, self).main(args, *rest, **kwargs), bare)
         sys.exit(code)
 
 
-def exit_code(call: Callable[[], Any]) -> int:
-    """Run the command line; what ends it becomes an exit code, user errors one line on stderr."""
+def exit_code(call: Callable[[], Any], bare: bool = False) -> int:
+    """Run the command line; what ends it becomes an exit code, user errors one line on stderr (`bare`: a
+    command line without arguments, whose usage error is the help, shown whole)."""
     try:
         code = call()
     except StudyError as e:
@@ -35,27 +38,21 @@ def exit_code(call: Callable[[], Any]) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"{where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except Exception as e:  # data problems are user errors too, but live in the (torch-importing) train package
-        return _other(e)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, as typer's parser reports it or as Python does
         print("interrupted", file=sys.stderr)
         return 130
-    return code if isinstance(code, int) else 0
+    except typer.TyperException as e:  # a bad option or argument (typer's parser errors all derive from it)
+        ctx = getattr(e, "ctx", None)
+        if bare:
+            e.show()  # type: ignore[attr-defined]
+            return 2
+        print(f"{ctx.command_path if ctx else 'ablate'}: {e.format_message()}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # data problems are user errors too
+        from ablate.train.sources import DataError
 
-
-def _other(e: Exception) -> int:
-    kinds = {c.__name__ for c in type(e).__mro__}
-    if "DataError" in kinds:
+        if not isinstance(e, DataError):
+            raise
         print(e, file=sys.stderr)
         return 2
-    if "Abort" in kinds:  # click's name for Ctrl-C
-        print("interrupted", file=sys.stderr)
-        return 130
-    if "NoArgsIsHelpError" in kinds:  # plain `ablate`: the help
-        e.show()  # type: ignore[attr-defined]
-        return 2
-    if "ClickException" in kinds:  # a bad option or argument
-        ctx = getattr(e, "ctx", None)
-        print(f"{ctx.command_path if ctx else 'ablate'}: {e.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
-        return getattr(e, "exit_code", 2)
-    raise e
+    return code if isinstance(code, int) else 0

@@ -25,7 +25,7 @@ def report(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None, res
     Works while a study is still running or has failed trials: those rows are shown as such.
     """
     from ablate.config.load import load_study
-    from ablate.report import write_report
+    from ablate.report.writer import write_report
 
     loaded = load_study(study, set_ or [])
     for path in write_report(loaded, results, out, storage, draw=charts):

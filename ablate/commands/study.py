@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from typing import Annotated
@@ -59,7 +60,8 @@ def flops(
     """
     if format not in ("table", "csv", "json"):
         raise StudyError("--format", "", f"unknown format '{format}'; valid: table, csv, json")
-    from ablate.config.load import changes_text, load_study
+    from ablate.config.load import load_study
+    from ablate.config.variant import changes_text
 
     loaded = load_study(study, set_ or [])
     check_sizes(loaded, allow_large)
@@ -122,7 +124,7 @@ def count(loaded, use_cache: bool) -> list[dict]:
     def progress(done: int, total: int, name: str) -> None:
         if not bar:
             bar.append(tqdm(total=total, desc="counting", unit="net", file=sys.stderr, disable=None, leave=False))
-            import pandas  # noqa: F401  (for the table: imported while the counting processes start)
+            importlib.import_module("pandas")  # for the table: imported while the counting processes start
         bar[0].n = done
         bar[0].set_postfix_str(name[:30], refresh=True)
 

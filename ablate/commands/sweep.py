@@ -97,7 +97,7 @@ def run(
         codes = _train(loaded, set_ or [], workers, opts, ledger, total, done)
     except KeyboardInterrupt:  # the worker processes leave summary.csv to this process
         with contextlib.suppress(OSError):  # a full disk: the ledger holds every result all the same
-            _write_all(loaded, ledger)
+            _write_all(ledger)
         raise
     _finish(loaded, ledger, study, codes)
 
@@ -106,10 +106,9 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
     """Count the networks, check the data (`check`), queue the missing trials and write results.csv as it
     stands: (the ledger, trials in all, trials already done)."""
     from ablate.sweep.ledger import Ledger
-    from ablate.sweep.results import write_results
     from ablate.sweep.states import Status
 
-    counts = count(loaded, use_cache=True)  # first: its worker processes fork before any torch op runs here
+    count(loaded, use_cache=True)  # first (its worker processes fork before any torch op runs here): the cache
     if check:
         check_data(loaded)
     ledger = Ledger(loaded, options)
@@ -121,7 +120,7 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
             f"(evidence.max_seeds {top})" if top and ledger.search is None and top > len(loaded.study.seeds) else "")
     print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {queued[Status.QUEUED]} queued "
           f"(ledger: {ledger.where}){more}", file=sys.stderr)
-    write_results(ledger, counts)
+    _write_all(ledger)
     return ledger, total, queued[Status.DONE]
 
 
@@ -151,36 +150,40 @@ def _train(loaded, overrides: list[str], workers: int, opts, ledger, total: int,
 def _prepare_finish() -> None:
     """Import what `_finish` needs (summary.csv's statistics: scipy.stats, ~1.5 s) while the last workers
     train: a worker that ran out of work has left its core free, and the run ends sooner."""
-    import ablate.report.analysis  # noqa: F401
+    import importlib
+
+    importlib.import_module("ablate.report.analysis")
 
 
 def _finish(loaded, ledger, study: Path, codes: list[int]) -> None:
     """Write results.csv, print the status, and exit as the workers did (2: environment fault, 130:
     interrupted, 1: trials not done)."""
-    path = _write_all(loaded, ledger)
-    print_status(ledger)
+    path, df = _write_all(ledger)
+    print_status(ledger, df=df)
     print(f"results: {path}", file=sys.stderr)
     if 2 in codes:
         raise typer.Exit(2)  # a worker stopped on an environment fault (its line is above)
     if 130 in codes:
         raise KeyboardInterrupt
-    exit_summary(ledger, study)
+    exit_summary(ledger, study, df)
 
 
-def _write_all(loaded, ledger) -> Path:
-    """results.csv/parquet and summary.csv as the ledger stands."""
-    from ablate.sweep.results import write_results
-    from ablate.sweep.worker import study_counts
+def _write_all(ledger):
+    """results.csv/parquet and summary.csv as the ledger stands, from one view of its records: (the path of
+    results.csv, the view)."""
+    from ablate.report.summary import write_summary
+    from ablate.sweep.results import results_frame, write_results
 
-    return write_results(ledger, None if ledger.search is not None else study_counts(loaded))
+    df = results_frame(ledger, count_missing=True)
+    path = write_results(ledger, df)
+    write_summary(ledger.dir, df, ledger.loaded)
+    return path, df
 
 
-def exit_summary(ledger, study: Path) -> None:
-    """Exit 1 with a one-line summary unless every trial asked for is done."""
-    from ablate.sweep.results import results_frame
+def exit_summary(ledger, study: Path, df) -> None:
+    """Exit 1 with a one-line summary unless every trial asked for (`df`: the study's results table) is done."""
     from ablate.sweep.states import Status
 
-    df = results_frame(ledger)
     total = ledger.search.trials if ledger.search is not None else len(df)
     ended = df["status"].isin([Status.DONE, Status.PRUNED])  # a pruned search trial ended as asked
     done = int(ended.sum())
@@ -224,13 +227,30 @@ def worker(
     check_tensorboard(tensorboard)
     from ablate.sweep.options import LedgerOptions
 
-    stats = work(loaded, WorkerOptions(ledger=LedgerOptions(storage, results, heartbeat, grace, max_retry),
-                                       device=device, max_trials=max_trials, linger=linger,
-                                       nproc=nproc_per_node, tensorboard=tensorboard))
+    opts = WorkerOptions(ledger=LedgerOptions(storage, results, heartbeat, grace, max_retry), device=device,
+                         max_trials=max_trials, linger=linger, nproc=nproc_per_node, tensorboard=tensorboard)
+    stats = None
+    try:
+        stats = work(loaded, opts)
+    finally:  # however it stops, unless it ended no trial: summary.csv of what the ledger holds now
+        if stats is None or any(stats.values()):
+            _write_summary(loaded, opts.ledger)
     failed, ran = stats[Status.FAILED], stats[Status.DONE] + stats[Status.FAILED] + stats[Status.PRUNED]
     if failed:
         print(f"{study}: {failed} of {ran} trials this worker ran failed (see `ablate status`)", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _write_summary(loaded, options) -> None:
+    """summary.csv as the ledger stands (a full disk: the ledger holds every result all the same)."""
+    from ablate.config.errors import StudyError
+    from ablate.report.summary import write_summary
+    from ablate.sweep.ledger import Ledger
+    from ablate.sweep.results import results_frame
+
+    with contextlib.suppress(OSError, StudyError):  # the worker's own error, if any, is the one that is shown
+        ledger = Ledger(loaded, options)
+        write_summary(ledger.dir, results_frame(ledger, count_missing=True), loaded)
 
 
 def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
@@ -253,13 +273,13 @@ def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
     print_jobs(ledger.dir, to=sys.stdout)
 
 
-def print_status(ledger, to=None) -> None:
+def print_status(ledger, to=None, df=None) -> None:
+    """The status table of the study's trials (`df`: its results table, when already built)."""
     from ablate.sweep.results import results_frame
     from ablate.sweep.states import Status
 
     to = to or sys.stderr  # looked up now: sys.stderr may have been replaced since import
-
-    df = results_frame(ledger)
+    df = results_frame(ledger) if df is None else df
     counts = df["status"].value_counts().to_dict()
     line = Status.counts_line(counts)  # every status with a trial, in display order (skipped ones too)
     print(f"{ledger.loaded.name}: {len(df)} trials: {line}", file=to)

@@ -4,8 +4,7 @@ Every user mistake ends as one `StudyError` (`<file>: <field path>: <problem>`);
 writes anywhere, and nothing here imports torch or timm (validation stays fast).
 
 The parts live beside this module: reading the files (`yamlfile`), the types (`variant`), whole-study checks
-(`load_checks`), timm's model names (`timm_names`) and the cache paths (`paths`). Names other modules import
-from here stay importable from here.
+(`load_checks`), timm's model names (`timm_names`) and the cache paths (`paths`).
 """
 
 from __future__ import annotations
@@ -30,12 +29,12 @@ from .load_checks import (
     check_unique,
     excluded,
 )
-from .net import NetConfig, without_defaults
+from .net import NetConfig, make_divisible, without_defaults
 from .presets import PRESETS, preset_fields
 from .study import DataSpec, Recipe, Reference, Study
 from .timm_names import check_timm_name, remember_timm_names, timm_model_names
-from .variant import LoadedStudy, Variant, changes_text, config_changes, show_value
-from .yamlfile import apply_overrides, blame, deep_merge, load_raw, read_yaml
+from .variant import LoadedStudy, Variant, config_changes, show_value
+from .yamlfile import apply_overrides, blame, load_raw
 
 NET_FIELDS = tuple(NetConfig.model_fields)  # NetConfig and NET_FIELDS are looked up here (a test grows the schema)
 SECTIONS = ("recipe", "data", "model")  # dotted prefixes a step's `set:` may use
@@ -306,13 +305,6 @@ def resolve_net(fields: dict[str, Any], file: str, prefix: str) -> tuple[NetConf
         raise from_validation(e, file, prefix, NetConfig) from None
 
 
-def make_divisible(value: float, divisor: int) -> int:
-    # timm.layers.make_divisible does exactly this, but importing timm costs 2.5 s and this
-    # module must stay torch-free so `ablate validate` and cached `ablate flops` are instant.
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * value else new
-
-
 def _scaled(net: NetConfig, study: Study, data: DataSpec, file: str) -> NetConfig:
     sc = study.scale
     update: dict[str, Any] = {"in_chans": data.resolved("in_chans"), "num_classes": data.resolved("num_classes")}
@@ -328,10 +320,3 @@ def _scaled(net: NetConfig, study: Study, data: DataSpec, file: str) -> NetConfi
         err = from_validation(e, file, "", NetConfig)
         raise StudyError(file, "scale", f"width {sc.width} / depth {sc.depth} make an invalid network: "
                          f"{err.path}: {err.problem}") from None
-
-
-__all__ = [  # what other modules and tests import from here (the types are re-exported from .variant)
-    "NET_FIELDS", "LoadedStudy", "Variant", "apply_overrides", "changes_text", "check_timm_name", "config_changes",
-    "deep_merge", "load_raw", "load_study", "make_divisible", "read_yaml", "resolve_net", "search_variant",
-    "timm_model_names",
-]

@@ -25,7 +25,7 @@ class NetConfig(BaseModel):
     """One network of the design space: a ResNet, a ConvNeXt, or any mix of their toggles.
 
     Stem -> stages of residual blocks (with a downsampling style) -> head. Field names are
-    the study-file contract (see DESIGN.md).
+    the study-file contract (docs/study-file.md is generated from their descriptions).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -218,3 +218,11 @@ def unknown_name(value: object, allowed: list[str] | tuple[str, ...], what: str)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     shown = ", ".join(list(allowed)[:20]) + (", ..." if len(allowed) > 20 else "")
     return f"unknown {what} '{value}'{hint}; valid: {shown}"
+
+
+def make_divisible(value: float, divisor: int) -> int:
+    """A channel count near `value` that `divisor` divides, never more than 10 % below it (timm's rule: timm's own
+    `make_divisible` costs its 2.5 s import, and config must stay torch-free so `ablate validate` and cached
+    `ablate flops` are instant)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new

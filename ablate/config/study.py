@@ -68,12 +68,16 @@ class DataSpec(_Strict):
         return value if value is not None else DATASETS[self.dataset][key]
 
 
+MODERN = RECIPES["modern"]  # `Recipe`'s field defaults are the modern preset's (config/recipes.py): one home for each
+# value. A variant id hashes the recipe fields that differ from these defaults: the values there are part of every id.
+
+
 class Recipe(_Strict):
     """How each variant is trained. `preset` fills every field the study leaves out."""
 
     preset: Literal["modern", "classic"] = Field("modern", description="`modern`: the ConvNeXt paper's recipe; "
                                                  "`classic`: the ResNet recipe.")
-    epochs: int = Field(300, gt=0, description="Training epochs.")
+    epochs: int = Field(MODERN["epochs"], gt=0, description="Training epochs.")
     batch_size: int = Field(128, gt=0, description="Global batch: images per optimizer update, over all "
                             "data-parallel processes and accumulated micro-batches (the paper's 4096).")
     micro_batch: int | None = Field(
@@ -82,33 +86,34 @@ class Recipe(_Strict):
         "the process's whole share in one pass "
         "(halved on a CUDA out-of-memory error until it fits, one process only). An execution detail like the "
         "number of processes: not part of a variant's id (BatchNorm normalizes over each pass's images).")
-    opt: str = Field("adamw", description="Optimizer name understood by timm.optim.create_optimizer_v2.")
+    opt: str = Field(MODERN["opt"], description="Optimizer name understood by timm.optim.create_optimizer_v2.")
     lr: float | None = Field(None, gt=0, description="Learning rate; null = base_lr x batch_size / base_batch "
                              "(the linear scaling rule on the global batch).")
-    base_lr: float = Field(4e-3, gt=0, description="Learning rate at base_batch images per step.")
-    base_batch: int = Field(4096, gt=0, description="Batch size base_lr is quoted for.")
-    weight_decay: float = Field(0.05, ge=0, description="Weight decay.")
+    base_lr: float = Field(MODERN["base_lr"], gt=0, description="Learning rate at base_batch images per step.")
+    base_batch: int = Field(MODERN["base_batch"], gt=0, description="Batch size base_lr is quoted for.")
+    weight_decay: float = Field(MODERN["weight_decay"], ge=0, description="Weight decay.")
     momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (SGD).")
-    sched: Literal["cosine", "step"] = Field("cosine", description="Learning-rate schedule after warmup.")
-    warmup_epochs: float = Field(20, ge=0, description="Linear warmup epochs. Left out of a study, the preset's "
-                                 "value scaled to `epochs` (modern: 20 of 300 epochs; 4 epochs -> 0.27).")
+    sched: Literal["cosine", "step"] = Field(MODERN["sched"], description="Learning-rate schedule after warmup.")
+    warmup_epochs: float = Field(MODERN["warmup_epochs"], ge=0, description="Linear warmup epochs. Left out of a "
+                                 "study, the preset's value scaled to `epochs` (modern: 20 of 300 epochs; 4 epochs "
+                                 "-> 0.27).")
     min_lr: float = Field(1e-6, ge=0, description="Floor of the cosine schedule.")
     decay_milestones: tuple[float, ...] = Field(
         (30, 60, 80), description="Epochs where `step` multiplies lr by 0.1. Left out of a study, the preset's "
         "milestones scaled to `epochs` (classic: 30/60/80 of 90 epochs; 4 epochs -> 1.33/2.67/3.56).")
-    randaugment: str | None = Field("rand-m9-mstd0.5-inc1", description="timm RandAugment spec; null = off.")
-    mixup: float = Field(0.8, ge=0, description="Mixup alpha; 0 = off.")
-    cutmix: float = Field(1.0, ge=0, description="CutMix alpha; 0 = off.")
-    random_erasing: float = Field(0.25, ge=0, le=1, description="Random-erasing probability.")
-    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing.")
+    randaugment: str | None = Field(MODERN["randaugment"], description="timm RandAugment spec; null = off.")
+    mixup: float = Field(MODERN["mixup"], ge=0, description="Mixup alpha; 0 = off.")
+    cutmix: float = Field(MODERN["cutmix"], ge=0, description="CutMix alpha; 0 = off.")
+    random_erasing: float = Field(MODERN["random_erasing"], ge=0, le=1, description="Random-erasing probability.")
+    label_smoothing: float = Field(MODERN["label_smoothing"], ge=0, lt=1, description="Label smoothing.")
     hflip: float = Field(0.5, ge=0, le=1, description="Horizontal-flip probability.")
     crop_scale: tuple[float, float] | None = Field(
         (0.08, 1.0), description="Random-resized-crop area range; null = no crop.")
-    drop_path: float | None = Field(0.1, ge=0, lt=1, description="Stochastic depth rate given to networks whose own "
-                                    "`drop_path` is 0; null = leave the network's own.")
-    layer_scale: float | None = Field(None, gt=0, description="Layer-scale init given to the network; "
-                                      "null = the network's own `layer_scale`.")
-    ema: float | None = Field(0.9999, gt=0, lt=1, description="EMA decay of the weights; null = off.")
+    drop_path: float | None = Field(MODERN["drop_path"], ge=0, lt=1, description="Stochastic depth rate given to "
+                                    "networks whose own `drop_path` is 0; null = leave the network's own.")
+    layer_scale: float | None = Field(MODERN["layer_scale"], gt=0, description="Layer-scale init given to the "
+                                      "network; null = the network's own `layer_scale`.")
+    ema: float | None = Field(MODERN["ema"], gt=0, lt=1, description="EMA decay of the weights; null = off.")
     clip_grad: float | None = Field(None, gt=0, description="Gradient-norm clip; null = off.")
 
     @model_validator(mode="before")

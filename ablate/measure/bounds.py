@@ -9,10 +9,7 @@ so an accepted trial's table entry costs nothing more. Parameters need no forwar
 
 from __future__ import annotations
 
-from typing import Any
-
 from ablate.config.variant import LoadedStudy, Variant
-from ablate.sweep.states import Status
 
 # Samples a search may reject in a row before it gives up on a trial (pycls draws until one fits; a window
 # no configuration of the space reaches must still end).
@@ -84,12 +81,3 @@ def _outside(metric: str, value: float, bounds: tuple[float | None, float | None
     if high is not None and value > high:
         return f"{metric} {shown} > {high:g}" if metric == "gflops" else f"params {shown} > {high / 1e6:g}M"
     return None
-
-
-def search_counts(trials: list[Any]) -> dict[str, int]:
-    """Sampled configurations of a bounded search: `accepted` (handed to training) and `rejected` (by the
-    cost window, never trained), from the ledger's trials."""
-    rejected = sum(1 for t in trials if "rejected" in t.user_attrs)
-    accepted = {t.user_attrs["trial_id"] for t in trials if t.user_attrs.get("trial_id")
-                and "rejected" not in t.user_attrs and Status.SKIPPED not in t.user_attrs}
-    return {"accepted": len(accepted), "rejected": rejected}

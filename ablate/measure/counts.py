@@ -13,8 +13,9 @@ import logging
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from ablate.config.paths import counts_dir
 
 COUNT_VERSION = 1  # bump when what a count means changes: old cache entries are then ignored
 
@@ -154,19 +155,13 @@ def _quiet_flop_analysis(model: Any, x: Any) -> Any:
 
 # ---- cache: counts keyed by what determines them, readable without importing torch ----
 
-def cache_dir() -> Path:
-    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    root = os.environ.get("ABLATE_CACHE_DIR") or xdg / "ablate"
-    return Path(root) / "counts"
-
-
 def cache_key(network: dict[str, Any], image_size: int, in_chans: int) -> str:
     blob = json.dumps({"v": COUNT_VERSION, "net": network, "size": image_size, "in": in_chans}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
 def cache_get(key: str) -> Counts | None:
-    path = cache_dir() / f"{key}.json"
+    path = counts_dir() / f"{key}.json"
     try:
         return Counts(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
@@ -174,7 +169,7 @@ def cache_get(key: str) -> Counts | None:
 
 
 def cache_put(key: str, counts: Counts) -> None:
-    path = cache_dir() / f"{key}.json"
+    path = counts_dir() / f"{key}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.config.net import NetConfig
+from ablate.config.net import NetConfig, make_divisible
+from ablate.config.paths import match_dir
 
 SOLVE_VERSION = 1  # bump when what a solution means changes
 MAX_MULTIPLIER = 8.0  # as `scale.width`
@@ -83,7 +84,6 @@ def width_divisor(net: NetConfig, divisor: int) -> int:
 
 def scaled_widths(net: NetConfig, m: float, divisor: int) -> NetConfig:
     """`net` with every width times `m`, rounded to a multiple of `divisor` (at least `divisor`)."""
-    from ablate.config.load import make_divisible
 
     update: dict[str, Any] = {"dims": tuple(make_divisible(d * m, divisor) for d in net.dims)}
     if net.stem_width is not None:
@@ -95,9 +95,7 @@ def scaled_widths(net: NetConfig, m: float, divisor: int) -> NetConfig:
 
 
 def _cache_path(key: str) -> Path:
-    from .counts import cache_dir
-
-    return cache_dir().parent / "match" / f"{key}.json"
+    return match_dir() / f"{key}.json"
 
 
 def cached(job: Job) -> Solution | None:

@@ -115,7 +115,9 @@ def _results(pool: Any, futures: list[Any]) -> Iterator[Any]:
 
 
 def _import_counter() -> None:
-    import ablate.nn.net  # noqa: F401  (torch, timm)
+    import importlib
+
+    importlib.import_module("ablate.nn.net")  # torch and timm, before the counting processes fork
 
     from .counts import import_fvcore
 
@@ -234,3 +236,11 @@ def _row(v: Variant, paper: Counts | None, train: Counts | None, size: int) -> d
     if paper:
         row["breakdown"] = {k: round(x / 1e9, 4) for k, x in paper.breakdown.items()}
     return row
+
+
+def count_variant(loaded: LoadedStudy, variant: Variant) -> dict[str, Any]:
+    """The counts row (`count_study`) of one variant of a study, in this process (from the cache after the first
+    time): what a trial records when it finishes."""
+    import dataclasses
+
+    return count_study(dataclasses.replace(loaded, variants=[variant]), parallel=False)[0]

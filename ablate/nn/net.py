@@ -16,7 +16,8 @@ from timm.layers.grn import GlobalResponseNorm
 
 from ablate.config.net import NetConfig
 
-from .layers import LayerFn, PatchConv, PointwiseConv, SpatialConv, layer_norm_nhwc
+from .kernels import PatchConv, PointwiseConv, SpatialConv
+from .layers import LayerFn, layer_norm_nhwc
 
 
 def conv(in_chs: int, out_chs: int, k: int, stride: int = 1, groups: int = 1, bias: bool = True) -> nn.Conv2d:

@@ -17,8 +17,8 @@ from matplotlib.patches import Patch
 
 from ablate.sweep.states import PARTIAL, Status
 
-from .analysis import pareto_mask
 from .roadmap import roadmap_chart
+from .stats import pareto_mask
 from .style import PALETTE, figure, group_colors, plain_axes, put_title, state_label
 from .text import fmt, show
 

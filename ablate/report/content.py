@@ -15,9 +15,10 @@ from ablate.config.variant import LoadedStudy
 from ablate.evidence import CORRECTION_NAMES, SETTLED, UNDETERMINED, Rule
 from ablate.sweep.states import Status
 
-from .analysis import BIG_STEP, BOOTSTRAP_RESAMPLES, typical_seed_std
+from .analysis import BIG_STEP, typical_seed_std
 from .findings import findings, method_line
 from .render import Block
+from .stats import BOOTSTRAP_RESAMPLES
 from .text import fmt, fmt_ci, one_line, show
 
 

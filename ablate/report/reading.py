@@ -25,7 +25,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
     table and notes about what was left out."""
     from ablate.sweep.ledger import Ledger
     from ablate.sweep.options import LedgerOptions
-    from ablate.sweep.results import known_counts, results_frame
+    from ablate.sweep.results import results_frame
 
     ledger = Ledger(loaded, LedgerOptions(storage, study_dir.parent, readonly=True))
     if not ledger.exists:
@@ -34,7 +34,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
         raise StudyError(loaded.file, "results", f"no results yet: run `ablate run {loaded.file}` first "
                          f"(no ledger in {ledger.where})")
     ledger.expect_current_data()
-    df = results_frame(ledger, known_counts(ledger))
+    df = results_frame(ledger, count_missing=True)
     notes: list[str] = []
     known = ledger.known()
     other = {t.user_attrs.get("name", "?") for t in ledger.trials()
@@ -45,7 +45,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
                      f"left out: {', '.join(sorted(map(str, other)))}.")
     search = loaded.study.search
     if search is not None and search.bounded:  # a complexity-bounded search: what its cost window let through
-        from ablate.measure.bounds import search_counts
+        from ablate.sweep.search import search_counts
 
         n = search_counts(ledger.trials())
         notes.append(f"cost window ({'GFLOPs ' + str(list(search.flops)) if search.flops else ''}"

@@ -1,6 +1,6 @@
 """Statistics of the evidence rules: pure functions of numbers (scipy.stats underneath), no tables.
 
-Evidence rules (DESIGN.md): a change is judged only by the study's own seeds (paired t-test over the seeds
+Evidence rules (docs/evidence.md): a change is judged only by the study's own seeds (paired t-test over the seeds
 both variants finished, 95 % t-interval of the mean difference); with one seed nothing is judged. Every
 number a reader compares carries its interval: step means (t-interval over seeds), changes (paired
 t-interval), rank correlation with the paper (bootstrap over seeds).

@@ -23,8 +23,6 @@ from .reading import grid_values, read_metrics, read_results
 from .render import to_html, to_latex, to_markdown
 from .text import slug
 
-__all__ = ["grid_values", "read_metrics", "read_results", "write_report"]
-
 
 def write_report(loaded: LoadedStudy, results_dir: Path, reports_dir: Path, storage: str | None = None,
                  draw: bool = True) -> list[Path]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .record import TrialRecord
+
 
 class Pruned(Exception):
     """Raised by the epoch hook when the search's pruner stops the trial (after the epoch's checkpoint is
@@ -16,8 +18,16 @@ class Pruned(Exception):
     def __init__(self, reason: str, row: dict[str, Any]):
         super().__init__(reason)
         self.reason = reason
-        keep = {"top1": "top1", "top5": "top5", "ema_top1": "ema_top1", "val_loss": "loss", "epoch": "epochs"}
-        self.metrics = {ours: row[k] for k, ours in keep.items() if row.get(k) is not None}
+        self.row = row
+
+    def record(self, wall_seconds: float) -> TrialRecord:
+        """The pruned trial's record: its last epoch's metrics (metrics.csv names the loss `val_loss` and the epoch
+        `epoch`: they are the record's `loss` and `epochs`)."""
+        row = {k: v for k, v in self.row.items() if k in ("top1", "top5", "ema_top1") and v is not None}
+        for k, ours in (("val_loss", "loss"), ("epoch", "epochs")):
+            if self.row.get(k) is not None:
+                row[ours] = self.row[k]
+        return TrialRecord.of({"wall_seconds": wall_seconds, **row})
 
 
 class EpochHook:

@@ -8,7 +8,8 @@ and `journal.py` say how it is opened) and the study's state, and calls `view.py
 
 Trial user attributes: `trial_id` (`<variant id>-s<seed>`), `variant_id`, `name`, `group`,
 `index`, `seed`, `config` (the resolved network/recipe/data as JSON); once running `host`, `pid`;
-once finished the metrics, or `fail_reason`, `fail_kind` (`states.FailKind`: `error` | `interrupted` | `died` |
+once finished its record (`record.TrialRecord`: metrics, and the FLOP/param counts of a finished one), or
+`fail_reason`, `fail_kind` (`states.FailKind`: `error` | `interrupted` | `died` |
 `data` | `io`; all but `error` are resumable: queued again by the next `ablate run`) and `traceback`, or (a
 search's pruner stopped it) `pruned` with the reason. Statuses as shown (done, interrupted, stale, pruned,
 ...): `states.Status`. Provenance, set when a worker takes the trial: `code_version` (ablate's version and git
@@ -53,6 +54,7 @@ from ablate.config.variant import LoadedStudy, Variant
 from . import queue, rounds, search, view
 from .options import LedgerOptions
 from .params import param_space
+from .record import TrialRecord
 from .states import Attempt, FailKind, Item, State, Status
 from .storage import safe_url
 from .store import Store
@@ -306,23 +308,23 @@ class Ledger:
 
     # ---- the outcome (optuna's Study.tell); `store.TakenOver` when the trial is no longer ours
 
-    def complete(self, item: Item, metrics: dict[str, Any]) -> None:
-        """The metrics as user attributes, and the objective as the trial's value."""
-        self.store.set_attrs(self._trial(item), metrics)
-        value = metrics.get(self._objective())
+    def complete(self, item: Item, record: TrialRecord) -> None:
+        """The trial's record as user attributes, and the objective as the trial's value."""
+        self.store.set_attrs(self._trial(item), record.attrs())
+        value = getattr(record, self._objective())
         value = float(value) if value is not None else 0.0
         self.store.tell(self._trial(item), State.COMPLETE, value if math.isfinite(value) else 0.0)
 
     def fail(self, item: Item, reason: str, kind: FailKind | str = FailKind.ERROR, traceback: str | None = None,
-             metrics: dict[str, Any] | None = None) -> None:
-        attrs = {**(metrics or {}), "fail_reason": reason, "fail_kind": FailKind(kind).value}
+             record: TrialRecord | None = None) -> None:
+        attrs = {**(record.attrs() if record else {}), "fail_reason": reason, "fail_kind": FailKind(kind).value}
         self.store.set_attrs(self._trial(item), {**attrs, **({"traceback": traceback} if traceback else {})})
         self.store.tell(self._trial(item), State.FAIL)
 
-    def prune(self, item: Item, reason: str, metrics: dict[str, Any] | None = None) -> None:
+    def prune(self, item: Item, reason: str, record: TrialRecord | None = None) -> None:
         """A search trial stopped by the pruner (`prune_reason`): PRUNED, the reason as user attribute `pruned`
         (optuna makes its last intermediate value the trial's value)."""
-        self.store.set_attrs(self._trial(item), {**(metrics or {}), Status.PRUNED.value: reason})
+        self.store.set_attrs(self._trial(item), {**(record.attrs() if record else {}), Status.PRUNED.value: reason})
         self.store.tell(self._trial(item), State.PRUNED)
 
     def _objective(self) -> str:

@@ -1,4 +1,5 @@
-"""results/<study>/results.csv|parquet and summary.csv, rebuilt from the ledger (never edited in place).
+"""results/<study>/results.csv|parquet, rebuilt from the ledger's trial records (never edited in place); the
+commands write summary.csv beside it (`ablate.report.summary`).
 
 One row per (variant, seed) of the study file, in study order, whatever its state (`states.Status`): done,
 running, queued, failed (with the reason), interrupted, stale, pruned (with the reason, in `fail_reason`),
@@ -13,57 +14,68 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config.net import NetConfig
-from ablate.config.variant import changes_text
+from ablate.config.variant import Variant, changes_text
 
 from .ledger import Ledger
-from .states import Status
+from .record import COUNTS, METRICS, TrialRecord
+from .states import Attempt, Status
 
-METRICS = ("top1", "top5", "top1_best", "top5_best", "ema_top1", "ema_top5", "loss", "epochs", "train_img_per_s",
-           "infer_img_per_s", "peak_mem_mb", "wall_seconds", "device")
 COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "round", "seeded_because", "status", "attempts",
-           "fail_reason", "changes", "model",
-           *NetConfig.model_fields, "params", "gflops", "params_train", "gflops_train", "image_size", "dataset",
-           "recipe", "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops",
-           "ref_params"]
+           "fail_reason", "changes", "model", *NetConfig.model_fields, *COUNTS, "image_size", "dataset", "recipe",
+           "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops", "ref_params"]
 
 
-def result_rows(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def result_rows(ledger: Ledger, count_missing: bool = False) -> list[dict[str, Any]]:
+    """One row per (variant, seed) the study knows, from each trial's record (`record.TrialRecord`). Counts a
+    record does not hold (a trial not finished, or recorded before counts were) come from the count cache
+    with `count_missing` (counting what it lacks), and are left empty otherwise (`ablate status`)."""
     latest, attempts = ledger.latest(), ledger.attempts()
-    by_variant = {row["id"]: row for row in counts or []}
+    known = ledger.known()
+    records = {key: TrialRecord.read(t.user_attrs) for key, t in latest.items()}
+    lacking = {v.id: v for key, (v, _) in known.items() if records.get(key, _EMPTY).counts() is None}
+    counted = {row["id"]: row for row in _count(ledger, list(lacking.values()))} if count_missing else {}
     rows = []
-    for key, (v, seed) in ledger.known().items():
+    for key, (v, seed) in known.items():
         t = latest.get(key)
-        # stale: trained on other data than data.root holds now (not done)
-        status = Status.of(t, stale=t is not None and ledger.is_stale(t)).value
-        attrs = t.user_attrs if t is not None else {}
-        c = by_variant.get(v.id, {})
-        ref = v.reference
-        row: dict[str, Any] = {
-            "index": v.index, "name": v.name, "group": v.group, "id": v.id, "trial_id": key, "seed": seed,
-            "round": ledger.rounds.get(key, (0, ""))[0], "seeded_because": ledger.rounds.get(key, (0, ""))[1],
-            "status": status, "attempts": attempts.get(key, 0),
-            "fail_reason": attrs.get(Status.PRUNED.value if status == Status.PRUNED else "fail_reason"),
-            "changes": changes_text(v.changes, limit=50), "model": v.timm or "ablate",
-        }
-        net = v.train_net.model_dump(mode="json") if v.train_net else {}
-        for field in NetConfig.model_fields:
-            value = net.get(field)
-            row[field] = str(list(value)) if isinstance(value, list) else value
-        row.update({"params": c.get("params"), "gflops": c.get("gflops"), "params_train": c.get("params_train"),
-                    "gflops_train": c.get("gflops_train"), "image_size": v.data.resolved("image_size"),
-                    "dataset": v.data.dataset, "recipe": v.recipe.preset, "epochs_planned": v.recipe.epochs})
-        for m in METRICS:
-            row[m] = attrs.get(m)
-        row["started"] = t.datetime_start.isoformat(timespec="seconds") if t is not None and t.datetime_start else None
-        row["finished"] = (t.datetime_complete.isoformat(timespec="seconds")
-                           if t is not None and t.datetime_complete else None)
-        row.update({"ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
-                    "ref_gflops": ref.gflops if ref else None, "ref_params": ref.params if ref else None})
-        rows += _per_seed(row, v, attrs.get("seed_metrics"))
+        record = records.get(key, _EMPTY)
+        row = _row(ledger, v, seed, key, t, attempts.get(key, 0), record, record.counts() or counted.get(v.id, {}))
+        rows += _per_seed(row, v, record.seed_metrics)
     return rows
 
 
-def _per_seed(row: dict[str, Any], v: Any, seed_metrics: str | None) -> list[dict[str, Any]]:
+_EMPTY = TrialRecord()
+
+
+def _row(ledger: Ledger, v: Variant, seed: int, key: str, t: Attempt | None, attempts: int, record: TrialRecord,
+         counts: dict[str, Any]) -> dict[str, Any]:
+    # stale: trained on other data than data.root holds now (not done)
+    status = Status.of(t, stale=t is not None and ledger.is_stale(t)).value
+    attrs = t.user_attrs if t is not None else {}
+    ref = v.reference
+    row: dict[str, Any] = {
+        "index": v.index, "name": v.name, "group": v.group, "id": v.id, "trial_id": key, "seed": seed,
+        "round": ledger.rounds.get(key, (0, ""))[0], "seeded_because": ledger.rounds.get(key, (0, ""))[1],
+        "status": status, "attempts": attempts,
+        "fail_reason": attrs.get(Status.PRUNED.value if status == Status.PRUNED else "fail_reason"),
+        "changes": changes_text(v.changes, limit=50), "model": v.timm or "ablate",
+    }
+    net = v.train_net.model_dump(mode="json") if v.train_net else {}
+    for field in NetConfig.model_fields:
+        value = net.get(field)
+        row[field] = str(list(value)) if isinstance(value, list) else value
+    row.update({k: counts.get(k) for k in COUNTS})
+    row.update({"image_size": v.data.resolved("image_size"), "dataset": v.data.dataset, "recipe": v.recipe.preset,
+                "epochs_planned": v.recipe.epochs})
+    row.update({m: getattr(record, m) for m in METRICS})
+    row["started"] = t.datetime_start.isoformat(timespec="seconds") if t is not None and t.datetime_start else None
+    row["finished"] = (t.datetime_complete.isoformat(timespec="seconds")
+                       if t is not None and t.datetime_complete else None)
+    row.update({"ref_top1": ref.top1 if ref else None, "ref_top1_std": ref.top1_std if ref else None,
+                "ref_gflops": ref.gflops if ref else None, "ref_params": ref.params if ref else None})
+    return row
+
+
+def _per_seed(row: dict[str, Any], v: Variant, seed_metrics: str | None) -> list[dict[str, Any]]:
     """A search configuration trained on several seeds (`search.seeds`) is one trial of the ledger and one row
     per seed here, each with its own metrics (the ledger holds their means as the trial's)."""
     if not seed_metrics:
@@ -78,69 +90,34 @@ def _per_seed(row: dict[str, Any], v: Any, seed_metrics: str | None) -> list[dic
     return out
 
 
-def results_frame(ledger: Ledger, counts: list[dict[str, Any]] | None = None) -> Any:
+def results_frame(ledger: Ledger, count_missing: bool = False) -> Any:
+    """The study's trials as one table (results.csv's columns): the view every reader of the ledger shares."""
     import pandas as pd
 
-    return pd.DataFrame(result_rows(ledger, counts), columns=COLUMNS)
+    return pd.DataFrame(result_rows(ledger, count_missing), columns=COLUMNS)
 
 
-def summary(df: Any, kind: str = "steps", rule: Any = None) -> Any:
-    """Per variant over its finished seeds: mean, std, n and the 95 % t-interval of top-1, the change vs the
-    previous step (`steps`) or the first variant (otherwise) with its paired 95 % interval, p and verdict,
-    and the medians of the speed columns (ablate.report.analysis computes them; see its evidence rules)."""
-    import pandas as pd
-
-    done = df[df["status"] == Status.DONE]
-    keys = ["index", "name", "group", "id"]
-    base = df.drop_duplicates("id")[keys + ["changes", "params", "gflops", "gflops_train", "ref_top1", "ref_gflops"]]
-    if done.empty:
-        return base.assign(n=0)
-    from ablate.report.analysis import variant_table  # scipy.stats: ~1.5 s to import, not needed until here
-
-    agg = done.groupby("id").agg(top5_mean=("top5", "mean"), ema_top1_mean=("ema_top1", "mean"),
-                                 wall_seconds=("wall_seconds", "sum"))
-    table = variant_table(df.assign(fail_reason=df.get("fail_reason")), kind, rule)
-    cols = {"top1_mean": "top1_mean", "top1_std": "top1_std", "top1_lo": "top1_ci_low", "top1_hi": "top1_ci_high",
-            "n": "n", "vs": "delta_vs", "delta": "delta", "delta_lo": "delta_ci_low", "delta_hi": "delta_ci_high",
-            "p": "delta_p", "p_adj": "p_adj", "p_equiv_adj": "p_equiv_adj", "verdict": "verdict", "look": "look",
-            "seeds_to_settle": "seeds_to_settle", "family": "family", "train_img_per_s": "train_img_per_s",
-            "infer_img_per_s": "infer_img_per_s"}
-    stats = table[["id", *cols]].rename(columns=cols)
-    out = base.merge(stats, on="id", how="left").merge(agg.reset_index(), on="id", how="left")
-    out["n"] = out["n"].fillna(0).astype(int)
-    return pd.DataFrame(out).sort_values("index")
-
-
-def known_counts(ledger: Ledger) -> list[dict[str, Any]]:
-    """FLOPs/params of every known variant (from the count cache after the first time)."""
+def _count(ledger: Ledger, variants: list[Variant]) -> list[dict[str, Any]]:
+    """FLOPs/params of these variants (from the count cache after the first time)."""
+    if not variants:
+        return []
     import dataclasses
 
     from ablate.measure.table import count_study
 
-    variants = list({v.id: v for v, _ in ledger.known().values()}.values())
     return count_study(dataclasses.replace(ledger.loaded, variants=variants), parallel=False)
 
 
-def write_results(ledger: Ledger, counts: list[dict[str, Any]] | None = None, with_summary: bool = True) -> Path:
-    """Rebuild results.csv, results.parquet and (`with_summary`) summary.csv atomically (a reader never sees
-    half a file). Workers leave summary.csv out of their rewrites while they train: its statistics import
-    scipy.stats (~1.5 s a process) and it is rebuilt when a worker stops or `ablate run` ends."""
-
-    if counts is None or ledger.search is not None:
-        counts = known_counts(ledger)
-
-    df = results_frame(ledger, counts)
+def write_results(ledger: Ledger, df: Any = None) -> Path:
+    """Rebuild results.csv and results.parquet atomically (a reader never sees half a file) from `df`, the
+    study's `results_frame` (built here, counts included, when not given)."""
+    if df is None:
+        df = results_frame(ledger, count_missing=True)
     out = ledger.dir
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
+    write_atomic(out / "results.csv", lambda p: df.to_csv(p, index=False))
     with contextlib.suppress(ImportError):  # pyarrow missing: the CSV is the table of record
-        _atomic(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
-    kind = ledger.loaded.kind
-    if with_summary:
-        from ablate.evidence import Rule
-
-        rule = Rule.of(ledger.loaded.study)
-        _atomic(out / "summary.csv", lambda p: summary(df, kind, rule).to_csv(p, index=False, float_format="%.4f"))
+        write_atomic(out / "results.parquet", lambda p: _parquet_safe(df).to_parquet(p, index=False))
     return out / "results.csv"
 
 
@@ -154,7 +131,8 @@ def _parquet_safe(df: Any) -> Any:
     return out
 
 
-def _atomic(path: Path, write: Any) -> None:
+def write_atomic(path: Path, write: Any) -> None:
+    """Write `path` through a temporary file and a rename: a reader sees the old file or the new one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)

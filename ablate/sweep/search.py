@@ -12,8 +12,8 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from .queue import first_heartbeat
+from .record import json_attrs
 from .states import Attempt, Item, State, Status, resumable, was_pruned
-from .store import json_attrs
 
 if TYPE_CHECKING:
     from ablate.config.variant import Variant
@@ -113,6 +113,15 @@ def prune_reason(ledger: Ledger, item: Item, epoch: int) -> str | None:
     if not ledger.store.should_prune(item.trial):
         return None
     return f"pruned at epoch {epoch} by the {PRUNERS[ledger.search.pruner]} pruner"
+
+
+def search_counts(trials: list[Attempt]) -> dict[str, int]:
+    """Sampled configurations of a bounded search: `accepted` (handed to training) and `rejected` (by the
+    cost window, never trained), from the ledger's trials."""
+    rejected = sum(1 for t in trials if "rejected" in t.user_attrs)
+    accepted = {t.user_attrs["trial_id"] for t in trials if t.user_attrs.get("trial_id")
+                and "rejected" not in t.user_attrs and Status.SKIPPED not in t.user_attrs}
+    return {"accepted": len(accepted), "rejected": rejected}
 
 
 def confirm_round(ledger: Ledger) -> int:

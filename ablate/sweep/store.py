@@ -383,13 +383,3 @@ def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # search choices that are lists (dims, depths) are stored as JSON in every optuna storage: no need to warn
     warnings.filterwarnings("ignore", message="Choices for a categorical distribution", category=UserWarning)
-
-
-def json_attrs(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Ledger attributes must be JSON: numbers, strings, None."""
-    out = {}
-    for k, v in metrics.items():
-        if hasattr(v, "item"):
-            v = v.item()
-        out[k] = v if isinstance(v, int | float | str | bool) or v is None else str(v)
-    return out

@@ -10,8 +10,10 @@ from typing import Any
 
 
 def available() -> bool:
+    import importlib
+
     try:
-        import tensorboard  # noqa: F401
+        importlib.import_module("tensorboard")
     except ImportError:
         return False
     return True

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config.errors import StudyError
-from ablate.config.load import LoadedStudy, load_study
+from ablate.config.load import load_study
+from ablate.config.variant import LoadedStudy
+from ablate.measure.table import count_variant
 
 from . import search
 from .devices import gpu_for
@@ -30,9 +32,10 @@ from .epochs import EpochHook, Pruned
 from .heartbeat import Heartbeat, StopEither
 from .ledger import Ledger
 from .options import LedgerOptions
+from .record import TrialRecord
 from .results import write_results
 from .states import FailKind, Item, Status
-from .store import TakenOver, json_attrs
+from .store import TakenOver
 
 # Seconds between one worker's rewrites of results.csv (an export: the ledger is the record, and the report and
 # `ablate status` read the ledger). Rewriting it after every trial cost the quick proxy ~0.25 s a trial, and on
@@ -61,16 +64,10 @@ class WorkerOptions:
     nproc: int = 1  # processes per trial (DDP); rank 0's results reach the ledger through this worker
     log_prefix: str = ""
     tensorboard: Path | None = None  # per-trial TensorBoard scalars under this folder (ablate.sweep.tensorboard)
-    parent_writes: bool = False  # started by `ablate run`, which writes results.csv and summary.csv when done
+    parent_writes: bool = False  # started by `ablate run`, which writes results.csv when its workers are done
 
     def log(self, line: str) -> None:
         print(f"{self.log_prefix}{line}", file=sys.stderr, flush=True)
-
-
-def study_counts(loaded: LoadedStudy, parallel: bool = False) -> list[dict[str, Any]]:
-    from ablate.measure.table import count_study
-
-    return count_study(loaded, parallel=parallel)
 
 
 def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None = None) -> dict[str, int]:
@@ -79,7 +76,6 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
     stopped by a search's pruner."""
     ledger = Ledger(loaded, opts.ledger)
     ledger.expect_current_data()  # a result on other data does not make a re-queued attempt a duplicate
-    counts = None if ledger.search is not None else study_counts(loaded)
     stats = {Status.DONE: 0, Status.FAILED: 0, Status.PRUNED: 0}
     spent: list[float] = []  # seconds of each trial this worker ended (the progress line's estimate)
     written, unwritten, done = time.monotonic(), False, False
@@ -95,27 +91,25 @@ def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None 
             stats[outcome] += 1
             unwritten = True
             if time.monotonic() - written >= RESULTS_EVERY:
-                write_results(ledger, counts, with_summary=False)
+                write_results(ledger)
                 written, unwritten = time.monotonic(), False
             spent.append(time.time() - start)
             opts.log(progress_line(ledger, spent))
         done = not (stop is not None and stop.is_set())
     finally:  # however the worker stops; a disk fault has already been said, and the ledger holds all
-        _write_on_stop(ledger, counts, opts, unwritten, done, sum(stats.values()))
+        _write_on_stop(ledger, opts, unwritten, done, sum(stats.values()))
     return stats
 
 
-def _write_on_stop(ledger: Ledger, counts: list[dict[str, Any]] | None, opts: WorkerOptions, unwritten: bool,
-                   done: bool, ended: int) -> None:
-    """The exports when a worker stops (`done`: it ran out of work or reached max_trials; else interrupted, or
+def _write_on_stop(ledger: Ledger, opts: WorkerOptions, unwritten: bool, done: bool, ended: int) -> None:
+    """results.csv when a worker stops (`done`: it ran out of work or reached max_trials; else interrupted, or
     stopped by a data or disk fault, with a trial just marked resumable). A worker of `ablate run` that is done
-    leaves them to the run, which writes them next (on its critical path: ~0.5 s, and ~1.5 s more for
-    summary.csv's scipy.stats); stopped otherwise, it writes results.csv. Any other worker writes results.csv
-    and summary.csv (whose statistics it alone computes: its rewrites while it trains leave it out)."""
+    leaves it to the run, which writes it next (on its critical path: ~0.5 s). summary.csv is the commands'
+    (`ablate run`, `ablate worker`) to write, once the workers have stopped."""
     if done and (opts.parent_writes or not (unwritten or ended)):
         return
     with contextlib.suppress(OSError):
-        write_results(ledger, counts, with_summary=not opts.parent_writes)
+        write_results(ledger)
 
 
 def _next_item(ledger: Ledger, opts: WorkerOptions, stop: threading.Event | None) -> Item | None:
@@ -180,8 +174,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
     except OSError as e:  # the disk or file system, not the trial: leave it resumable and stop this worker
         raise _environment_fault(ledger, item, opts, e) from None
     except Pruned as e:
-        done = {"wall_seconds": time.time() - start, **json_attrs(e.metrics)}
-        if not _record(opts, item, ledger.prune, item, e.reason, metrics=done):
+        if not _record(opts, item, ledger.prune, item, e.reason, record=e.record(time.time() - start)):
             return None
         opts.log(f"[{item.key}] {v.name}: {e.reason}")
         return Status.PRUNED
@@ -190,13 +183,13 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
         why = str(e) if own else f"{type(e).__name__}: {e}"
         tail = None if own else "".join(traceback.format_exception(e)[-6:])
         if not _record(opts, item, ledger.fail, item, why, kind=FailKind.ERROR, traceback=tail,
-                       metrics={"wall_seconds": time.time() - start}):
+                       record=TrialRecord(wall_seconds=time.time() - start)):
             return None
         opts.log(f"[{item.key}] {v.name}: FAILED: {why}")
         return Status.FAILED
     finally:
         on_epoch.close()
-    if not _record(opts, item, ledger.complete, item, json_attrs(metrics)):
+    if not _record(opts, item, ledger.complete, item, TrialRecord.of(metrics, count_variant(ledger.loaded, v))):
         return None
     opts.log(f"[{item.key}] {v.name}: top-1 {metrics.get('top1', float('nan')):.2f} in {time.time() - start:.0f}s")
     return Status.DONE
@@ -355,7 +348,7 @@ def run_workers(loaded: LoadedStudy, overrides: list[str], n: int, opts: WorkerO
     cores = os.cpu_count() or 1
     procs = []
     for i in range(n):
-        # results.csv and summary.csv once the workers are done: this process writes them (`_write_on_stop`)
+        # results.csv once the workers are done: this process writes it (`_write_on_stop`)
         o = dataclasses.replace(opts, threads=opts.threads or max(1, cores // n), progress=False,
                                 parent_writes=True)
         env_gpu = gpu_for(i)

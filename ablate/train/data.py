@@ -32,24 +32,17 @@ from torch import Tensor
 
 from ablate.config.study import DataSpec, Recipe
 
-from .augment import BatchErasing, RandAugment, one_thread, random_resized_crop  # noqa: F401 - re-exported
-from .datasets import (  # noqa: F401 - re-exported: callers import the readers' names from here
-    SYSTEM_DIRS,
-    DataError,
+from .augment import BatchErasing, RandAugment, one_thread, random_resized_crop
+from .datasets import (
     _read_small,
     _resize,
     _seed_of,
     _stats,
     _synthetic,
     _to_channels,
-    channels_ok,
-    data_dir,
-    data_fingerprint,
-    offline,
-    read_idx,
-    split_checks,
     stratified_subset,
 )
+from .sources import DataError, channels_ok, split_checks
 
 
 @dataclass

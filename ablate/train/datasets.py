@@ -17,23 +17,15 @@ from torch import Tensor
 
 from ablate.config.study import DataSpec
 
-from .sources import (  # noqa: F401 - re-exported: the torch-free half of the readers
-    _IDX,
+from .sources import (
     _SYNTHETIC_SEED,
     SYNTHETIC_TRAIN,
     SYNTHETIC_VAL,
-    SYSTEM_DIRS,
-    DataError,
     _fashion_mnist_files,
-    _find_idx,
-    _net_timeout,
     channels_ok,
-    data_dir,
-    data_fingerprint,
+    cifar_datasets,
     idx_array,
     idx_splits,
-    offline,
-    split_checks,
 )
 
 
@@ -140,24 +132,8 @@ def read_idx(path: Path) -> Tensor:
 
 
 def _cifar(name: str, root: str | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    from torchvision.datasets import CIFAR10, CIFAR100
-
-    cls = CIFAR10 if name == "cifar10" else CIFAR100
-    folder = Path(root).expanduser() if root else data_dir()
     splits = []
-    for train in (True, False):
-        ds = None
-        for download in (False, not offline()):
-            try:
-                with _net_timeout():
-                    ds = cls(str(folder), train=train, download=download)
-                break
-            except Exception:  # noqa: BLE001 - missing/corrupt (download=False) or offline (True)
-                if not download:
-                    continue
-        if ds is None:
-            raise DataError(f"{name}: no torchvision {cls.__name__} files in {folder} and no download; "
-                            f"put the python-version archive's folder there or set data.root")
+    for ds in cifar_datasets(name, root):
         x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
         splits.append((x, torch.tensor(ds.targets, dtype=torch.int64)))
     return splits[0], splits[1]

@@ -28,14 +28,12 @@ from torch import Tensor
 
 from ablate.config.variant import Variant
 
+from . import checkpoint
 from .accumulate import accumulate
-from .checkpoint import COLUMNS, rng_state, set_rng_state, write_metrics
-from .checkpoint import save as _save  # called through this module's name (tests replace it: a full disk)
-from .data import Data, _seed_of, load_data
+from .checkpoint import rng_state, set_rng_state, write_metrics
+from .data import Data, load_data
+from .datasets import _seed_of
 from .metrics import evaluate, infer_throughput, peak_memory_mb, reset_peak_memory
-
-__all__ = ["COLUMNS", "TrialFailed", "build_model", "evaluate", "infer_throughput", "peak_memory_mb",
-           "pick_device", "reset_peak_memory", "run_trial", "seed_everything"]
 
 _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rmsproptf", "lars", "larc",
                   "nlars", "nlarc", "lamb"}
@@ -214,7 +212,7 @@ class _Trial:
         if not self.writer:
             return
         ema = self.ema.state_dict() if self.ema is not None else None
-        _save(self.ckpt_path, {
+        checkpoint.save(self.ckpt_path, {
             "fingerprint": self.fingerprint, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "ema": ema,
             "epoch": epoch, "step": step, "partial": partial, "num_updates": self.num_updates,

@@ -12,9 +12,11 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ablate.config.paths import data_dir
 from ablate.config.study import DataSpec
 
 SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
@@ -23,12 +25,6 @@ _SYNTHETIC_SEED = 20220110  # the synthetic *dataset* is fixed; trial seeds only
 
 class DataError(Exception):
     """Data cannot be had: one line, user-facing (the CLI prints it and exits 2)."""
-
-
-def data_dir() -> Path:
-    """Where downloads go: $ABLATE_CACHE_DIR/data, else ~/.cache/ablate/data."""
-    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return Path(os.environ.get("ABLATE_CACHE_DIR") or xdg / "ablate") / "data"
 
 
 def offline() -> bool:
@@ -105,6 +101,31 @@ def _find_idx(folder: Path) -> dict[str, list[Path]] | None:
     return paths  # type: ignore[return-value]
 
 
+def cifar_datasets(name: str, root: str | None) -> tuple[Any, Any]:
+    """torchvision's CIFAR-10/100 (train, val) datasets under `root` (default: `data_dir()`), downloaded when
+    missing and online; a DataError that says what is missing otherwise."""
+    from torchvision.datasets import CIFAR10, CIFAR100
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    folder = Path(root).expanduser() if root else data_dir()
+    splits = []
+    for train in (True, False):
+        ds = None
+        for download in (False, not offline()):
+            try:
+                with _net_timeout():
+                    ds = cls(str(folder), train=train, download=download)
+                break
+            except Exception:  # noqa: BLE001 - missing/corrupt (download=False) or offline (True)
+                if not download:
+                    continue
+        if ds is None:
+            raise DataError(f"{name}: no torchvision {cls.__name__} files in {folder} and no download; "
+                            f"put the python-version archive's folder there or set data.root")
+        splits.append(ds)
+    return splits[0], splits[1]
+
+
 def data_fingerprint(spec: DataSpec, head_bytes: int = 1 << 20) -> str:
     """A short hash of the data `load_data` reads for `spec` (cheap: no image is decoded): each file's
     name, size and first `head_bytes` bytes (fashion-mnist, cifar), the class folders and their file counts
@@ -125,9 +146,7 @@ def data_fingerprint(spec: DataSpec, head_bytes: int = 1 << 20) -> str:
         folder = (Path(spec.root).expanduser() if spec.root else data_dir()) / cls.base_folder
         files = [folder / name for name, _ in cls.train_list + cls.test_list]
         if not all(f.is_file() for f in files):
-            from .datasets import _cifar
-
-            _cifar(spec.dataset, spec.root)  # downloads them, or raises the DataError that says what is missing
+            cifar_datasets(spec.dataset, spec.root)  # downloads them, or raises the DataError that says what is missing
     elif spec.dataset == "imagefolder":
         if not spec.root:
             raise DataError("imagefolder: set data.root to a folder holding train/ and val/ class folders")
