@@ -45,9 +45,8 @@ def run(
     workers: Annotated[int | None, typer.Option(
         min=1, envvar="ABLATE_WORKERS", show_default=False,
         help="Local worker processes (CPU threads are split between them; on a GPU box one GPU each). Default: "
-             "on a CPU one per core (at most 4, and no more than the trials queued), as trials side by side use "
-             "a small CPU better than one trial on all its cores; on a GPU, 1. With --launcher slurm: worker jobs "
-             "(default 1).")] = None,
+             "on a CPU one per core (at most 4, and no more than the trials queued), as trials side by side use a "
+             "small CPU better than one trial on all its cores; on a GPU, 1. --launcher slurm: worker jobs.")] = None,
     storage: StorageOpt = None,
     retry_failed: Annotated[bool, typer.Option(help="Queue failed trials again.")] = False,
     device: DeviceOpt = None,
