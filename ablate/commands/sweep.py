@@ -9,6 +9,19 @@ from typing import Annotated
 
 import typer
 
+from .launch import (
+    AccountOpt,
+    CpusOpt,
+    GpusOpt,
+    LauncherConfigOpt,
+    LauncherOpt,
+    NetworkJournalOpt,
+    PartitionOpt,
+    SbatchOpt,
+    TimeOpt,
+    launch,
+    launcher_spec,
+)
 from .options import (
     AllowLargeOpt,
     DeviceOpt,
@@ -32,8 +45,8 @@ def run(
     workers: Annotated[int | None, typer.Option(
         min=1, envvar="ABLATE_WORKERS", show_default=False,
         help="Local worker processes (CPU threads are split between them; on a GPU box one GPU each). Default: "
-             "on a CPU one per core (at most 4, and no more than the trials queued), as trials side by side use "
-             "a small CPU better than one trial on all its cores; on a GPU, 1.")] = None,
+             "on a CPU one per core (at most 4, and no more than the trials queued), as trials side by side use a "
+             "small CPU better than one trial on all its cores; on a GPU, 1. --launcher slurm: worker jobs.")] = None,
     storage: StorageOpt = None,
     retry_failed: Annotated[bool, typer.Option(help="Queue failed trials again.")] = False,
     device: DeviceOpt = None,
@@ -47,6 +60,10 @@ def run(
     linger: LingerOpt = True,
     allow_large: AllowLargeOpt = False,
     tensorboard: TensorboardOpt = None,
+    launcher: LauncherOpt = "local", launcher_config: LauncherConfigOpt = None,  # --launcher slurm: launch.py
+    partition: PartitionOpt = None, time: TimeOpt = None, account: AccountOpt = None,
+    gpus_per_worker: GpusOpt = None, cpus_per_worker: CpusOpt = None,
+    sbatch: SbatchOpt = None, network_journal: NetworkJournalOpt = False,
 ) -> None:
     """Train and evaluate every variant x seed of a study, then write results/<study>/results.csv.
 
@@ -57,17 +74,19 @@ def run(
 
     loaded = load_study(study, set_ or [])
     check_sizes(loaded, allow_large)
+    from ablate.sweep.options import LedgerOptions
     from ablate.sweep.worker import WorkerOptions
 
-    if not enqueue_only:
+    ledger_opts = LedgerOptions(storage, results, heartbeat, grace, max_retry)
+    spec = launcher_spec(loaded, ledger_opts, launcher_config, partition=partition, time=time, workers=workers,
+                         account=account, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker,
+                         sbatch=sbatch, network_journal=network_journal or None) if launcher == "slurm" else None
+    if not enqueue_only and spec is None:
         check_device(device)  # before anything is written (the count cache included); no torch op runs
         check_tensorboard(tensorboard)
-    from ablate.sweep.options import LedgerOptions
-
-    ledger_opts = LedgerOptions(storage, results, heartbeat, grace, max_retry)
-    ledger, total, done = _enqueue(loaded, ledger_opts, retry_failed, check=not enqueue_only)
-    if enqueue_only:
-        return
+    ledger, total, done = _enqueue(loaded, ledger_opts, retry_failed, check=not enqueue_only and spec is None)
+    if enqueue_only or spec is not None:
+        return None if enqueue_only else launch(loaded, set_ or [], ledger_opts, spec, device)
     opts = WorkerOptions(ledger=ledger_opts, device=device, linger=linger, tensorboard=tensorboard)
     if workers is None:
         from ablate.sweep.devices import default_workers
@@ -251,6 +270,9 @@ def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
     ledger = Ledger(loaded, LedgerOptions(storage, results, heartbeat, grace, readonly=True))  # writes nothing
     ledger.expect_current_data()
     print_status(ledger, to=sys.stdout)
+    from ablate.sweep.slurm_status import print_jobs
+
+    print_jobs(ledger.dir, to=sys.stdout)
 
 
 def print_status(ledger, to=None, df=None) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .checks import optimizer_problem, randaugment_problem, yaml_boolean_problem
+from .launcher import Launcher
 from .recipes import RECIPES, scaled_preset
 
 
@@ -367,6 +368,7 @@ class Study(_Strict):
     variants: list[VariantSpec] = Field(default_factory=list, description="Independent variants on the base model.")
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Cartesian product of field values.")
     search: Search | None = Field(None, description="An optuna search instead of a fixed list of variants.")
+    launcher: Launcher | None = Field(None, description="Cluster workers for `ablate run --launcher slurm`.")
     match: Match | None = Field(None, description="Iso-cost: every variant's widths scaled to land on one cost "
                                 "(e.g. {gflops: 4.47}); a step or variant may give its own.")
     exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
