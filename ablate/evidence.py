@@ -328,15 +328,30 @@ def _diffs(before: pd.Series, after: pd.Series) -> tuple[np.ndarray, np.ndarray]
     return np.array(seeds, dtype=np.int64), np.array([b[s] - a[s] for s in seeds], dtype=float)
 
 
-def agreement(verdicts: Sequence[str]) -> str:
-    """How the verdicts of one change in several runs agree: `contradictory` when two runs settle it in ways
-    that cannot both hold (helped vs hurt, or an effect vs equivalent), `same` when every run gives the same
-    verdict, `compatible` otherwise (e.g. one run settled it, another left it undetermined or not judged);
-    '' when fewer than two runs judged it at all."""
-    got = [v for v in verdicts if v in VERDICTS]
-    if len(got) < 2:
+def agreement(verdicts: Sequence[str], intervals: Sequence[tuple[float, float]] | None = None) -> str:
+    """How the verdicts of one change in several runs agree.
+
+    `contradictory`: two runs settle it in ways no single effect size satisfies: helped vs hurt, or an effect
+    vs equivalent whose corrected intervals (`intervals`, one per run) do not overlap (an effect shown to be
+    at least as large as the margin). `same`: every run gives the same verdict. `compatible` otherwise: one run
+    settled it and another left it undetermined or not judged, or an effect and an equivalence whose intervals
+    share values (e.g. +1.2 [+0.1, +2.3] and equivalent within 2 points, [-0.9, +1.8]: an effect of +1 fits
+    both). '' when fewer than two runs judged it at all."""
+    runs = [(v, intervals[i] if intervals is not None else None) for i, v in enumerate(verdicts) if v in VERDICTS]
+    if len(runs) < 2:
         return ""
-    settled = {v for v in got if v in SETTLED}
-    if len(settled) > 1:
-        return "contradictory"
-    return "same" if len(set(got)) == 1 else "compatible"
+    for i, (v, ci) in enumerate(runs):
+        for w, cj in runs[i + 1:]:
+            if v in SETTLED and w in SETTLED and v != w and _disagree(v, ci, w, cj):
+                return "contradictory"
+    return "same" if len({v for v, _ in runs}) == 1 else "compatible"
+
+
+def _disagree(v: str, ci: tuple[float, float] | None, w: str, cj: tuple[float, float] | None) -> bool:
+    """Two different settled verdicts exclude each other: helped vs hurt always; an effect vs equivalent when
+    their intervals are disjoint (or not known)."""
+    if {v, w} == {HELPED, HURT}:
+        return True
+    if ci is None or cj is None or not all(math.isfinite(x) for x in (*ci, *cj)):
+        return True
+    return ci[1] < cj[0] or cj[1] < ci[0]

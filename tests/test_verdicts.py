@@ -121,7 +121,12 @@ def test_replication_agreement() -> None:
     assert V.agreement(["helped", "undetermined"]) == "compatible"
     assert V.agreement(["equivalent", "not judged"]) == "compatible"
     assert V.agreement(["helped", "hurt"]) == "contradictory"
-    assert V.agreement(["hurt", "equivalent"]) == "contradictory"
+    assert V.agreement(["hurt", "equivalent"]) == "contradictory"  # intervals not given: cannot both hold
+    # an effect shown beyond the margin vs an equivalence: no effect size fits both
+    assert V.agreement(["helped", "equivalent"], [(2.5, 4.0), (-0.9, 1.8)]) == "contradictory"
+    # a small effect and an equivalence sharing values (an effect of +1 fits both): compatible, not the same
+    assert V.agreement(["helped", "equivalent"], [(0.02, 2.32), (-0.92, 1.81)]) == "compatible"
+    assert V.agreement(["helped", "hurt"], [(0.1, 1.0), (-1.0, -0.1)]) == "contradictory"
     assert V.agreement(["helped", ""]) == ""
 
 

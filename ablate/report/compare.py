@@ -105,7 +105,9 @@ def step_table(results: list[StudyResult]) -> tuple[pd.DataFrame, list[str]]:
             row.update({f"{tag}:top1": h["top1_mean"], f"{tag}:lo": h["top1_lo"], f"{tag}:hi": h["top1_hi"],
                         f"{tag}:delta": h["delta"], f"{tag}:dlo": h["delta_lo"], f"{tag}:dhi": h["delta_hi"],
                         f"{tag}:verdict": h["verdict"]})
-        row["agreement"] = agreement([row.get(f"{r.loaded.name}:verdict", "") for r in results])
+        tags = [r.loaded.name for r in results]
+        row["agreement"] = agreement([row.get(f"{t}:verdict", "") for t in tags],
+                                     [(row.get(f"{t}:dlo", math.nan), row.get(f"{t}:dhi", math.nan)) for t in tags])
         rows.append(row)
     notes = []
     for r in results:
@@ -225,8 +227,9 @@ def _agreement_line(steps: pd.DataFrame) -> str:
     counts = steps["agreement"].value_counts() if "agreement" in steps else pd.Series(dtype=int)
     words = ("same", "compatible", "contradictory")
     return ("Verdicts across the studies (agreement): " + ", ".join(f"{int(counts.get(w, 0))} {w}" for w in words)
-            + ". `contradictory`: settled in ways that cannot both hold (helped vs hurt, an effect vs equivalent); "
-            "`compatible`: one settled, another undetermined or not judged.")
+            + ". `contradictory`: settled in ways no single effect size satisfies (helped vs hurt, or an effect and "
+            "an equivalence whose corrected intervals do not overlap); `compatible`: one settled and another "
+            "undetermined or not judged, or an effect and an equivalence whose intervals share values.")
 
 
 def _summary_block(summary: pd.DataFrame) -> Block:
