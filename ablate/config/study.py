@@ -328,9 +328,7 @@ class Search(_Strict):
 
 
 class Evidence(_Strict):
-    """How the study's changes are judged: the family correction, the equivalence margin, the extra seeds.
-    The rules are in docs/evidence.md (a change's verdict is helped / hurt / equivalent / undetermined, or not
-    judged with one seed)."""
+    """How the study's changes are judged (correction, margin, extra seeds, readout): docs/evidence.md."""
 
     correction: Literal["holm", "bh", "none"] = Field(
         "holm", description="Multiplicity correction over the study's judged changes (one family): `holm` "
@@ -383,10 +381,9 @@ class Study(_Strict):
 
     @model_validator(mode="after")
     def _enough_max_seeds(self) -> Study:
-        top = self.evidence.max_seeds
-        if top is not None and top < len(self.seeds):
-            from .net import FieldError
+        from .net import FieldError
 
+        if (top := self.evidence.max_seeds) is not None and top < len(self.seeds):
             raise FieldError("evidence.max_seeds", f"{top} is below the study's {len(self.seeds)} seeds")
         return self
 

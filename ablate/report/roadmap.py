@@ -72,7 +72,7 @@ def _layout(names: list[str], groups: list[str], has_ref: bool) -> _Layout:
     bars_w, delta_w, gap, right = 4.6, 3.0, 0.35, 0.25
     name_w += verdict_w  # the verdict column sits between the step names and the bars
     width = group_w + name_w + bars_w + (gap + delta_w if has_ref else 0) + right
-    top, bottom = 1.15, 0.75
+    top, bottom = 1.4, 0.75  # the title, three lines of notes, then the verdict column's header
     height = n * ROW_IN + top + bottom
     fig = figure(width, height)
 
