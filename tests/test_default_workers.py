@@ -117,5 +117,7 @@ def test_run_workers_calls_on_first_exit_once_while_the_others_still_train(monke
                                on_first_exit=lambda: alive_at_call.append(time.monotonic() - start))
     took = time.monotonic() - start
     assert codes == [0, 0]
-    assert len(alive_at_call) == 1 and alive_at_call[0] < 1.2  # when the first (0.2 s) ended, not the second
+    # when the first (0.2 s) ended, not the second (1.5 s later): measured against the second's end, so that a
+    # slow fork of a large test process on a loaded machine (seen: +1 s for both) does not decide it
+    assert len(alive_at_call) == 1 and alive_at_call[0] < took - 1.0
     assert took < 2.4  # the second ends at ~1.7 s: noticed without a polling delay
