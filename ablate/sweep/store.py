@@ -384,6 +384,8 @@ class Store:
 
 @functools.cache
 def _quiet() -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from ablate.verbosity import verbose
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose() else optuna.logging.WARNING)
     # search choices that are lists (dims, depths) are stored as JSON in every optuna storage: no need to warn
     warnings.filterwarnings("ignore", message="Choices for a categorical distribution", category=UserWarning)
