@@ -215,7 +215,7 @@ def test_complete_roadmap_report(tmp_path: Path) -> None:
     assert (agree["big_same"], agree["big_n"], agree["seeds"]) == (1, 3, 0)
     assert "over 5 steps: 0.30 (1 seed: no interval)" in md and "over 4 steps: 0.00 (1 seed: no interval)" in md
     assert "paper's sign in 1 of the 3 steps whose paper change is ≥ 0.4 points" in md
-    assert "Best measured top-1: **depthwise conv** with 91.20" in md
+    assert "Highest mean top-1: **depthwise conv** with 91.20 (n = 1: no interval, so it is not ranked" in md
     assert "torch " in md and "timm " in md and "ablate " in md and "device: cpu" in md
     assert "`modern`: 3 epochs" in md and "`classic`: 3 epochs" in md and "step decay ×0.1 at epochs 1/2/2.6667" in md
 
@@ -427,7 +427,9 @@ def test_findings_sentences() -> None:
     t = _judged([("a", math.nan, "", 0), ("b", 0.8, "helped", 3), ("c", -0.6, "hurt", 3),
                  ("d", 0.1, "undetermined", 3)])
     out = findings(t, "steps")
-    assert out[0] == "Best measured top-1: **d** with 93.00 [92.50, 93.50] (n = 3, 95 % CI)."
+    # no "best" alone: the highest mean with its interval, and the variants it is not told apart from
+    assert out[0] == ("Highest mean top-1: **d** with 93.00 [92.50, 93.50] (n = 3, 95 % CI); its interval overlaps "
+                      "those of 1 of the 3 other variant(s) (c): not told apart from them on these seeds.")
     assert out[1].startswith("Verdicts on each change vs the previous step: paired t-tests over 3 shared seeds, "
                              "corrected together over the family of 3 judged changes by Holm's step-down")
     assert out[2].startswith("Helped: b (+0.80")

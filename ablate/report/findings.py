@@ -23,6 +23,7 @@ from ablate.evidence import (
 from ablate.sweep.states import Status
 
 from .analysis import BIG_STEP
+from .leader import leader_text
 from .text import fmt, fmt_ci, fmt_rho
 
 
@@ -33,7 +34,7 @@ def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None
     and what is missing. With one seed no change is judged. Each sentence names its rows and numbers."""
     if table.empty:
         return ["The study has no variants."]
-    out = [_best(table)] + (_winner(table, search) if search is not None else [])
+    out = [leader_text(table)] + (_winner(table, search) if search is not None else [])
     out += _changes(table, kind, rule or Rule())
     if agree is not None and agree["n_levels"] >= 3:
         out += _agreement(agree)
@@ -44,17 +45,6 @@ def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None
         out.append("Not (all) finished: " + ", ".join(f"{r['name']} ({r['status']})" for _, r in missing.iterrows())
                    + ".")
     return out
-
-
-def _best(table: pd.DataFrame) -> str:
-    """The best measured variant with its interval, or that none has finished."""
-    done = table[table["top1_mean"].notna()]
-    if done.empty:
-        return "No variant has finished yet: nothing can be compared."
-    best = done.loc[done["top1_mean"].idxmax()]
-    return (f"Best measured top-1: **{best['name']}** with {fmt(best['top1_mean'])}"
-            + fmt_ci(best.get("top1_lo"), best.get("top1_hi")) + f" (n = {int(best['n'])}"
-            + (", 95 % CI" if int(best["n"]) >= 2 else "") + ").")
 
 
 def _winner(table: pd.DataFrame, search: Any) -> list[str]:
