@@ -45,10 +45,10 @@ def test_a_rerun_counts_the_trials_an_earlier_run_queued(tmp_path: Path, monkeyp
     monkeypatch.chdir(tmp_path)
     path = twin(tmp_path)
     first = CliRunner().invoke(app, ["run", str(path), "--enqueue-only"], one_line_errors=True)
-    assert "twin: 4 trials, 0 already done, 4 queued (ledger" in first.stderr, first.stderr
+    assert "twin: 4 trials: 0 already done, 4 to train (4 queued) (ledger" in first.stderr, first.stderr
     again = CliRunner().invoke(app, ["run", str(path), "--enqueue-only"], one_line_errors=True)
-    assert "twin: 4 trials, 0 already done, 4 queued (4 of them by an earlier run) (ledger" in again.stderr, \
-        again.stderr
+    assert ("twin: 4 trials: 0 already done, 4 to train (4 queued, 4 of them by an earlier run) (ledger"
+            in again.stderr), again.stderr
 
 
 def test_workers_of_a_run_train_the_version_it_queued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

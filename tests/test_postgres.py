@@ -259,7 +259,7 @@ def test_three_workers_share_a_postgres_study(tmp_path: Path, pg_url: str) -> No
     # re-running on PostgreSQL trains nothing and writes the table; status reads the server
     r = run_cli("run", str(path), "--storage", pg_url, "--results", str(results), cwd=tmp_path, env=ENV)
     assert r.returncode == 0, r.stderr
-    assert "12 already done, 0 queued" in r.stderr
+    assert "12 already done, 0 to train" in r.stderr
     df = pd.read_csv(results / "pgpar" / "results.csv")
     assert (df["status"] == "done").all() and (df["attempts"] == 1).all()
     assert list(df["trial_id"]) == list(one["trial_id"])  # same ids, same (study) order

@@ -1,4 +1,4 @@
-"""`ablate run`, `ablate worker` and `ablate status`: queue a study's trials, train them, show where they are."""
+"""`ablate run` and `ablate worker`: queue a study's trials and train them (`ablate status`: status.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from ablate.verbosity import info, quiet
 
 from .launch import (
     AccountOpt,
@@ -36,6 +38,7 @@ from .options import (
     TensorboardOpt,
 )
 from .preflight import check_data, check_device, check_tensorboard
+from .status import print_status
 from .study import check_sizes, count
 
 
@@ -114,15 +117,36 @@ def _enqueue(loaded, options, retry_failed: bool, check: bool):
     ledger.expect_current_data()  # results trained on other data (data.root changed) are trained again
     queued = ledger.sync(retry_failed=retry_failed)
     total = loaded.study.search.trials if ledger.search is not None else len(ledger.by_key)
+    info(queue_line(ledger, total, queued))
+    _write_all(ledger)
+    return ledger, total, queued[Status.DONE]
+
+
+def queue_line(ledger, total: int, queued: dict) -> str:
+    """What this run will train: `s: 6 trials: 3 already done, 3 to train (1 queued, 2 sampled by the search as it
+    runs), 1 failed and not retried (--retry-failed trains it) (ledger: ...)`."""
+    from ablate.sweep.states import Status
+
+    loaded = ledger.loaded
     waiting, now = ledger.waiting(), queued[Status.QUEUED]  # all still to be trained, and those queued just now
-    earlier = f" ({waiting - now} of them by an earlier run)" if waiting > now else ""
+    sampled = 0
+    if ledger.search is not None:
+        from ablate.sweep.search import budget_left
+
+        sampled = max(budget_left(ledger), 0)
+    parts = [f"{waiting} queued" + (f", {waiting - now} of them by an earlier run" if waiting > now else "")] * bool(
+        waiting) + [f"{sampled} sampled by the search as it runs"] * bool(sampled)
+    line = (f"{loaded.name}: {total} trials: {queued[Status.DONE]} already done, {waiting + sampled} to train"
+            + (f" ({'; '.join(parts)})" if parts else ""))
+    failed, running = ledger.failed(), ledger.running()
+    if failed:
+        line += f", {failed} failed and not retried (--retry-failed trains {'them' if failed > 1 else 'it'})"
+    if running:
+        line += f", {running} running on other workers"
     top = loaded.study.evidence.max_seeds
     more = (f"; up to {len(loaded.variants) * top} as seeds are added where a verdict stays open "
             f"(evidence.max_seeds {top})" if top and ledger.search is None and top > len(loaded.study.seeds) else "")
-    print(f"{loaded.name}: {total} trials, {queued[Status.DONE]} already done, {waiting} queued{earlier} "
-          f"(ledger: {ledger.where}){more}", file=sys.stderr)
-    _write_all(ledger)
-    return ledger, total, queued[Status.DONE]
+    return f"{line} (ledger: {ledger.where}){more}"
 
 
 def _train(loaded, workers: int, opts, ledger, total: int, done: int) -> list[int]:
@@ -136,11 +160,14 @@ def _train(loaded, workers: int, opts, ledger, total: int, done: int) -> list[in
         return [0]
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr, disable=None)
+    bar = tqdm(total=total, initial=done, desc="trials", unit="trial", file=sys.stderr,
+               disable=True if quiet() else None)
 
-    def poll() -> None:
+    def poll() -> None:  # a failed trial ends too: the bar counts it, and says so, and its estimate skips it
         with contextlib.suppress(OSError):  # the ledger unreachable: the workers say so; the bar just waits
-            bar.n = ledger.progress()[0]
+            failed = ledger.failed()
+            bar.n = ledger.progress()[0] + failed
+            bar.set_postfix_str(f"{failed} failed" if failed else "", refresh=False)
             bar.refresh()
 
     try:
@@ -161,8 +188,8 @@ def _finish(loaded, ledger, study: Path, codes: list[int]) -> None:
     """Write results.csv, print the status, and exit as the workers did (2: environment fault, 130:
     interrupted, 1: trials not done)."""
     path, df = _write_all(ledger)
-    print_status(ledger, df=df)
-    print(f"results: {path}", file=sys.stderr)
+    print_status(ledger, to=sys.stdout, df=df)  # the result: stdout, as `ablate status` prints it
+    info(f"results: {path}")
     if 2 in codes:
         raise typer.Exit(2)  # a worker stopped on an environment fault (its line is above)
     if 130 in codes:
@@ -253,78 +280,3 @@ def _write_summary(loaded, options) -> None:
     with contextlib.suppress(OSError, StudyError):  # the worker's own error, if any, is the one that is shown
         ledger = Ledger(loaded, options)
         write_summary(ledger.dir, results_frame(ledger, count_missing=True), loaded)
-
-
-def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
-           results: ResultsOpt = Path("results"), heartbeat: HeartbeatOpt = None, grace: GraceOpt = None) -> None:
-    """Done / running / failed / queued trials of a study, and the best so far.
-
-    A trial whose worker died reads as interrupted: on this machine's journal when its process is gone; on an
-    RDB storage when it sent no heartbeat for the grace period (give the workers' --heartbeat/--grace)."""
-    from ablate.config.load import load_study
-    from ablate.sweep.ledger import Ledger
-
-    loaded = load_study(study, set_ or [])
-    from ablate.sweep.options import LedgerOptions
-
-    ledger = Ledger(loaded, LedgerOptions(storage, results, heartbeat, grace, readonly=True))  # writes nothing
-    ledger.expect_current_data()
-    print_status(ledger, to=sys.stdout)
-    from ablate.sweep.slurm_status import print_jobs
-
-    print_jobs(ledger.dir, to=sys.stdout)
-
-
-def print_status(ledger, to=None, df=None) -> None:
-    """The status table of the study's trials (`df`: its results table, when already built)."""
-    from ablate.sweep.results import results_frame
-    from ablate.sweep.states import Status
-
-    to = to or sys.stderr  # looked up now: sys.stderr may have been replaced since import
-    df = results_frame(ledger) if df is None else df
-    counts = df["status"].value_counts().to_dict()
-    line = Status.counts_line(counts)  # every status with a trial, in display order (skipped ones too)
-    search = ledger.loaded.study.search if ledger.search is not None else None
-    if df.empty:
-        print(f"{ledger.loaded.name}: no trial yet ({ledger.loaded.plan()}); `ablate run` queues and trains them",
-              file=to)
-        return
-    total = f" of {search.trials} search" if search is not None else ""
-    print(f"{ledger.loaded.name}: {len(df)}{total} trials: {line}", file=to)
-    cols = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
-    show = df[cols].copy()
-    show["fail_reason"] = show["fail_reason"].fillna("").astype(str).str.slice(0, 60)
-    if (df["round"] > 0).any():  # seeds the adaptive rule added (evidence.max_seeds): when, and why
-        show.insert(2, "round", df["round"])
-    notes = _retry_notes(ledger)
-    if any(notes.get(k) for k in df["trial_id"]) or (df["round"] > 0).any():
-        show["note"] = [(notes.get(k) or why or "")[:70] for k, why in zip(df["trial_id"], df["seeded_because"],
-                                                                           strict=True)]
-    print(show.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.2f}"), file=to)
-    done = df[df["status"] == Status.DONE]
-    if not done.empty:
-        best = done.loc[done["top1"].idxmax()]
-        print(f"best so far: {best['name']} (seed {best['seed']}): top-1 {best['top1']:.2f}", file=to)
-    if (df["round"] > 0).any():
-        print(f"adaptive seeds (evidence.max_seeds {ledger.loaded.study.evidence.max_seeds}): round "
-              f"{int(df['round'].max())} planned; a round adds seeds to the variants of changes still "
-              "undetermined after the look before it", file=to)
-    note = ledger.version_note()
-    if note:
-        print(note, file=to)
-    if counts.get(Status.STALE):
-        print(f"note: {counts[Status.STALE]} finished trial(s) were trained on other data than data.root holds now "
-              "(stale): `ablate run` trains them again", file=to)
-
-
-def _retry_notes(ledger) -> dict[str, str]:
-    """Trial id -> 'retried after: <why the previous attempt failed>' for trials with an earlier failed attempt."""
-    from ablate.sweep.states import State
-
-    notes = {}
-    for key, attempts in ledger.history().items():
-        failed = [t for t in attempts[:-1] if t.state is State.FAIL]
-        if failed:
-            n = f" ({len(failed)} failed attempts)" if len(failed) > 1 else ""
-            notes[key] = f"retried{n} after: {failed[-1].user_attrs.get('fail_reason', 'failure')}"
-    return notes

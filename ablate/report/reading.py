@@ -30,7 +30,7 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
     ledger = Ledger(loaded, LedgerOptions(storage, study_dir.parent, readonly=True))
     if not ledger.exists:
         if (study_dir / "results.csv").is_file():  # an export without its ledger (e.g. copied from elsewhere)
-            return _read_export(loaded, study_dir / "results.csv", ledger.where)
+            return read_export(loaded, study_dir / "results.csv", ledger.where)
         raise StudyError(loaded.file, "results", f"no results yet: run `ablate run {loaded.file}` first "
                          f"(no ledger in {ledger.where})")
     ledger.expect_current_data()
@@ -61,9 +61,10 @@ def read_results(loaded: LoadedStudy, study_dir: Path, storage: str | None = Non
     return df, notes
 
 
-def _read_export(loaded: LoadedStudy, path: Path, ledger: str) -> tuple[pd.DataFrame, list[str]]:
-    """results.csv alone (no ledger to read), restricted to the study file's variants (matched by id), plus a
-    `new` row for every variant x seed it does not have. A damaged file is a one-line error."""
+def read_export(loaded: LoadedStudy, path: Path, ledger: str) -> tuple[pd.DataFrame, list[str]]:
+    """results.csv alone (no ledger to read), restricted to the study file's variants (matched by id) and seeds
+    (`--set seeds=...` too; seeds the adaptive rule added are kept up to `evidence.max_seeds` per variant), plus
+    a `new` row for every variant x seed it does not have. A damaged file is a one-line error."""
     try:
         df = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError, OSError) as e:  # pandas' EmptyDataError/ParserError are ValueErrors
@@ -80,7 +81,7 @@ def _read_export(loaded: LoadedStudy, path: Path, ledger: str) -> tuple[pd.DataF
         names = ", ".join(dict.fromkeys(str(n) for n in stale["name"]))
         notes.append(f"{len(stale)} row(s) of results.csv belong to another version of the study (their variant "
                      f"ids differ from this study file's, e.g. other `--set` overrides) and are left out: {names}.")
-    df = df[df["id"].isin(ids)]
+    df = _study_seeds(loaded, df[df["id"].isin(ids)], notes)
     have = set(zip(df["id"], df["seed"], strict=True))
     extra = []
     for v in loaded.variants:
@@ -96,6 +97,23 @@ def _read_export(loaded: LoadedStudy, path: Path, ledger: str) -> tuple[pd.DataF
     order = {v.id: v.index for v in loaded.variants}
     df = df.assign(index=df["id"].map(order)).sort_values(["index", "seed"]).reset_index(drop=True)
     return df, notes
+
+
+def _study_seeds(loaded: LoadedStudy, df: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """The rows of the study's seeds (`--set seeds=...` too). Rows of seeds the adaptive rule added (`round` > 0)
+    are kept when the file's own seeds are the study's (the plan that added them is the study's); the rows left
+    out are noted."""
+    seeds = set(loaded.study.seeds)
+    rounds = pd.to_numeric(df["round"], errors="coerce").fillna(0) if "round" in df else pd.Series(0, df.index)
+    mine = df["seed"].isin(seeds) & (rounds == 0)
+    if set(df.loc[rounds == 0, "seed"]) == seeds:
+        mine |= rounds > 0
+    if (~mine).any():
+        other = sorted({int(s) for s in df.loc[~mine, "seed"]})
+        notes.append(f"{int((~mine).sum())} row(s) of results.csv are of seeds this study does not run "
+                     f"({', '.join(map(str, other))}; its seeds: {', '.join(map(str, sorted(seeds)))}) and are "
+                     "left out.")
+    return df[mine]
 
 
 def read_metrics(study_dir: Path, df: pd.DataFrame) -> pd.DataFrame:

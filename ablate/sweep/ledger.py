@@ -191,6 +191,11 @@ class Ledger:
                    in (Status.DONE, Status.PRUNED))
         return done, len(known) if self.search is None else max(len(known), self.search.trials)
 
+    def failed(self) -> int:
+        """How many of the study's trials failed by their own fault (a run trains them only with --retry-failed)."""
+        latest, known = self.latest(), self.known()
+        return sum(1 for key in known if key in latest and Status.of(latest[key]) is Status.FAILED)
+
     def waiting(self) -> int:
         """How many of the study's trials are queued, by any run, and still to be trained."""
         known = self.known()

@@ -38,7 +38,8 @@ def sync_search(ledger: Ledger, latest: dict[str, Attempt], retry_failed: bool) 
     return {Status.QUEUED: queued, Status.DONE: done}
 
 
-def _budget_left(ledger: Ledger) -> int:
+def budget_left(ledger: Ledger) -> int:
+    """How many trials the search has still to sample (its budget less those sampled, queued or ended)."""
     used = set()
     for key, t in ledger.latest().items():
         if t.state is not State.FAIL or not resumable(t.user_attrs.get("fail_kind")):
@@ -56,7 +57,7 @@ def ask(ledger: Ledger) -> Item | None:
         return None
     # a sampler may propose a configuration already trained, or (bounded search) outside the cost window: ask again
     for _ in range(20 + (MAX_REJECTED if search.bounded else 0)):
-        if _budget_left(ledger) <= 0 and not ledger.store.trials(State.WAITING):
+        if budget_left(ledger) <= 0 and not ledger.store.trials(State.WAITING):
             return None
         trial, number, storage_id = ledger.store.ask()
         owner = {"host": socket.gethostname(), "pid": os.getpid()}
@@ -135,7 +136,7 @@ def confirm_round(ledger: Ledger) -> int:
     if search is None or not search.confirm:
         return 0
     trials = ledger.trials()
-    if any(t.state in (State.RUNNING, State.WAITING) for t in trials) or _budget_left(ledger) > 0:
+    if any(t.state in (State.RUNNING, State.WAITING) for t in trials) or budget_left(ledger) > 0:
         return -1 if any(t.state is State.RUNNING for t in trials) else 0
     sampled = [t for t in trials
                if t.state is State.COMPLETE and not t.user_attrs.get("confirm") and t.value is not None]

@@ -24,6 +24,7 @@ from typing import Any
 from ablate.config.errors import StudyError
 from ablate.config.variant import LoadedStudy
 from ablate.measure.table import count_variant
+from ablate.verbosity import quiet
 
 from . import search
 from .devices import gpu_for
@@ -57,7 +58,7 @@ class WorkerOptions:
     ledger: LedgerOptions = field(default_factory=LedgerOptions)  # storage, results, heartbeat, grace, retries
     device: str | None = None
     threads: int | None = None
-    progress: bool = True
+    progress: bool = field(default_factory=lambda: not quiet())  # per-epoch bars (`ablate --quiet`: none)
     max_trials: int | None = None
     linger: bool = True  # queue empty but trials running elsewhere: wait, to retry them if their worker dies
     nproc: int = 1  # processes per trial (DDP); rank 0's results reach the ledger through this worker
@@ -65,8 +66,10 @@ class WorkerOptions:
     tensorboard: Path | None = None  # per-trial TensorBoard scalars under this folder (ablate.sweep.tensorboard)
     parent_writes: bool = False  # started by `ablate run`, which writes results.csv when its workers are done
 
-    def log(self, line: str) -> None:
-        print(f"{self.log_prefix}{line}", file=sys.stderr, flush=True)
+    def log(self, line: str, always: bool = False) -> None:
+        """A line on stderr; under `ablate --quiet` only those `always` shown (a failure, why a worker stops)."""
+        if always or not quiet():
+            print(f"{self.log_prefix}{line}", file=sys.stderr, flush=True)
 
 
 def work(loaded: LoadedStudy, opts: WorkerOptions, stop: threading.Event | None = None) -> dict[str, int]:
@@ -188,7 +191,7 @@ def _attempt(ledger: Ledger, item: Item, opts: WorkerOptions, stop: threading.Ev
         if not _record(opts, item, ledger.fail, item, why, kind=FailKind.ERROR, traceback=tail,
                        record=TrialRecord(wall_seconds=time.time() - start)):
             return None
-        opts.log(f"[{item.key}] {v.name}: FAILED: {why}")
+        opts.log(f"[{item.key}] {v.name}: FAILED: {why}", always=True)
         return Status.FAILED
     finally:
         on_epoch.close()
@@ -254,11 +257,12 @@ def _environment_fault(ledger: Ledger, item: Item, opts: WorkerOptions, e: OSErr
 
 
 def progress_line(ledger: Ledger, spent: list[float]) -> str:
-    """`roadmap-quick: 12/51 trials done, about 6 min left`: the study's progress over every worker, with an
-    estimate from this worker's mean trial time shared by the workers training now (this one included)."""
-    done, total = ledger.progress()
-    line = f"{ledger.loaded.study.name}: {done}/{total} trials done"
-    left = total - done
+    """`roadmap-quick: 12/51 trials done, 1 failed, about 6 min left`: the study's progress over every worker,
+    with an estimate for the trials still to train from this worker's mean trial time shared by the workers
+    training now (this one included)."""
+    (done, total), failed = ledger.progress(), ledger.failed()  # failed: not trained again by this run
+    line = f"{ledger.loaded.study.name}: {done}/{total} trials done" + (f", {failed} failed" if failed else "")
+    left = total - done - failed
     if left > 0 and spent:
         workers = max(1, ledger.running() + 1)
         eta = left * (sum(spent) / len(spent)) / workers
@@ -328,7 +332,7 @@ def _child(loaded: LoadedStudy, opts: WorkerOptions, index: int) -> None:
     def orphaned() -> None:  # the parent was killed (SIGKILL: it could not stop us): stop as if asked to
         while not stop.wait(1.0):
             if os.getppid() != parent:
-                opts.log("the parent `ablate run` is gone: stopping (the trial stays resumable)")
+                opts.log("the parent `ablate run` is gone: stopping (the trial stays resumable)", always=True)
                 stop.set()
 
     threading.Thread(target=orphaned, name="orphan-watch", daemon=True).start()
@@ -337,10 +341,10 @@ def _child(loaded: LoadedStudy, opts: WorkerOptions, index: int) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except StudyError as e:  # an environment fault or unreadable data: one line, exit 2
-        opts.log(str(e))
+        opts.log(str(e), always=True)
         sys.exit(2)
     except OSError as e:  # the disk or the ledger's database failed outside a trial: one line, exit 2
-        opts.log(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e))
+        opts.log(f"{e.filename}: {e.strerror or e}" if e.filename else str(e.strerror or e), always=True)
         sys.exit(2)
     if stop.is_set():
         sys.exit(130)
