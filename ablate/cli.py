@@ -10,12 +10,15 @@ from typing import Annotated
 import typer
 
 from ablate.commands.errors import OneLineErrors
+from ablate.commands.reference import fields, presets, schema
 from ablate.commands.reports import compare, report
+from ablate.commands.status import status
 from ablate.commands.study import flops, validate
-from ablate.commands.sweep import run, status, worker
+from ablate.commands.sweep import run, worker
 
 app = typer.Typer(
     cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Architecture ablation studies of ConvNets: one YAML study file, one command.\n\n"
          "A study names a base network, the variants to compare (steps, variants, a grid or a search), the data "
          "and the training recipe. See studies/ for examples and docs/study-file.md for every field.",
@@ -32,12 +35,39 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                    help="Print ablate's version and exit.")] = False) -> None:
+                                                    help="Print ablate's version and exit.")] = False,
+             quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Say only what went wrong and the final "
+                                                 "result: no progress bars, no progress lines.")] = False,
+             verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more: optuna's log, and a "
+                                                   "traceback under a one-line error.")] = False) -> None:
     """Architecture ablation studies of ConvNets."""
+    from ablate.config.errors import StudyError
+    from ablate.verbosity import set_level
+
+    if quiet and verbose:
+        raise StudyError("--quiet", "", "give --quiet or --verbose, not both")
+    set_level(quiet, verbose)
 
 
-for _command in (validate, flops, run, worker, status, report, compare):  # in the order `ablate --help` lists
-    app.command()(_command)
+def unwrapped(text: str) -> str:
+    """A docstring as help text: its hard line breaks joined within each paragraph (the terminal wraps it)."""
+    import inspect
+
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def first_sentence(text: str) -> str:
+    """The command's line in `ablate --help`: the first sentence of its help."""
+    import re
+
+    head = unwrapped(text).split("\n\n")[0]
+    end = re.search(r"(?<!e\.g)(?<!i\.e)\.\s+(?=[A-Z])", head)  # "e.g. another machine" ends no sentence
+    return head if end is None else head[: end.start() + 1]
+
+
+_COMMANDS = (validate, flops, run, worker, status, report, compare, schema, fields, presets)  # as `--help` lists
+for _command in _COMMANDS:
+    app.command(help=unwrapped(_command.__doc__ or ""), short_help=first_sentence(_command.__doc__ or ""))(_command)
 
 
 def main() -> None:

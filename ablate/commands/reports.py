@@ -41,10 +41,11 @@ def compare(studies: Annotated[list[Path], typer.Argument(help="Two or more stud
                 help="Override a field of every study, or with `N:` of the N-th study only (1-based), e.g. compare "
                      "a study with a replication run of it: `ablate compare s.yaml s.yaml --set 2:name=s-rep "
                      "--set '2:seeds=[100,101,102]'` (repeatable).")] = None) -> None:
-    """Several studies side by side (e.g. one roadmap under proxies of different budgets): per step the mean
-    and 95 % interval of each, the paper's value, Spearman rho with the paper (levels and changes) with
-    bootstrap intervals, the paper's sign on the big steps, the same for every readout (final, best and EMA
-    top-1, validation loss, summed training loss) beside predictors that train nothing (GFLOPs, parameters,
+    """Several studies side by side (e.g. one roadmap under proxies of different budgets).
+
+    Per step the mean and 95 % interval of each, the paper's value, Spearman rho with the paper (levels and
+    changes) with bootstrap intervals, the paper's sign on the big steps, the same for every readout (final,
+    best and EMA top-1, validation loss, summed training loss) beside predictors that train nothing (GFLOPs, parameters,
     step index) and the paper's own cross-regime agreement, and each study's cost (trained images,
     trial-seconds, wall). Writes reports/compare-<name>/compare.md, compare.html, compare.png, compare.csv,
     compare-steps.csv, compare-agreement.csv.
