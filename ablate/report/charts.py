@@ -157,45 +157,73 @@ def _tradeoff_panel(ax: Any, t: pd.DataFrame, col: str, lower: bool, labels: lis
 
 # ---------------------------------------------------------------- curves
 
+CURVE_COLS = 6  # small multiples per row
+
 
 def curves_chart(curves: pd.DataFrame, title: str, dataset: str) -> Figure:
-    """Validation top-1 and training loss per epoch, one line per variant (mean over its seeds), coloured
-    in study order. Unfinished variants (running, failed, interrupted) are dashed."""
+    """Validation top-1 and training loss per epoch as small multiples: one panel per variant (mean over its
+    seeds) drawn over every other variant in light grey, so that 17 steps stay told apart (one colour map for 17
+    lines is not). Top-1 panels first, then the loss panels, each set on one shared scale. Unfinished variants
+    (running, failed, interrupted) are dashed and say so in their panel's title."""
     ids = list(dict.fromkeys(curves["id"])) if len(curves) else []
     n = max(len(ids), 1)
-    fig = figure(11.5, max(4.2, 0.19 * n + 1.2))
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    axes = [fig.add_axes((0.06, 0.12, 0.31, 0.76)), fig.add_axes((0.44, 0.12, 0.31, 0.76))]
-    for ax, col, label in ((axes[0], "top1", f"validation top-1 on {dataset} (%)"),
-                           (axes[1], "train_loss", "training loss")):
-        plain_axes(ax)
-        ax.set_xlabel("epoch", fontsize=9)
-        ax.set_ylabel(label, fontsize=9)
-        if col not in curves or not len(curves):
-            ax.text(0.5, 0.5, "no per-epoch metrics yet", transform=ax.transAxes, ha="center", color="#777")
-    handles = []
-    for k, vid in enumerate(ids):
-        c = curves[curves["id"] == vid]
-        color = cmap(k / max(n - 1, 1) * 0.9)
-        state = str(c["state"].iloc[0])
-        ls = "-" if state in (Status.DONE, PARTIAL) else "--"
-        label = f"{int(c['index'].iloc[0]) + 1:>2} {c['name'].iloc[0]}"
-        if ls == "--":
-            label += f" ({state_label(state)})"
-        for ax, col in ((axes[0], "top1"), (axes[1], "train_loss")):
-            if col in c:
-                (line,) = ax.plot(c["epoch"], c[col], ls, color=color, lw=1.3, marker="o", ms=2.5, label=label)
-        handles.append(line)
-    for ax in axes:
-        if len(curves):
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    if handles:
-        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.77, 0.9),
-                   fontsize=7, frameon=False)
+    cols = min(n, CURVE_COLS)
+    rows = math.ceil(n / cols)
+    fig = figure(max(2.1 * cols + 0.6, 5.5), 2 * rows * 1.55 + 1.9)
+    metrics = [("top1", f"validation top-1 on {dataset} (%)"), ("train_loss", "training loss")]
+    top, head = 1 - 0.8 / fig.get_figheight(), 0.3 / fig.get_figheight()
+    height = (top - 0.25 / fig.get_figheight() - 2 * head) / (2 * rows)
+    for m, (col, label) in enumerate(metrics):
+        have = col in curves and len(curves)
+        lim = _curve_limits(curves[col]) if have else None
+        block = top - m * (rows * height + head)
+        fig.text(0.01, block, label, fontsize=9.5, fontweight="bold", va="top")
+        for k in range(n):
+            r, c = divmod(k, cols)
+            y0 = block - head - (r + 1) * height
+            ax = fig.add_axes((0.05 + c * 0.93 / cols, y0 + 0.32 * height, 0.93 / cols - 0.035, 0.56 * height))
+            plain_axes(ax)
+            ax.tick_params(labelsize=6.5)
+            if not have or k >= len(ids):
+                ax.text(0.5, 0.5, "no per-epoch metrics yet", transform=ax.transAxes, ha="center", fontsize=7,
+                        color="#777")
+                continue
+            _curve_panel(ax, curves, ids, ids[k], col, lim)
     put_title(fig, title)
+    import textwrap
+
+    note = "each panel: one variant (mean over its seeds; dashed: not finished) over all the others in grey; x: epoch"
+    fig.text(0.01, 1 - 0.45 / fig.get_figheight(), textwrap.fill(note, int(fig.get_figwidth() * 13)), fontsize=8,
+             color="#444", va="top")
     return fig
+
+
+def _curve_limits(values: pd.Series) -> tuple[float, float] | None:
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    pad = 0.05 * (hi - lo) or 0.5
+    return lo - pad, hi + pad
+
+
+def _curve_panel(ax: Any, curves: pd.DataFrame, ids: list[str], vid: str, col: str,
+                 lim: tuple[float, float] | None) -> None:
+    """One small multiple: every variant's curve in grey, this one's on top in colour."""
+    for other in ids:
+        if other != vid:
+            o = curves[curves["id"] == other]
+            ax.plot(o["epoch"], o[col], "-", color="#d5d5d5", lw=0.8, zorder=1)
+    c = curves[curves["id"] == vid]
+    state = str(c["state"].iloc[0])
+    done = state in (Status.DONE, PARTIAL)
+    ax.plot(c["epoch"], c[col], "-" if done else "--", color=PALETTE[0], lw=1.6, marker="o", ms=2.5, zorder=3)
+    name = str(c["name"].iloc[0])
+    text = f"{int(c['index'].iloc[0]) + 1}  {name if len(name) <= 30 else name[:29] + '…'}"
+    ax.set_title(text + ("" if done else f" ({state_label(state)})"), fontsize=7.5, loc="left", pad=3)
+    if lim is not None:
+        ax.set_ylim(*lim)
+    ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 # ---------------------------------------------------------------- grids

@@ -19,11 +19,12 @@ from .text import fmt_rho
 
 def roadmap_chart(table: pd.DataFrame, baseline: str | None, dataset: str, title: str,
                   agree: dict[str, Any] | None = None) -> Figure:
-    """The paper's Figure 2 for measured numbers: one horizontal bar per step, top to bottom in study order,
+    """The paper's Figure 2 for measured numbers: one row per step, top to bottom in study order,
     grouped into sections, GFLOPs (paper scale) beside each bar, failed or missing steps hatched grey.
 
-    Left panel: measured top-1 (mean over seeds, whiskers = 95 % t-interval over seeds when n >= 2) on the
-    proxy's own scale. Right panel (when the study has paper values): change vs the baseline step in top-1
+    Left panel: measured top-1 as a dot plot (dot = mean over seeds, whiskers = 95 % t-interval over seeds when
+    n >= 2) on the proxy's own scale, which does not start at 0 (so dots, not bars). Right panel (when the study
+    has paper values), bars from 0: change vs the baseline step in top-1
     points (whiskers = paired 95 % t-interval over shared seeds), measured beside the paper's — levels on two
     datasets are not comparable, changes at least share a unit. `table` is analysis.vs_baseline(...)[0];
     `agree` (analysis.agreement) puts rho with its interval and the big-step sign count under the title.
@@ -133,8 +134,9 @@ def _measured_limits(mean: np.ndarray, err_lo: np.ndarray, err_hi: np.ndarray) -
 
 
 def _draw_measured(ax: Any, table: pd.DataFrame, colors: list[str], dataset: str) -> np.ndarray:
-    """Measured top-1 bars with their 95 % whiskers (or a hatched bar saying why there is no result);
-    returns which rows have an interval."""
+    """Measured top-1 as a dot plot: a dot at the mean with its 95 % whiskers (or a hatched band saying why there
+    is no result). Dots, not bars: the axis is zoomed to the measured range, where bar lengths would exaggerate
+    differences. Returns which rows have an interval."""
     mean = table["top1_mean"].to_numpy(float)
     # half-widths of the 95 % intervals (asymmetric-safe: lower and upper separately); 0 without an interval
     err_lo = np.nan_to_num(mean - table["top1_lo"].to_numpy(float), nan=0.0)
@@ -148,23 +150,24 @@ def _draw_measured(ax: Any, table: pd.DataFrame, colors: list[str], dataset: str
             _missing_bar(ax, i, (lo, hi), state_label(row.state), gfl)
             continue
         err = [[err_lo[i]], [err_hi[i]]] if has_ci[i] else None
-        ax.barh(i, mean[i] - lo, left=lo, height=0.62, color=colors[i], zorder=2,
-                xerr=err, error_kw={"ecolor": "#222", "capsize": 2.5, "lw": 1})
+        ax.plot([lo, mean[i]], [i, i], color="#cfcfcf", lw=0.6, zorder=1)  # a guide to the row, not a bar
+        ax.errorbar(mean[i], i, xerr=err, fmt="o", ms=6, color=colors[i], mec="#222", mew=0.6, ecolor="#222",
+                    elinewidth=1.2, capsize=3, zorder=3)
         text = f"{mean[i]:.2f}" + (f" [{mean[i] - err_lo[i]:.1f}, {mean[i] + err_hi[i]:.1f}]" if has_ci[i] else "")
         if row.state != Status.DONE:
             text += f" ({row.n}/{row.seeds} seeds)"
         ax.text(mean[i] + err_hi[i] + 0.015 * (hi - lo), i, f"{text}   {gfl}", va="center", fontsize=8)
     ax.set_yticks([])
-    ax.set_xlabel(f"measured top-1 on {dataset} (%)", fontsize=9)
+    ax.set_xlabel(f"measured top-1 on {dataset} (%): dot plot, the axis does not start at 0", fontsize=9)
     _bar_axes(ax)
     return has_ci
 
 
 def _missing_bar(ax: Any, i: int, xlim: tuple[float, float], label: str, gfl: str) -> None:
-    """A hatched grey bar for a step without a result, with its state and GFLOPs."""
+    """A hatched grey band across the panel (no length to read) for a step without a result, with its state and
+    GFLOPs."""
     lo, hi = xlim
-    ax.barh(i, 0.45 * (hi - lo), left=lo, height=0.62, color=MISSING, hatch="///", edgecolor="#777",
-            lw=0.5, zorder=2, alpha=0.6)
+    ax.axhspan(i - 0.31, i + 0.31, color=MISSING, hatch="///", ec="#777", lw=0.5, zorder=2, alpha=0.35)
     ax.text(lo + 0.02 * (hi - lo), i, label, va="center", fontsize=8, fontweight="bold", color="#444", zorder=3)
     ax.text(lo + 0.47 * (hi - lo), i, gfl, va="center", fontsize=8, color="#555")
 
@@ -208,7 +211,7 @@ def _note(table: pd.DataFrame, has_ci: bool, has_ref: bool, agree: dict[str, Any
     """The lines under the title: what the panels show, and the agreement with the paper."""
     seeds = int(table["n"].max()) if len(table) else 0
     note = ("verdict: each step vs the previous one (corrected for the family of changes); "
-            "left: measured top-1, own scale" + (", whiskers = 95 % CI over seeds" if has_ci else
+            "left: measured top-1 (dot = mean), own scale" + (", whiskers = 95 % CI over seeds" if has_ci else
                                                   f" ({seeds} seed{'s' * (seeds != 1)}: no interval)")
             + ("; right: change vs the baseline step (paired 95 % CI), measured vs paper" if has_ref else ""))
     if agree is not None and agree.get("n_levels", 0) >= 3:
