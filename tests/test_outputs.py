@@ -13,7 +13,8 @@ import pytest
 from test_report import build, roadmap_study
 
 from ablate.config.load import load_study
-from ablate.report.render import to_latex, to_markdown
+from ablate.report.latex import tex_text
+from ablate.report.render import to_markdown
 from ablate.report.writer import write_report
 
 HOSTILE = "line one\n# Heading\n![tracker](https://evil.example/x.png) [click](https://evil.example)\n[r]: https://x"
@@ -30,10 +31,9 @@ def test_study_text_cannot_restructure_report_md_or_fetch_anything() -> None:
 
 
 def test_study_text_in_results_tex_is_typeset_as_written() -> None:
-    tex = to_latex(("table", ["name"], [[r"a \input{x} 50%"]]), r"s: 50% & #1 \input{/etc/passwd} $x$" + "\nnext")
-    caption = next(ln for ln in tex.splitlines() if ln.startswith(r"\caption"))
-    assert caption == (r"\caption{s: 50\% \& \#1 \textbackslash{}input\{/etc/passwd\} \$x\$ next}")
-    assert r"\input{" not in tex.replace(r"\textbackslash{}input\{", "") and "50%" not in tex.replace(r"50\%", "")
+    tex = tex_text(r"s: 50% & #1 \input{/etc/passwd} $x$" + "\nnext")
+    assert tex == r"s: 50\% \& \#1 \textbackslash{}input\{/etc/passwd\} \$x\$ next"
+    assert tex_text("a → b, Δ −0.5 ± 1 — ρ ≥ 0.4, é ☃") == r"a $\to$ b, $\Delta$ -0.5 $\pm$ 1 -- $\rho$ $\geq$ 0.4, e ?"
 
 
 def test_dollar_signs_in_step_names_draw_as_text(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """Rendering a report's blocks: report.md (pipe tables from pandas), report.html (one self-contained page,
-images embedded as data: URIs) and the results table as LaTeX (pandas' Styler).
+images embedded as data: URIs); results.tex is latex.py's.
 
 A block is ("h", level, text) | ("p", text) | ("ul", items) | ("table", header, rows) | ("img", file, alt);
 text may hold **bold**, `code` and _italics_ (markdown), shown as such in HTML.
@@ -64,26 +64,6 @@ def save_figure(fig: Any, path: Path, **kwargs: Any) -> Path:
     from ablate.files import atomic_write
 
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:], **kwargs))
-
-
-def to_latex(table: Block, caption: str) -> str:
-    """The results table as a LaTeX `table` (booktabs rules) for a paper: pandas' Styler, cells escaped."""
-    header, rows = table[1], table[2]
-    frame = pd.DataFrame([[c.replace("`", "") for c in row] for row in rows], columns=header, dtype=str)
-    styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-    align = "".join("r" if h in _NUMERIC else "l" for h in header)
-    return styler.to_latex(column_format=align, hrules=True, caption=_tex(caption), label="tab:ablate-results",
-                           position="htbp")
-
-
-_TEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#", "%": r"\%",
-        "_": r"\_", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}"}
-
-
-def _tex(text: str) -> str:
-    """Study text (a caption) as LaTeX that typesets it as written: one line, every special character escaped
-    (so `\\input{...}` is text, and `%`, `&`, `#` break nothing)."""
-    return "".join(_TEX.get(c, c) for c in " ".join(str(text).split()))
 
 
 def _inline(text: str) -> str:

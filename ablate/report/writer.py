@@ -1,6 +1,6 @@
 """The one writer of reports/<study>/: reads results/<study>/ (reading.py), runs the analysis, saves the
 charts and writes report.md, report.html (one self-contained file: images embedded as data: URIs) and
-results.tex (content.py builds the blocks, render.py renders them).
+results.tex (content.py builds the blocks, render.py renders them; latex.py writes results.tex).
 
 A report is built from the ledger (read-only; results.csv is only an export): a study still running, or
 with failed trials, gets a report in which those rows are shown as such (never dropped).
@@ -19,11 +19,12 @@ from ablate.evidence import Rule
 from ablate.files import atomic_write_text
 
 from . import analysis as A
-from .content import Tables, report_blocks, result_table
+from .content import Tables, report_blocks
 from .floor import linear_floor
+from .latex import results_tex
 from .reading import grid_values, read_metrics, read_results
 from .readouts import with_train_loss_sum
-from .render import PLAIN_TEXT, save_figure, to_html, to_latex, to_markdown
+from .render import PLAIN_TEXT, save_figure, to_html, to_markdown
 from .text import slug
 from .yardsticks import yardsticks
 
@@ -143,8 +144,8 @@ def _write_documents(loaded: LoadedStudy, df: pd.DataFrame, t: Tables, notes: li
     """report.md, report.html and results.tex, each whole or not at all; returns their paths."""
     blocks = report_blocks(loaded, df, t, notes, images)
     page = atomic_write_text(out / "report.html", to_html(blocks, out, f"{loaded.name} — ablate report"))
-    tex = atomic_write_text(out / "results.tex", to_latex(result_table(t.gtable, loaded.kind, t.grid_keys),
-                                                          f"{loaded.name}: {loaded.study.description}"))
+    tex = atomic_write_text(out / "results.tex", results_tex(t.gtable, loaded.kind, t.grid_keys,
+                                                             f"{loaded.name}: {loaded.study.description}"))
     seconds = time.perf_counter() - t0
     md = atomic_write_text(out / "report.md", to_markdown(blocks) + f"\n_Report generated in {seconds:.1f} s._\n")
     return [md, page, tex]
