@@ -181,3 +181,8 @@ def test_schema_fields_and_presets() -> None:
     assert lines[0].startswith("network presets") and any("recipe presets" in s for s in lines)
     assert all(any(s.split()[:1] == [name] for s in lines) for name in [*PRESETS, "modern", "classic"])
     assert any(s.split()[0] == "convnext_tiny" and "paper: top-1 82.1 %" in s for s in lines[1:40])
+
+
+def test_the_readme_says_how_to_install_the_cpu_build() -> None:
+    readme = (STUDIES.parent / "README.md").read_text()
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in readme

@@ -29,9 +29,10 @@ from .text import fmt, fmt_ci, fmt_rho
 
 def findings(table: pd.DataFrame, kind: str, agree: dict[str, Any] | None = None, rule: Rule | None = None,
              search: Any = None) -> list[str]:
-    """Sentences the study's own numbers support: the best variant, what helped or hurt beyond the study's
-    own seed noise (with intervals), what lies within it, the agreement with the paper (with intervals),
-    and what is missing. With one seed no change is judged. Each sentence names its rows and numbers."""
+    """Sentences the study's own numbers support: the highest mean with its interval and what it overlaps, what
+    helped or hurt beyond the study's own seed noise (with intervals), what lies within it, the agreement with the
+    paper (with intervals), and what is missing. With one seed no change is judged. Each sentence names its rows
+    and numbers."""
     if table.empty:
         return ["The study has no variants."]
     out = [leader_text(table)] + (_winner(table, search) if search is not None else [])

@@ -94,5 +94,5 @@ def floor_lines(floor: dict[str, Any] | None, best: float = math.nan) -> list[st
             f"{fmt(floor['mean'])}{fmt_ci(floor['lo'], floor['hi'])} (n = {seeds}) on the same validation split")
     if math.isfinite(best):
         line += ("; every network trains below it" if best < floor["mean"] else
-                 f"; the best network ({fmt(best)}) is above it")
+                 f"; the highest mean top-1 ({fmt(best)}) is above it")
     return [line + "."]
