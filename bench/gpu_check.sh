@@ -15,7 +15,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 PY=${PYTHON:-python3}
-NEEDED="pydantic optuna fvcore timm torchvision typer yaml pandas matplotlib scipy tabulate jinja2 pyarrow tqdm"
+NEEDED="pydantic optuna fvcore timm torchvision typer yaml pandas matplotlib scipy tabulate pyarrow tqdm"
 
 if [ "${1:-}" = "--prepare" ]; then
     # Pure-Python and cp312 manylinux wheels of the packages the GPU image lacks (its python3 is 3.12), at the
