@@ -118,12 +118,14 @@ def count(loaded, use_cache: bool) -> list[dict]:
     from tqdm import tqdm
 
     from ablate.measure.table import count_study
+    from ablate.verbosity import quiet
 
     bar: list[tqdm] = []
 
     def progress(done: int, total: int, name: str) -> None:
         if not bar:
-            bar.append(tqdm(total=total, desc="counting", unit="net", file=sys.stderr, disable=None, leave=False))
+            bar.append(tqdm(total=total, desc="counting", unit="net", file=sys.stderr, disable=quiet() or None,
+                            leave=False))
             importlib.import_module("pandas")  # for the table: imported while the counting processes start
         bar[0].n = done
         bar[0].set_postfix_str(name[:30], refresh=True)
