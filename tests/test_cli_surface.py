@@ -104,6 +104,7 @@ def test_status_as_json_and_csv(tiny) -> None:
     assert data["study"] == "tiny" and data["counts"] == {"done": 1, "new": 1}
     first, second = data["trials"]
     assert first["epochs"] == 1 and isinstance(first["epochs"], int) and isinstance(first["top1"], float)
+    assert isinstance(first["seed"], int) and isinstance(first["attempts"], int)
     assert second["status"] == "new" and second["top1"] is None and second["fail_reason"] is None
     r = invoke("status", str(path), "--results", str(tmp / "results"), "--format", "csv")
     df = pd.read_csv(pd.io.common.StringIO(r.stdout))

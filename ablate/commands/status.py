@@ -17,6 +17,7 @@ from .options import GraceOpt, HeartbeatOpt, ResultsOpt, SetOpt, StorageOpt, Stu
 
 FORMATS = ("table", "csv", "json")
 COLUMNS = ["name", "seed", "status", "attempts", "top1", "epochs", "fail_reason"]
+WHOLE = {"seed", "round", "attempts", "epochs"}  # counts: shown as integers (a missing value makes pandas floats)
 
 
 def status(study: StudyArg, set_: SetOpt = None, storage: StorageOpt = None,
@@ -143,20 +144,20 @@ def _records(df, cols: list[str], notes: dict[str, str]) -> list[dict[str, Any]]
     """One dict per trial: the status columns with plain values (None for a missing one, whole epochs as int)."""
     out = []
     for _, r in df.iterrows():
-        rec = {c: _plain(r.get(c)) for c in cols if c != "note"}
+        rec = {c: _plain(r.get(c), c in WHOLE) for c in cols if c != "note"}
         if "note" in cols:
-            rec["note"] = notes.get(r["trial_id"], "")
+            rec["note"] = notes.get(r["trial_id"]) or None
         out.append(rec)
     return out
 
 
-def _plain(v: Any) -> Any:
-    """A JSON-ready value: None for missing, an int for a whole number (epochs 2, not 2.0)."""
+def _plain(v: Any, whole: bool = False) -> Any:
+    """A JSON-ready value: None for missing; in a column of counts (`whole`) an int (epochs 2, not 2.0)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     if hasattr(v, "item"):  # numpy scalars
         v = v.item()
-    if isinstance(v, float) and v.is_integer():
+    if whole and isinstance(v, float) and v.is_integer():
         return int(v)
     return v
 
