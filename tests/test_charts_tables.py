@@ -6,6 +6,7 @@ installed."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -77,9 +78,12 @@ def test_results_tex_is_ascii_escaped_and_has_a_papers_columns() -> None:
     assert "60.77 [58.3, 63.3] & 6 & -4.30 [-7.7, -0.9] & hurt & +0.00" in row
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="no pdflatex installed (apt-get install "
-                    "texlive-latex-base texlive-latex-recommended)")
 def test_results_tex_compiles_with_pdflatex(tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:  # a skip with its reason; under CI (.ci/run installs it) a failure
+        why = "no pdflatex installed (apt-get install texlive-latex-base texlive-latex-recommended)"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(why)
+        pytest.skip(why)
     (tmp_path / "results.tex").write_text(results_tex(_variant_table(), "steps", [], "s: a → b, 50%"))
     (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n"
                                       "\\begin{document}\n\\input{results.tex}\n\\end{document}\n")
