@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ablate.commands.bench import bench
 from ablate.commands.errors import OneLineErrors
 from ablate.commands.reports import compare, report
 from ablate.commands.study import flops, validate
@@ -36,7 +37,7 @@ def _options(version: Annotated[bool, typer.Option("--version", callback=_print_
     """Architecture ablation studies of ConvNets."""
 
 
-for _command in (validate, flops, run, worker, status, report, compare):  # in the order `ablate --help` lists
+for _command in (validate, flops, bench, run, worker, status, report, compare):  # in the order `ablate --help` lists
     app.command()(_command)
 
 
