@@ -155,8 +155,12 @@ def bench_study(loaded: LoadedStudy, study_dir: Path, opts: BenchOptions,
     keyed = [(job, mode, p, _key(job, common, mode, p)) for job in jobs for p in precisions for mode in opts.modes]
     old = read_bench(study_dir)
     cached = {str(r["key"]): r.to_dict() for _, r in old.iterrows()} if opts.use_cache else {}
-    todo = [(job, mode, p, key) for job, mode, p, key in keyed if key not in cached]
-    fresh = _measure(todo, dev, common, opts, progress) if todo else {}
+    # one measurement per key: variants that build the same network (e.g. two recipes of one network) share it
+    todo: dict[str, tuple[_Job, str, str, str]] = {}
+    for item in keyed:
+        if item[3] not in cached:
+            todo.setdefault(item[3], item)
+    fresh = _measure(list(todo.values()), dev, common, opts, progress) if todo else {}
     rows = []
     for job, _mode, _precision, key in keyed:
         row = fresh.get(key) or cached[key]
