@@ -29,7 +29,8 @@ RoundsOpt = Annotated[int, typer.Option(help="Timed repetitions of each measurem
                                              "the figure is their median, the range their min-max.")]
 SecondsOpt = Annotated[float, typer.Option(help="Time budget of one repetition: the iterations it runs are fixed "
                                                 "in the warm-up to fill it.")]
-WarmupOpt = Annotated[int, typer.Option(min=0, help="Untimed steps before the first repetition.")]
+WarmupOpt = Annotated[int, typer.Option(min=1, help="Untimed steps before the first repetition; the last one's "
+                                                    "time sets the iterations per repetition.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads); default: every core "
                                                      "this process may use.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Measure again instead of reading bench.csv.")]

@@ -153,11 +153,11 @@ def timed(step: Callable[[], None], dev: torch.device, iters: int) -> float:
 
 
 def warm_up(step: Callable[[], None], dev: torch.device, warmup: int, seconds: float) -> int:
-    """Run `warmup` steps (kernel selection, allocator, caches), then time one more: the iterations one
-    measurement takes to fill `seconds` (at least 1)."""
-    for _ in range(warmup):
-        step()
-    one = timed(step, dev, 1)
+    """Run `warmup` steps (at least 1: kernel selection, allocator, caches); from the last one's time, the
+    iterations one measurement takes to fill `seconds` (at least 1)."""
+    one = 0.0
+    for _ in range(max(warmup, 1)):
+        one = timed(step, dev, 1)
     return max(1, min(10_000, math.ceil(seconds / max(one, 1e-6))))
 
 

@@ -142,11 +142,18 @@ def tradeoff_panels(table: pd.DataFrame) -> list[tuple[str, str, bool, str]]:
                             "`ablate bench` for speed")]
 
 
+def _bench_range(t: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+    """(2, n) distances from each bench figure to its min and max over the repetitions (x error bars)."""
+    lo, hi = (pd.to_numeric(t[c], errors="coerce").to_numpy(float) for c in ("bench_infer_lo", "bench_infer_hi"))
+    return np.vstack([np.clip(x - lo, 0, None), np.clip(hi - x, 0, None)])
+
+
 def tradeoff_caption(table: pd.DataFrame) -> str:
     """The chart's caption in the report: which speed the right panel shows."""
     if _benched(table):
         return ("Top-1 vs GFLOPs (paper scale) and vs inference throughput measured by `ablate bench` on "
-                f"{table['bench_label'].iloc[0]}; circled points form the Pareto front.")
+                f"{table['bench_label'].iloc[0]} (horizontal bars: min–max over its interleaved repetitions); "
+                "circled points form the Pareto front.")
     return ("Top-1 vs GFLOPs (paper scale) and vs the training rate as trained (shared cores, the trial engine's "
             "CPU fast paths): that rate is not the design's speed; `ablate bench STUDY` measures it and this "
             "chart then uses it. Circled points form the Pareto front.")
@@ -164,8 +171,10 @@ def _tradeoff_panel(ax: Any, t: pd.DataFrame, col: str, lower: bool, labels: lis
                 fontsize=9, color="#777")
         return
     err = np.nan_to_num(t["top1_hi"].to_numpy(float) - yv) if "top1_hi" in t else np.zeros(len(t))  # 95 % CI
+    xerr = _bench_range(t, x) if col == "bench_infer_img_per_s" else np.full((2, len(t)), np.nan)
     for i in np.flatnonzero(ok):
         ax.errorbar(x[i], yv[i], yerr=err[i] if err[i] else None, fmt="o", ms=5.5,
+                    xerr=xerr[:, i:i + 1] if np.isfinite(xerr[:, i]).all() else None,
                     color=colors[str(t.loc[i, "group"])], ecolor="#555", elinewidth=0.8, capsize=2, zorder=3)
     fi = np.flatnonzero(pareto_mask(x, yv, lower_cost_is_better=lower))
     fi = fi[np.argsort(x[fi])]
