@@ -8,7 +8,8 @@ loop faithfully (timm 1.0, `InferenceBenchmarkRunner.run`): model in eval mode, 
 `torch.cuda.synchronize` on CUDA); samples_per_sec = steps x batch / elapsed.
 
 Per model three figures, each the median over ROUNDS interleaved repetitions:
-  ablate: ablate's bench routine (ablate.measure.bench) on the network ablate builds from the preset,
+  ablate: ablate's bench routine (ablate.measure.bench) on the network ablate builds from the preset (with
+          PyTorch's own convs, as `ablate bench` runs it),
   timm-loop/ablate-net: the timm loop on the same ablate-built network (isolates the timing routine),
   timm-loop/timm-net: the timm loop on `timm.create_model(name)` (what benchmark.py itself would measure).
 Ratios ablate / timm-loop near 1 say the two routines agree; timm-net / ablate-net compares the builds
@@ -23,6 +24,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+
+ROUTINES = ("ablate", "timm-loop/ablate-net", "timm-loop/timm-net")
 
 
 def timm_loop(model, x, precision: str, dev, warm: int, iters: int) -> float:
@@ -67,6 +70,7 @@ def main() -> None:
 
     from ablate.config.presets import preset
     from ablate.measure.bench import default_threads, device_name, make_step, resolve_device, timed, warm_up
+    from ablate.nn.kernels import plain_convs
     from ablate.nn.net import build
 
     dev = resolve_device(a.device)
@@ -82,11 +86,13 @@ def main() -> None:
         iters = warm_up(step, dev, 2, a.seconds)
         runs[name] = (ours, theirs, step, iters)
     rates: dict[tuple[str, str], list[float]] = {}
-    for _ in range(a.rounds):  # interleaved: every model and routine in each round
-        for name, (ours, theirs, step, iters) in runs.items():
-            rates.setdefault((name, "ablate"), []).append(a.batch * iters / timed(step, dev, iters))
-            rates.setdefault((name, "timm-loop/ablate-net"), []).append(timm_loop(ours, x, a.precision, dev, 2, iters))
-            rates.setdefault((name, "timm-loop/timm-net"), []).append(timm_loop(theirs, x, a.precision, dev, 2, iters))
+    with plain_convs():  # PyTorch's own convs in ablate's networks, as `ablate bench` runs them
+        for _ in range(a.rounds):  # interleaved: every model and routine in each round
+            for name, (ours, theirs, step, iters) in runs.items():
+                add = {k: rates.setdefault((name, k), []) for k in ROUTINES}
+                add["ablate"].append(a.batch * iters / timed(step, dev, iters))
+                add["timm-loop/ablate-net"].append(timm_loop(ours, x, a.precision, dev, 2, iters))
+                add["timm-loop/timm-net"].append(timm_loop(theirs, x, a.precision, dev, 2, iters))
     print(f"device: {device_name(dev, threads)}; batch {a.batch}, {a.size} px, {a.precision}"
           f"{', channels_last' if fmt is torch.channels_last else ''}; img/s median [min-max] of {a.rounds} "
           "interleaved rounds; timm's loop re-implemented (benchmark.py is not in the timm wheel)")

@@ -58,6 +58,29 @@ def test_bench_writes_its_table_and_reads_it_back(tiny: Path, tmp_path: Path,
     assert pd.read_csv(tmp_path / "results" / "tiny" / "bench.csv").equals(df)
     assert _bench(tiny, tmp_path / "results", "--precision", "fp32", "--batch", "3", "-f", "csv").exit_code == 0
     assert len(calls) == 1 and len(calls[0]) == 4  # another setting: measured (here: by the stub)
+    assert _bench(tiny, tmp_path / "results", "--precision", "fp32", "--fast-paths", "-f", "csv").exit_code == 0
+    assert len(calls) == 2  # ablate's CPU kernels are another setting too
+
+
+def test_plain_convs_compute_what_the_fast_paths_compute(one_thread: None) -> None:
+    import torch
+
+    from ablate.config.presets import preset
+    from ablate.nn.kernels import SpatialConv, plain_convs
+    from ablate.nn.net import build
+
+    torch.manual_seed(0)
+    net = build(preset("convnext_atto", depths=[1, 1, 1, 1], dims=[8, 16, 32, 64], num_classes=10))
+    x = torch.randn(2, 3, 32, 32)  # stage 4 is 1x1: taps cropped, the tiny depthwise gradient by matmul
+    dw = [m for m in net.modules() if isinstance(m, SpatialConv) and m.groups > 1][-1]  # the last stage's
+    fast = net(x)
+    fast.sum().backward()
+    grad = dw.weight.grad.clone()
+    net.zero_grad()
+    with plain_convs():
+        plain = net(x)
+        plain.sum().backward()
+    assert torch.allclose(fast, plain, atol=1e-5) and torch.allclose(grad, dw.weight.grad, atol=1e-5)
 
 
 @pytest.mark.parametrize(("args", "says"), [(["--precision", "fp8"], "unknown precision 'fp8'"),

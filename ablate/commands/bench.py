@@ -33,6 +33,10 @@ WarmupOpt = Annotated[int, typer.Option(min=1, help="Untimed steps before the fi
                                                     "time sets the iterations per repetition.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads); default: every core "
                                                      "this process may use.")]
+FastPathsOpt = Annotated[bool, typer.Option(
+    "--fast-paths", help="Run ablate's CPU conv kernels (the trial engine's fast paths: cropped taps, batched-matmul "
+    "depthwise gradients, convs as linear layers) instead of PyTorch's own convs: how fast trials run, not what "
+    "the design costs.")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Measure again instead of reading bench.csv.")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | csv | json")]
 
@@ -40,11 +44,12 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | csv | js
 def bench(study: StudyArg, set_: SetOpt = None, results: ResultsOpt = Path("results"), device: DeviceOpt = None,
           batch: BatchOpt = None, image_size: SizeOpt = None, scale: ScaleOpt = "paper",
           precision: PrecisionOpt = None, mode: ModeOpt = None, rounds: RoundsOpt = 5, seconds: SecondsOpt = 1.0,
-          warmup: WarmupOpt = 2, threads: ThreadsOpt = None, no_cache: NoCacheOpt = False,
-          format: FormatOpt = "table") -> None:
+          warmup: WarmupOpt = 2, threads: ThreadsOpt = None, fast_paths: FastPathsOpt = False,
+          no_cache: NoCacheOpt = False, format: FormatOpt = "table") -> None:
     """Each variant's inference and training speed, measured alone on the device like a benchmark.
 
-    Every variant's network (as the design builds it, not ablate's trial engine) runs at a fixed batch and image
+    Every variant's network (as the design builds it, with PyTorch's own convs: not ablate's trial engine or its
+    CPU kernels) runs at a fixed batch and image
     size on random data: warmed up, then timed in ROUNDS repetitions interleaved across the variants (CUDA:
     CUDA events and one synchronisation per repetition), in fp32 and in the device's fast precision (autocast).
     Reported: median img/s with the min-max range over the repetitions, ms per batch, and memory (CUDA: the
@@ -64,7 +69,7 @@ def bench(study: StudyArg, set_: SetOpt = None, results: ResultsOpt = Path("resu
     opts = BenchOptions(device=device, batch=batch, image_size=image_size, scale=scale,
                         precisions=tuple(precision) if precision else None,
                         modes=tuple(mode) if mode else ("infer", "train"), rounds=rounds, seconds=seconds,
-                        warmup=warmup, threads=threads, use_cache=not no_cache)
+                        warmup=warmup, threads=threads, fast_paths=fast_paths, use_cache=not no_cache)
     check_options(opts)
     loaded = load_study(study, set_ or [])
     df = _run(loaded, results / loaded.name, opts)
@@ -105,8 +110,9 @@ def bench_text(df: Any) -> str:
         return "nothing benchmarked"
     first = df.iloc[0]
     head = (f"device: {first['device']}; batch {int(first['batch'])}, {int(first['image_size'])} px "
-            f"({first['scale']} scale), torch {first['torch']}; img/s: median [min-max] of {int(first['rounds'])} "
-            "interleaved rounds")
+            f"({first['scale']} scale), torch {first['torch']}"
+            f"{', ablate CPU kernels' if first['convs'] != 'torch' else ''}; img/s: median [min-max] of "
+            f"{int(first['rounds'])} interleaved rounds")
     lines: dict[str, dict[str, str]] = {}
     order = {"infer": 0, "train": 1, "fp32": 0, "bf16": 1, "fp16": 2}
     df = df.assign(_m=df["mode"].map(order), _p=df["precision"].map(order), _i=range(len(df)))

@@ -104,16 +104,20 @@ def autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextMan
 
 
 def make_step(model: nn.Module, mode: str, precision: str, dev: torch.device, batch: int, image_size: int,
-              in_chans: int, classes: int) -> Callable[[], None]:
+              in_chans: int, classes: int, plain: bool = True) -> Callable[[], None]:
     """One timed unit of work on a fixed random batch: an inference forward pass (eval mode, inference mode) or a
-    training step (train mode: forward, cross-entropy, backward, SGD with momentum, gradients freed)."""
+    training step (train mode: forward, cross-entropy, backward, SGD with momentum, gradients freed). `plain`:
+    ablate's convs compute as PyTorch's own (`ablate.nn.kernels.plain_convs`), not by ablate's CPU fast paths."""
+    from ablate.nn.kernels import plain_convs
+
     x = torch.randn(batch, in_chans, image_size, image_size, device=dev)
     if dev.type == "cuda":
         x = x.contiguous(memory_format=torch.channels_last)  # as the trial engine runs on CUDA
+    kernels = plain_convs if plain else contextlib.nullcontext
     if mode == "infer":
         def infer() -> None:
             model.eval()
-            with torch.inference_mode(), autocast(dev, precision):
+            with torch.inference_mode(), autocast(dev, precision), kernels():
                 model(x)
         return infer
     y = torch.randint(0, classes, (batch,), device=dev)
@@ -122,9 +126,10 @@ def make_step(model: nn.Module, mode: str, precision: str, dev: torch.device, ba
 
     def train() -> None:
         model.train()
-        with autocast(dev, precision):
-            loss = loss_fn(model(x), y)
-        loss.backward()
+        with kernels():
+            with autocast(dev, precision):
+                loss = loss_fn(model(x), y)
+            loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     train.optimizer = opt  # type: ignore[attr-defined]  # its state counts toward the step's memory

@@ -7,6 +7,10 @@ the machine (another process, thermal state) falls on every variant alike instea
 figure is the median img/s over its rounds with the min–max range (with 5 rounds, min–max is a distribution-free
 94 % interval for the median).
 
+The convs compute as PyTorch's own (`ablate.nn.kernels.plain_convs`): ablate's CPU kernels speed trials up on
+small maps (cropped taps, a batched-matmul depthwise gradient, convs as linear layers), which would make the
+measured cost partly ablate's code; `fast_paths=True` measures them instead (how fast a trial's network runs).
+
 bench.csv is also the cache: a row is keyed by what determines it (the network as built, the device's name,
 threads, batch, image size, precision, mode, torch version), so running the command again measures only what
 is missing; `use_cache=False` measures everything again.
@@ -29,7 +33,7 @@ from ablate.config.variant import LoadedStudy, Variant
 BENCH_FILE = "bench.csv"
 BENCH_VERSION = 1  # bump when what a bench figure means changes: old rows are then measured again
 COLUMNS = ["name", "id", "kind", "mode", "precision", "img_per_s", "img_per_s_lo", "img_per_s_hi", "ms_per_batch",
-           "mem_mb", "mem_how", "device", "device_type", "threads", "batch", "image_size", "scale", "rounds",
+           "mem_mb", "mem_how", "device", "device_type", "threads", "batch", "image_size", "scale", "convs", "rounds",
            "iters", "torch", "note", "measured_at", "key"]
 
 
@@ -47,6 +51,7 @@ class BenchOptions:
     seconds: float = 1.0  # time budget of one measurement (one round of one variant, mode and precision)
     warmup: int = 2
     threads: int | None = None  # default: every core this process may use
+    fast_paths: bool = False  # ablate's CPU conv kernels (how fast trials run) instead of PyTorch's convs
     use_cache: bool = True
 
 
@@ -127,7 +132,8 @@ def setting(opts: BenchOptions) -> tuple[Any, dict[str, Any], list[str]]:
     torch.set_num_threads(threads)
     batch = opts.batch or (8 if dev.type == "cpu" else 64)
     common = {"device": device_name(dev, threads), "device_type": dev.type, "threads": threads, "batch": batch,
-              "scale": opts.scale, "torch": torch.__version__}
+              "scale": opts.scale, "convs": "ablate-cpu-kernels" if opts.fast_paths else "torch",
+              "torch": torch.__version__}
     return dev, common, _precisions(opts, dev)
 
 
@@ -223,7 +229,8 @@ def _prepare(job: _Job, mode: str, p: str, key: str, dev: Any, batch: int, opts:
                     models[vid] = models[vid].to(memory_format=torch.channels_last)
         if models[vid] is None:
             return {"note": f"{job.spec.get('timm')} cannot be built at {job.image_size} px"}
-        steps[key] = make_step(models[vid], mode, p, dev, batch, job.image_size, job.in_chans, job.classes)
+        steps[key] = make_step(models[vid], mode, p, dev, batch, job.image_size, job.in_chans, job.classes,
+                               plain=not opts.fast_paths)
         iters = warm_up(steps[key], dev, opts.warmup, opts.seconds)
         mem, how = memory_mb(models[vid], steps[key], mode, dev)
         return {"iters": iters, "mem_mb": round(mem, 1), "mem_how": how}

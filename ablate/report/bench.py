@@ -16,12 +16,13 @@ import pandas as pd
 from ablate.measure.bench_table import read_bench
 
 BENCH_COLUMNS = ["bench_infer_img_per_s", "bench_infer_lo", "bench_infer_hi", "bench_train_img_per_s", "bench_label"]
-_SETTING = ["device", "threads", "batch", "image_size", "scale"]
+_SETTING = ["device", "threads", "batch", "image_size", "scale", "convs"]
 
 
 def bench_label(row: pd.Series) -> str:
     """`Intel Xeon (2 threads, AMX), fp32, batch 8, 224 px`: what a bench figure was measured on."""
-    return f"{row['device']}, {row['precision']}, batch {int(row['batch'])}, {int(row['image_size'])} px"
+    kernels = ", ablate CPU kernels" if row.get("convs") == "ablate-cpu-kernels" else ""
+    return f"{row['device']}, {row['precision']}, batch {int(row['batch'])}, {int(row['image_size'])} px{kernels}"
 
 
 def latest_setting(bench: pd.DataFrame) -> pd.DataFrame:
@@ -29,8 +30,8 @@ def latest_setting(bench: pd.DataFrame) -> pd.DataFrame:
     ok = bench[pd.to_numeric(bench.get("img_per_s"), errors="coerce").notna()] if len(bench) else bench
     if ok.empty:
         return ok
-    last = ok.sort_values("measured_at").iloc[-1]
-    same = ok[(ok[_SETTING].astype(str) == last[_SETTING].astype(str)).all(axis=1)]
+    setting = ok.reindex(columns=_SETTING).apply(lambda r: "|".join(map(str, r)), axis=1)
+    same = ok[setting == setting.loc[ok["measured_at"].astype(str).idxmax()]]
     precisions = list(dict.fromkeys(same["precision"]))
     chosen = "fp32" if "fp32" in precisions else precisions[0]
     return same[same["precision"] == chosen]
