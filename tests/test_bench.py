@@ -162,3 +162,14 @@ def test_train_autocast() -> None:
     with train_autocast(cpu, "bf16"):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
 
+
+
+def test_bench_scales(tiny: Path) -> None:
+    """paper: the unscaled network at measure.flops_image_size, 3 channels, 1000 classes; train: as trained."""
+    loaded = load_study(tiny, ["scale.width=0.5"])
+    v = loaded.variants[0]
+    paper = bench_table._job(v, loaded, BenchOptions())
+    train = bench_table._job(v, loaded, BenchOptions(scale="train"))
+    assert (paper.image_size, paper.in_chans, paper.classes) == (224, 3, 1000)
+    assert (train.image_size, train.in_chans, train.classes) == (32, 3, 10)
+    assert paper.spec["net"]["dims"] == [8, 16, 32, 64] and train.spec["net"]["dims"] != paper.spec["net"]["dims"]
