@@ -118,6 +118,8 @@ def bench_text(df: Any) -> str:
     df = df.assign(_m=df["mode"].map(order), _p=df["precision"].map(order), _i=range(len(df)))
     for _, r in df.sort_values(["_m", "_p", "_i"]).iterrows():
         cells = lines.setdefault(str(r["name"]), {"name": str(r["name"])})
+        if pd.notna(r.get("params")):
+            cells.setdefault("params (M)", f"{r['params'] / 1e6:.1f}")
         col = f"{r['mode']} {r['precision']}"
         if pd.notna(r.get("img_per_s")):
             cells[f"{col} img/s"] = f"{r['img_per_s']:.1f} [{r['img_per_s_lo']:.1f}-{r['img_per_s_hi']:.1f}]"

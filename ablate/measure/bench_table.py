@@ -32,9 +32,9 @@ from ablate.config.variant import LoadedStudy, Variant
 
 BENCH_FILE = "bench.csv"
 BENCH_VERSION = 1  # bump when what a bench figure means changes: old rows are then measured again
-COLUMNS = ["name", "id", "kind", "mode", "precision", "img_per_s", "img_per_s_lo", "img_per_s_hi", "ms_per_batch",
-           "mem_mb", "mem_how", "device", "device_type", "threads", "batch", "image_size", "scale", "convs", "rounds",
-           "iters", "torch", "note", "measured_at", "key"]
+COLUMNS = ["name", "id", "kind", "params", "mode", "precision", "img_per_s", "img_per_s_lo", "img_per_s_hi",
+           "ms_per_batch", "mem_mb", "mem_how", "device", "device_type", "threads", "batch", "image_size", "scale",
+           "convs", "rounds", "iters", "torch", "note", "measured_at", "key"]
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,8 @@ def _prepare(job: _Job, mode: str, p: str, key: str, dev: Any, batch: int, opts:
                                plain=not opts.fast_paths)
         iters = warm_up(steps[key], dev, opts.warmup, opts.seconds)
         mem, how = memory_mb(models[vid], steps[key], mode, dev)
-        return {"iters": iters, "mem_mb": round(mem, 1), "mem_how": how}
+        params = sum(t.numel() for t in models[vid].parameters())
+        return {"iters": iters, "mem_mb": round(mem, 1), "mem_how": how, "params": params}
     except (RuntimeError, ValueError) as e:  # out of memory, a size the network cannot take
         if dev.type == "cuda":
             torch.cuda.empty_cache()
@@ -245,8 +246,7 @@ def _row(job: _Job, mode: str, p: str, key: str, common: dict[str, Any], opts: B
          seconds: list[float], info: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"name": job.variant.name, "id": job.variant.id, "kind": job.variant.kind, "mode": mode,
                            "precision": p, "image_size": job.image_size, "rounds": len(seconds), **common,
-                           "iters": info.get("iters"), "mem_mb": info.get("mem_mb"), "mem_how": info.get("mem_how"),
-                           "note": info.get("note"), "key": key,
+                           **{k: info.get(k) for k in ("iters", "params", "mem_mb", "mem_how", "note")}, "key": key,
                            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if seconds:
         n = common["batch"] * info["iters"]
