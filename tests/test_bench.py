@@ -173,3 +173,14 @@ def test_bench_scales(tiny: Path) -> None:
     assert (paper.image_size, paper.in_chans, paper.classes) == (224, 3, 1000)
     assert (train.image_size, train.in_chans, train.classes) == (32, 3, 10)
     assert paper.spec["net"]["dims"] == [8, 16, 32, 64] and train.spec["net"]["dims"] != paper.spec["net"]["dims"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_bench_on_cuda(tiny: Path, tmp_path: Path) -> None:
+    """CUDA events, the allocator's peak, and the GPU's fast precision (bf16, or fp16 without it)."""
+    opts = BenchOptions(device="cuda", batch=4, image_size=32, rounds=2, seconds=0.01, warmup=1)
+    df = bench_study(load_study(tiny), tmp_path, opts)
+    assert set(df["precision"]) in ({"fp32", "bf16"}, {"fp32", "fp16"}) and (df["img_per_s"] > 0).all()
+    assert (df["mem_how"] == "peak allocated (cuda)").all() and (df["mem_mb"] > 0).all()
+    assert (df["device_type"] == "cuda").all()
