@@ -22,6 +22,7 @@ _SETTING = ["device", "threads", "batch", "image_size", "scale", "convs"]
 def bench_label(row: pd.Series) -> str:
     """`Intel Xeon (2 threads, AMX), fp32, batch 8, 224 px`: what a bench figure was measured on."""
     kernels = ", ablate CPU kernels" if row.get("convs") == "ablate-cpu-kernels" else ""
+    kernels += ", network as trained" if row.get("scale") == "train" else ""
     return f"{row['device']}, {row['precision']}, batch {int(row['batch'])}, {int(row['image_size'])} px{kernels}"
 
 
