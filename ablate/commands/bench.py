@@ -123,7 +123,7 @@ def bench_text(df: Any) -> str:
         col = f"{r['mode']} {r['precision']}"
         if pd.notna(r.get("img_per_s")):
             cells[f"{col} img/s"] = f"{r['img_per_s']:.1f} [{r['img_per_s_lo']:.1f}-{r['img_per_s_hi']:.1f}]"
-            cells[f"{col} MiB"] = f"{r['mem_mb']:.3g}"
+            cells[f"{col} MiB"] = f"{r['mem_mb']:.0f}" if r["mem_mb"] >= 10 else f"{r['mem_mb']:.2g}"
         else:
             cells[f"{col} img/s"] = str(r.get("note") or "-")
     table = pd.DataFrame(list(lines.values())).fillna("-")
