@@ -32,7 +32,9 @@ SecondsOpt = Annotated[float, typer.Option(help="Time budget of one repetition: 
 WarmupOpt = Annotated[int, typer.Option(min=1, help="Untimed steps before the first repetition; the last one's "
                                                     "time sets the iterations per repetition.")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads); default: every core "
-                                                     "this process may use.")]
+                                                     "this process may use. On cores busy with other work, 2 threads "
+                                                     "can run many times slower than 1 (every op waits for its "
+                                                     "slowest thread): bench alone, or with --threads 1.")]
 FastPathsOpt = Annotated[bool, typer.Option(
     "--fast-paths", help="Run ablate's CPU conv kernels (the trial engine's fast paths: cropped taps, batched-matmul "
     "depthwise gradients, convs as linear layers) instead of PyTorch's own convs: how fast trials run, not what "
