@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ablate.commands.bench import bench
 from ablate.commands.errors import OneLineErrors
 from ablate.commands.reference import fields, presets, schema
 from ablate.commands.reports import compare, report
@@ -65,7 +66,7 @@ def first_sentence(text: str) -> str:
     return head if end is None else head[: end.start() + 1]
 
 
-_COMMANDS = (validate, flops, run, worker, status, report, compare, schema, fields, presets)  # as `--help` lists
+_COMMANDS = (validate, flops, bench, run, worker, status, report, compare, schema, fields, presets)  # as `--help` lists
 for _command in _COMMANDS:
     app.command(help=unwrapped(_command.__doc__ or ""), short_help=first_sentence(_command.__doc__ or ""))(_command)
 

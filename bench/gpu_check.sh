@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One GPU check of ablate, sized for <= 8 minutes on one GPU with no network: what it finds, the CUDA-marked
-# tests, the quick roadmap at a larger budget on the GPU (time-boxed), and bench/train_step.py against timm.
+# tests, bench/train_step.py against timm, `ablate bench` on the references study (the paper-style throughput
+# table), and the quick roadmap at a larger budget on the GPU (time-boxed).
 # Every step is time-boxed (the roadmap gets what is left) and the script goes on past failures; everything lands in $OUT (or the folder given):
-#   summary.txt (the figures), log.txt (every step's output), results.csv (the roadmap's rows).
+#   summary.txt (the figures), log.txt (every step's output), results.csv (the roadmap's rows),
+#   bench-references.csv (`ablate bench`'s rows).
 #
 #   bench/gpu_check.sh --prepare     # HERE, with network: wheels of what the GPU image lacks + the data -> .gpu/
 #   bench/gpu_check.sh [OUTDIR]      # THERE, from the repo root (carry .gpu along); OUTDIR defaults to $OUT
@@ -150,6 +152,21 @@ else
         --warmup 1 --reps 2
 fi
 grep -E "^(torch |resnet50|convnext_tiny)" "$LOG" | tail -6 | sed 's/^/  /' | tee -a "$SUMMARY"
+
+say "== ablate bench: the references study, paper-style table ($( [ "$HAS_CUDA" = 1 ] && echo cuda || echo cpu))"
+# each reference network alone at 224 px, batch 64, fp32 and the GPU's fast precision (AMP), inference and a
+# training step, 5 interleaved rounds: the paper's Table 1 throughput column, measured here
+if [ "$HAS_CUDA" = 1 ]; then
+    BENCH_SET=(--device cuda --batch 64 --rounds 5 --seconds 0.5)
+else
+    BENCH_SET=(--device cpu --image-size 64 --batch 2 --rounds 1 --seconds 0.1 --mode infer --precision fp32)
+    say "no GPU: a token CPU run at 64 px"
+fi
+step "ablate bench references" 150 "$PY" -m ablate bench studies/references.yaml --results "$WORK/results" \
+    "${BENCH_SET[@]}"
+awk '/^device: /{block=""} /^device: /,0{block=block $0 "\n"} END{printf "%s", block}' "$LOG" | sed 's/^/  /' \
+    | tee -a "$SUMMARY"
+[ -f "$WORK/results/references/bench.csv" ] && cp "$WORK/results/references/bench.csv" "$OUT_DIR/bench-references.csv"
 
 say "== quick roadmap on the GPU (larger budget, time-boxed)"
 DATA_SET=()

@@ -35,3 +35,8 @@ def scaled_preset(name: str, epochs: Any, batch_size: Any = None) -> dict[str, A
         if "decay_milestones" in preset:
             preset["decay_milestones"] = tuple(round(m * f, 4) for m in preset["decay_milestones"])
     return preset
+
+# `recipe.precision` (its study-file documentation)
+PRECISION_HELP = ("Arithmetic of the forward passes: `bf16` = bf16 autocast (weights stay fp32; on a CPU fast only "
+                  "with AMX or AVX512-BF16 units), `fp32` = none, `auto` = bf16 on CUDA (what ablate always did "
+                  "there), fp32 elsewhere. Whether bf16 changes top-1 is measured by studies/proxy/bf16.yaml.")

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from .checks import optimizer_problem, randaugment_problem, yaml_boolean_problem
 from .launcher import Launcher
-from .recipes import RECIPES, scaled_preset
+from .recipes import PRECISION_HELP, RECIPES, scaled_preset
 
 
 def _one_line(v: str) -> str:
@@ -123,6 +123,7 @@ class Recipe(_Strict):
                                       "network; null = the network's own `layer_scale`.")
     ema: float | None = Field(MODERN["ema"], gt=0, lt=1, description="EMA decay of the weights; null = off.")
     clip_grad: float | None = Field(None, gt=0, description="Gradient-norm clip; null = off.")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description=PRECISION_HELP)
 
     @model_validator(mode="before")
     @classmethod

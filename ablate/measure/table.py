@@ -57,7 +57,7 @@ def count_spec(spec: dict[str, Any], image_size: int, in_chans: int) -> Counts |
 
         fields = {k: v for k, v in spec["net"].items() if v is not None or k != "patch_size"}  # canonical() nulls it
         return count_net(NetConfig.model_validate(fields), image_size)
-    model = _timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size)
+    model = timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size)
     if model is None:
         return None
     try:
@@ -131,7 +131,7 @@ def _init_counter() -> None:
     torch.set_num_threads(1)  # two processes on two cores
 
 
-def _timm_model(name: str, num_classes: int, in_chans: int, image_size: int) -> Any:
+def timm_model(name: str, num_classes: int, in_chans: int, image_size: int) -> Any:
     import warnings
 
     import timm

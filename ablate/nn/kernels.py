@@ -6,11 +6,31 @@ when traced for FLOP counting (the paper counts the full kernel), they are plain
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import lru_cache
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+_PLAIN = [0]  # depth of `plain_convs` contexts
+
+
+@contextlib.contextmanager
+def plain_convs() -> Iterator[None]:
+    """Within it, these convs compute as PyTorch's own (`nn.Conv2d.forward`, as when traced for FLOP counting):
+    `ablate bench` measures a design's cost as PyTorch computes it, not as ablate's CPU kernels speed it up
+    for trials. (A block's channels-last `nhwc` 1x1 convs stay linear layers, as in timm's ConvNeXt.)"""
+    _PLAIN[0] += 1
+    try:
+        yield
+    finally:
+        _PLAIN[0] -= 1
+
+
+def _plain() -> bool:
+    return _PLAIN[0] > 0 or torch.jit.is_tracing()
 
 
 class PointwiseConv(nn.Conv2d):
@@ -36,7 +56,7 @@ class PointwiseConv(nn.Conv2d):
         if self.nhwc:
             return F.linear(x, self.weight.flatten(1), self.bias)
         if (x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-                and not torch.jit.is_tracing()):
+                and not _plain()):
             sh, sw = self.stride
             if (sh, sw) != (1, 1):
                 x = x[:, :, ::sh, ::sw]
@@ -56,7 +76,7 @@ class SpatialConv(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing():
+        if _plain():
             return super().forward(x)
         (ph, pw), (h, w) = self.padding, x.shape[-2:]
         weight, padding = self.weight, (ph, pw)
@@ -97,7 +117,7 @@ class PatchConv(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_tracing() or x.device.type != "cpu":
+        if _plain() or x.device.type != "cpu":
             return super().forward(x)
         return _patch_linear(x, self.weight, self.bias)
 

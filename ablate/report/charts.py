@@ -22,7 +22,8 @@ from .stats import pareto_mask
 from .style import PALETTE, figure, group_colors, plain_axes, put_title, state_label
 from .text import fmt, show
 
-__all__ = ["curves_chart", "grid_field_chart", "grid_heatmap", "roadmap_chart", "search_charts", "tradeoff_chart"]
+__all__ = ["curves_chart", "grid_field_chart", "grid_heatmap", "roadmap_chart", "search_charts", "tradeoff_caption",
+           "tradeoff_chart", "tradeoff_panels"]
 
 
 # ---------------------------------------------------------------- trade-offs
@@ -86,7 +87,7 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 def tradeoff_chart(table: pd.DataFrame, dataset: str, title: str) -> Figure:
-    """Top-1 vs GFLOPs (paper scale) and top-1 vs measured training throughput, Pareto fronts marked.
+    """Top-1 vs GFLOPs (paper scale) and top-1 vs speed (`tradeoff_panels`), Pareto fronts marked.
 
     Points are labelled with the variant's name when there are at most 10, else with its row number
     (the `#` column of the report's table) and a key beside the chart. Variants without a result are left
@@ -100,12 +101,12 @@ def tradeoff_chart(table: pd.DataFrame, dataset: str, title: str) -> Figure:
     fig = figure(10.5 + key_w, 4.6)
     left = 0.06
     pw = (1 - left - key_w / (10.5 + key_w) - 0.08) / 2
-    for k, (col, xlabel, lower) in enumerate(_TRADEOFF_PANELS):
+    for k, (col, xlabel, lower, note) in enumerate(tradeoff_panels(table)):
         ax = fig.add_axes((left + k * (pw + 0.07), 0.14, pw, 0.72))
         plain_axes(ax)
-        ax.set_xlabel(xlabel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=9 if len(xlabel) < 70 else 7.5)
         ax.set_ylabel(f"top-1 on {dataset} (%)", fontsize=9)
-        _tradeoff_panel(ax, t, col, lower, labels, colors)
+        _tradeoff_panel(ax, t, col, lower, labels, colors, note)
     handles = [Patch(color=c, label=g or "(no group)") for g, c in colors.items()]
     fig.legend(handles=handles, loc="upper right", ncol=min(len(handles), 7), fontsize=7.5, frameon=False,
                bbox_to_anchor=(1 - key_w / (10.5 + key_w), 1.0))
@@ -119,13 +120,47 @@ def tradeoff_chart(table: pd.DataFrame, dataset: str, title: str) -> Figure:
     return fig
 
 
-# (column, x label, whether lower is better) of the trade-off chart's panels
-_TRADEOFF_PANELS = [("gflops", "GFLOPs at paper scale (fvcore, 1 multiply-add = 1 FLOP)", True),
-                    ("train_img_per_s", "measured training throughput (images/s, as trained)", False)]
+_GFLOPS_PANEL = ("gflops", "GFLOPs at paper scale (fvcore, 1 multiply-add = 1 FLOP)", True,
+                 "lower cost, higher top-1 is better")
+
+
+def _benched(table: pd.DataFrame) -> bool:
+    col = table.get("bench_infer_img_per_s")
+    return col is not None and bool(pd.to_numeric(col, errors="coerce").notna().any())
+
+
+def tradeoff_panels(table: pd.DataFrame) -> list[tuple[str, str, bool, str]]:
+    """(column, x label, whether lower is better, panel title) of the trade-off chart's panels: GFLOPs, and the
+    speed `ablate bench` measured (labelled with its device, precision, batch and size) when the study was
+    benched; otherwise the training rate, labelled as what it is (not the design's speed)."""
+    if _benched(table):
+        label = str(table["bench_label"].iloc[0])
+        return [_GFLOPS_PANEL, ("bench_infer_img_per_s", f"inference images/s (ablate bench: {label})", False,
+                                "faster, higher top-1 is better")]
+    return [_GFLOPS_PANEL, ("train_img_per_s", "training images/s as trained (shared cores, trial engine's fast "
+                            "paths): not the design's speed", False, "training rate, not a design cost: run "
+                            "`ablate bench` for speed")]
+
+
+def _bench_range(t: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+    """(2, n) distances from each bench figure to its min and max over the repetitions (x error bars)."""
+    lo, hi = (pd.to_numeric(t[c], errors="coerce").to_numpy(float) for c in ("bench_infer_lo", "bench_infer_hi"))
+    return np.vstack([np.clip(x - lo, 0, None), np.clip(hi - x, 0, None)])
+
+
+def tradeoff_caption(table: pd.DataFrame) -> str:
+    """The chart's caption in the report: which speed the right panel shows."""
+    if _benched(table):
+        return ("Top-1 vs GFLOPs (paper scale) and vs inference throughput measured by `ablate bench` on "
+                f"{table['bench_label'].iloc[0]} (horizontal bars: min–max over its interleaved repetitions); "
+                "circled points form the Pareto front.")
+    return ("Top-1 vs GFLOPs (paper scale) and vs the training rate as trained (shared cores, the trial engine's "
+            "CPU fast paths): that rate is not the design's speed; `ablate bench STUDY` measures it and this "
+            "chart then uses it. Circled points form the Pareto front.")
 
 
 def _tradeoff_panel(ax: Any, t: pd.DataFrame, col: str, lower: bool, labels: list[str],
-                    colors: dict[str, str]) -> None:
+                    colors: dict[str, str], note: str) -> None:
     """One panel of the trade-off chart: the finished variants' top-1 (95 % whiskers) against `col`, the
     Pareto front circled and bounded by its staircase, points labelled."""
     x = pd.to_numeric(t[col], errors="coerce").to_numpy(float) if len(t) else np.array([])
@@ -136,8 +171,10 @@ def _tradeoff_panel(ax: Any, t: pd.DataFrame, col: str, lower: bool, labels: lis
                 fontsize=9, color="#777")
         return
     err = np.nan_to_num(t["top1_hi"].to_numpy(float) - yv) if "top1_hi" in t else np.zeros(len(t))  # 95 % CI
+    xerr = _bench_range(t, x) if col == "bench_infer_img_per_s" else np.full((2, len(t)), np.nan)
     for i in np.flatnonzero(ok):
         ax.errorbar(x[i], yv[i], yerr=err[i] if err[i] else None, fmt="o", ms=5.5,
+                    xerr=xerr[:, i:i + 1] if np.isfinite(xerr[:, i]).all() else None,
                     color=colors[str(t.loc[i, "group"])], ecolor="#555", elinewidth=0.8, capsize=2, zorder=3)
     fi = np.flatnonzero(pareto_mask(x, yv, lower_cost_is_better=lower))
     fi = fi[np.argsort(x[fi])]
@@ -150,8 +187,7 @@ def _tradeoff_panel(ax: Any, t: pd.DataFrame, col: str, lower: bool, labels: lis
     yr = np.ptp(yv[ok]) or 1.0
     ax.set_xlim(float(x[ok].min()) - 0.12 * xr, float(x[ok].max()) + 0.12 * xr)
     ax.set_ylim(float((yv - err)[ok].min()) - 0.15 * yr, float((yv + err)[ok].max()) + 0.15 * yr)
-    ax.set_title(("lower cost, higher top-1 is better" if lower else "faster, higher top-1 is better")
-                 + "; circled: Pareto front", fontsize=8.5, color="#444")
+    ax.set_title(note + "; circled: Pareto front", fontsize=8.5, color="#444")
     _place_labels(ax, x[ok], yv[ok], [labels[i] for i in np.flatnonzero(ok)], err[ok], (sx, sy))
 
 

@@ -132,8 +132,10 @@ def _failed_trials(df: pd.DataFrame) -> list[Block]:
 
 def result_table(t: pd.DataFrame, kind: str, grid_keys: list[str]) -> Block:
     vs = "Δ vs prev [corrected CI]" if kind == "steps" else "Δ vs first [corrected CI]"
-    header = ["#", "name", *grid_keys, "group", "changes", "status", "params (M)", "GFLOPs", "train img/s",
-              "infer img/s", "top-1 mean [95% CI] (n)", vs, "verdict", "paper top-1", "paper Δ"]
+    benched = "bench_infer_img_per_s" in t and bool(t["bench_infer_img_per_s"].notna().any())
+    header = ["#", "name", *grid_keys, "group", "changes", "status", "params (M)", "GFLOPs",
+              *BENCH_HEADER[:2 * benched], *TRAINED_HEADER, "top-1 mean [95% CI] (n)", vs, "verdict", "paper top-1",
+              "paper Δ"]
     if kind == "grid":
         header.remove("group")
         header.remove("changes")  # the grid columns are the changes
@@ -147,13 +149,23 @@ def result_table(t: pd.DataFrame, kind: str, grid_keys: list[str]) -> Block:
         ref = fmt(r["ref_top1"]) + (f" ± {fmt(r['ref_top1_std'])}" if math.isfinite(r["ref_top1_std"]) else "")
         row = [str(r["index"] + 1), str(r["name"]), *[show(r[k]) for k in grid_keys], str(r["group"]),
                str(r.get("changes") or "—"), str(r["status"]), fmt(r["params"] / 1e6), fmt(r["gflops"]),
-               fmt(r["train_img_per_s"], 0), fmt(r["infer_img_per_s"], 0), top1, delta,
+               *_bench_cells(r)[:2 * benched], fmt(r["train_img_per_s"], 0), fmt(r["infer_img_per_s"], 0), top1, delta,
                (str(r["verdict"]) + p) if r["verdict"] else "", ref if ref != "—" else "—",
                fmt(r["ref_delta"], signed=True)]
         if kind == "grid":
             del row[2 + len(grid_keys): 4 + len(grid_keys)]
         rows.append(row)
     return ("table", header, rows)
+
+
+# speed columns: measured by `ablate bench` (the design's cost on a named device), and as trained (overheard)
+BENCH_HEADER = ["bench infer img/s [min–max]", "bench train img/s"]
+TRAINED_HEADER = ["training img/s (as trained, shared cores)", "eval img/s (as trained)"]
+
+
+def _bench_cells(r: Any) -> list[str]:
+    return [fmt(r["bench_infer_img_per_s"], 1) + fmt_ci(r["bench_infer_lo"], r["bench_infer_hi"], 1),
+            fmt(r["bench_train_img_per_s"], 1)]
 
 
 def _verdict_note(r: Any) -> str:
@@ -175,8 +187,18 @@ def _table_legend(t: pd.DataFrame, kind: str, rule: Rule) -> str:
             f"corrected interval excludes 0), {margin}`undetermined`, or `not judged` with one seed; p_adj: the "
             f"corrected p ({CORRECTION_NAMES[rule.correction]}). paper: ImageNet-1K top-1 from the study's "
             "`reference:` (± the paper's seed std: context only, never a verdict's basis; a proxy's accuracies are "
-            "on another scale: compare changes and orderings, not levels). GFLOPs at the paper's scale; img/s "
-            "measured as trained (median over seeds).")
+            "on another scale: compare changes and orderings, not levels). GFLOPs at the paper's scale. "
+            + _speed_legend(t))
+
+
+def _speed_legend(t: pd.DataFrame) -> str:
+    bench = ""
+    if "bench_infer_img_per_s" in t and t["bench_infer_img_per_s"].notna().any():
+        bench = (f"bench img/s: `ablate bench`, each network alone on {t['bench_label'].iloc[0]}, median [min–max] "
+                 "of interleaved repetitions: the design's speed. ")
+    return (bench + "training / eval img/s (as trained): the trials' own rates (median over seeds), with other "
+            "workers on the same cores and the trial engine's CPU fast paths: how fast this study ran, not what "
+            "a design costs" + ("." if bench else "; `ablate bench STUDY` measures that."))
 
 
 def _method_notes(t: pd.DataFrame, kind: str, rule: Rule) -> list[str]:

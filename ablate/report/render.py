@@ -17,7 +17,8 @@ import pandas as pd
 
 Block = tuple[Any, ...]
 # Table columns aligned right (numbers) in every format.
-_NUMERIC = {"#", "params (M)", "GFLOPs", "train img/s", "infer img/s", "Δ vs prev [95% CI]", "Δ vs first [95% CI]",
+_NUMERIC = {"#", "params (M)", "GFLOPs", "training img/s (as trained, shared cores)", "eval img/s (as trained)",
+            "bench infer img/s [min–max]", "bench train img/s", "Δ vs prev [95% CI]", "Δ vs first [95% CI]",
             "paper top-1", "paper Δ", "seed", "attempts"}
 
 

@@ -19,6 +19,7 @@ from ablate.evidence import Rule
 from ablate.files import atomic_write_text
 
 from . import analysis as A
+from .bench import with_bench
 from .content import Tables, report_blocks
 from .floor import linear_floor
 from .latex import results_tex
@@ -65,6 +66,7 @@ def analyse(loaded: LoadedStudy, df: pd.DataFrame, study_dir: Path) -> Tables:
     df = with_train_loss_sum(df, metrics)
     table = A.variant_table(df, kind, rule, readout)
     table, baseline = A.vs_baseline(table, df)
+    table = with_bench(table, study_dir)  # `ablate bench` figures, where the study was benched
     table["changes"] = table["id"].map({v.id: changes_text(v.changes, limit=4) for v in loaded.variants})
     agree = A.agreement(table, df, kind, readout) if kind != "search" else None
     yard = yardsticks(table, df, kind) if kind != "search" else pd.DataFrame()
@@ -117,8 +119,7 @@ def _draw_charts(loaded: LoadedStudy, t: Tables, charts: _Charts) -> None:
                     "heatmap", f"Mean top-1 over {keys[0]} and {keys[1]}.")
     if kind != "single":
         charts.save(C.tradeoff_chart(t.table, dataset, f"{name}: accuracy vs cost"), "pareto",
-                    "Top-1 vs GFLOPs (paper scale) and vs measured training throughput; circled points form the "
-                    "Pareto front.")
+                    C.tradeoff_caption(t.table))
     charts.save(C.curves_chart(t.curves, f"{name}: training curves (mean over seeds)", dataset), "curves",
                 "Validation top-1 and training loss per epoch.")
 

@@ -10,7 +10,6 @@ states saved at the stop.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import statistics
@@ -34,6 +33,7 @@ from .checkpoint import Disowned, rng_state, set_rng_state, write_metrics
 from .data import Data, load_data
 from .datasets import _seed_of
 from .metrics import evaluate, infer_throughput, peak_memory_mb, reset_peak_memory
+from .precision import train_autocast
 
 _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rmsproptf", "lars", "larc",
                   "nlars", "nlarc", "lamb"}
@@ -159,8 +159,7 @@ class _Trial:
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.train_model = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda"
                                                        else None)
-        self.amp: Any = (torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda"
-                         else contextlib.nullcontext())
+        self.amp: Any = train_autocast(dev, self.recipe.precision)
         self.optimizer = _optimizer(self.model, self.recipe, dev)
         self.steps_per_epoch = len(self.data.train)
         # images per forward/backward pass: the process's share of the global batch unless the recipe says less
