@@ -32,7 +32,8 @@ from .load_checks import (
 )
 from .net import NetConfig, make_divisible, without_defaults
 from .presets import PRESETS, preset_fields
-from .study import DataSpec, Recipe, Reference, Study
+from .steps import Reference
+from .study import DataSpec, Recipe, Study
 from .timm_names import check_timm_name, remember_timm_names, timm_model_names
 from .variant import LoadedStudy, Variant, config_changes, show_value
 from .yamlfile import apply_overrides, blame, load_raw

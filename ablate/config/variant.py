@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .net import NetConfig
-from .study import DataSpec, Recipe, Reference, Study
+from .steps import Reference
+from .study import DataSpec, Recipe, Study
 
 
 @dataclass(frozen=True)
