@@ -68,6 +68,10 @@ class Step(Strict):
     model: dict[str, Any] | None = Field(None, description="Replace the whole network (preset / timm / fields).")
     reference: Reference | None = None
     match: Match | None = Field(None, description="Iso-cost target of this variant; null = the study's `match`.")
+    vs: Name | None = Field(
+        None, description="The name of the variant this one's change is judged against (its `changes`, the paired "
+        "comparison and the verdict of the report); null = the previous step (steps) or the first variant (variants). "
+        "E.g. a step that also undoes part of an earlier one: `vs: stage ratio`.")
 
 
 class VariantSpec(Step):

@@ -281,6 +281,12 @@ class Study(Strict):
     launcher: Launcher | None = Field(None, description="Cluster workers for `ablate run --launcher slurm`.")
     match: Match | None = Field(None, description="Iso-cost: every variant's widths scaled to land on one cost "
                                 "(e.g. {gflops: 4.47}); a step or variant may give its own.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Python modules imported before the study is checked, each a module name "
+        "(`mypkg.blocks`, found beside the study file or installed) or a .py file relative to the study file: they "
+        "register norms, activations, stems, blocks or whole timm models by name (docs/plugins.md). Installed "
+        "packages can also register through the `ablate.plugins` entry-point group. A variant that uses a name a "
+        "plug-in registered has that plug-in's source in its id: edit the plug-in, and its trials run again.")
     exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
                                "proxy study that extends a full one: a reference model that cannot run at its size).")
 
