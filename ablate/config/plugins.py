@@ -39,7 +39,7 @@ def import_plugins(plugins: list[str], file: str) -> None:
                              "beside the study file or installed, or a .py file relative to the study)") from None
         except Exception as e:  # a plug-in is user code: any failure is its author's one line
             raise StudyError(file, where, f"importing '{spec}' failed: {type(e).__name__}: {e}") from None
-        for name in sorted(_timm_models() - before):  # registered with timm itself
+        for name in sorted((_timm_models() - before) | _timm_models(module)):  # registered with timm itself
             record_model(name, module)
 
 
@@ -75,9 +75,12 @@ def _entry_points(file: str) -> None:
                              f"{ENTRY_POINT_GROUP}) failed to import: {type(e).__name__}: {e}") from None
 
 
-def _timm_models() -> set[str]:
+def _timm_models(module: str | None = None) -> set[str]:
+    """timm's model names (those of `module`, as timm names a module: its last part)."""
     timm = sys.modules.get("timm")  # a plug-in that registers a timm model has imported timm itself
-    return set(timm.list_models()) if timm is not None else set()
+    if timm is None:
+        return set()
+    return set(timm.list_models(module=module.rpartition(".")[2])) if module else set(timm.list_models())
 
 
 def used(net: Any, timm_name: str | None) -> list[tuple[str, str]]:

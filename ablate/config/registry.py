@@ -20,7 +20,8 @@ built-in ones and these. docs/plugins.md has a worked example.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,23 @@ def names(kind: str) -> tuple[str, ...]:
 
 
 def record_model(name: str, module: str) -> None:
-    """A timm model that a plug-in module registered with timm itself (`timm.models.register_model`)."""
+    """A timm model that a plug-in module registered with timm itself (`timm.models.register_model`): built by
+    `timm.create_model` like any timm model, recorded here for its module (whose source enters variant ids)."""
     if name not in _REGISTRY["model"]:
-        _REGISTRY["model"][name] = Entry("model", name, lambda **kw: None, module)
+        _REGISTRY["model"][name] = Entry("model", name, _by_timm, module)
+
+
+def _by_timm(**kwargs: Any) -> Any:
+    raise TypeError("a plug-in's timm model is built by timm.create_model")
+
+
+@contextlib.contextmanager
+def scope() -> Iterator[None]:
+    """Registrations made inside are undone on leaving (tests; one process checking several studies)."""
+    saved = {kind: dict(entries) for kind, entries in _REGISTRY.items()}
+    try:
+        yield
+    finally:
+        for kind, entries in saved.items():
+            _REGISTRY[kind].clear()
+            _REGISTRY[kind].update(entries)
