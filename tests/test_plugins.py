@@ -124,7 +124,7 @@ def test_a_plugin_module_name_beside_the_study_and_an_entry_point(tmp_path: Path
 def test_a_plugin_stem_block_and_activation_are_built_and_counted(tmp_path: Path) -> None:
     (tmp_path / "parts.py").write_text('''
 import torch.nn as nn
-from ablate.config.registry import register_activation, register_block, register_stem
+from ablate.config.registry import register_activation, register_block, register_model, register_stem
 
 
 @register_stem("conv3", reduction=2)
@@ -150,6 +150,12 @@ class Plain(nn.Module):
 
 
 register_block("plain", Plain)
+
+
+@register_model
+def parts_net(pretrained=False, **kwargs):
+    return nn.Sequential(nn.Conv2d(kwargs.get("in_chans", 3), 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, kwargs.get("num_classes", 1000)))
 ''')
     study = tmp_path / "s.yaml"
     study.write_text("name: s\nplugins: [parts.py]\nmodel: {depths: [1, 1], dims: [8, 16], stem: conv3, "
@@ -169,6 +175,13 @@ register_block("plain", Plain)
     conv = 3 * 8 * 9 + 8 + 2 * 8  # stem conv + its BatchNorm
     blocks = (8 * 8 * 9 + 8 + 2 * 8) + (8 * 16 * 9 + 16 + 2 * 16)
     assert row["params"] == conv + blocks + 16 * 1000 + 1000
+    (m,) = load_study(study, ["model={timm: parts_net}"]).variants  # ablate's register_model: timm's, recorded
+    assert m.timm == "parts_net" and registry.entry("model", "parts_net").module.endswith("_parts")
+
+
+def test_the_example_plugin_study_validates() -> None:
+    loaded = load_study(Path(__file__).resolve().parents[1] / "examples" / "plugin-norm.yaml")
+    assert [v.net.norm if v.net else v.timm for v in loaded.variants] == ["layer", "batch", "ws_group", "tiny_mixer"]
 
 
 @pytest.mark.parametrize(("plugins", "set_", "where", "words"), [

@@ -163,7 +163,7 @@ class NetConfig(BaseModel):
             n = (n - 1) // 2 + 1  # 3x3 stride-2 max-pool, padding 1
         elif self.stem == "patchify":
             n = n // self.patch_size
-        else:  # a plug-in's stem: its registered reduction
+        else:  # a plug-in's stem: its registered reduction (validated: the name is registered)
             n = n // entry("stem", self.stem).options["reduction"]  # type: ignore[union-attr]
         out = []
         for stage in range(len(self.dims)):

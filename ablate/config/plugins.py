@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StudyError
+from .net import ACTIVATIONS, BLOCKS, NORMS, STEMS
 from .registry import KINDS, entry, names, record_model
 
 ENTRY_POINT_GROUP = "ablate.plugins"
@@ -83,12 +84,15 @@ def _timm_models(module: str | None = None) -> set[str]:
     return set(timm.list_models(module=module.rpartition(".")[2])) if module else set(timm.list_models())
 
 
+BUILT_IN = {"norm": NORMS, "activation": ACTIVATIONS, "stem": STEMS, "block": BLOCKS, "model": ()}
+
+
 def used(net: Any, timm_name: str | None) -> list[tuple[str, str]]:
-    """(kind, name) of every plug-in-registered name a variant uses."""
+    """(kind, name) of every plug-in-registered name a variant uses (a built-in name is ablate's own, always)."""
     pairs = [("model", timm_name)] if timm_name else []
     if net is not None:
         pairs += [("norm", net.norm), ("activation", net.activation), ("stem", net.stem), ("block", net.block)]
-    return [(k, n) for k, n in pairs if entry(k, n) is not None]
+    return [(k, n) for k, n in pairs if n not in BUILT_IN[k] and entry(k, n) is not None]
 
 
 def sources(net: Any, timm_name: str | None) -> dict[str, str]:

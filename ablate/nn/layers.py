@@ -42,9 +42,9 @@ def layer_norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def norm_layer(name: str) -> Callable[[int], nn.Module]:
-    """A built-in norm, or one a plug-in registered (config/registry.py)."""
+    """A built-in norm, or one a plug-in registered (config/registry.py); a built-in name is ablate's own."""
     plugin = entry("norm", name)
-    if plugin is not None:
+    if plugin is not None and name not in NORM_LAYERS:
         return plugin.build
     if name not in NORM_LAYERS:
         raise ValueError(unknown_name(name, tuple(NORM_LAYERS) + names("norm"), "norm"))
@@ -54,7 +54,7 @@ def norm_layer(name: str) -> Callable[[int], nn.Module]:
 def act_layer(name: str) -> Callable[[], nn.Module]:
     """A built-in activation (timm's), or one a plug-in registered."""
     plugin = entry("activation", name)
-    if plugin is not None:
+    if plugin is not None and name not in ACTIVATIONS:
         return plugin.build
     if name not in ACTIVATIONS:
         raise ValueError(unknown_name(name, ACTIVATIONS + names("activation"), "activation"))

@@ -14,7 +14,7 @@ import torch.nn as nn
 from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 from timm.layers.grn import GlobalResponseNorm
 
-from ablate.config.net import NetConfig
+from ablate.config.net import BLOCKS, STEMS, NetConfig
 from ablate.config.registry import entry
 
 from .kernels import PatchConv, PointwiseConv, SpatialConv
@@ -155,7 +155,7 @@ class Head(nn.Module):
 
 
 def make_stem(cfg: NetConfig, layers: LayerFn) -> nn.Module:
-    plugin = entry("stem", cfg.stem)
+    plugin = entry("stem", cfg.stem) if cfg.stem not in STEMS else None
     if plugin is not None:  # a plug-in's stem (config/registry.py): cfg.in_chans -> cfg.stem_out channels
         return plugin.build(cfg, layers)
     width, no_bias = cfg.stem_out, layers.norm_is_batch and cfg.stem_norm
@@ -177,7 +177,7 @@ class Net(nn.Module):
         layers = LayerFn.from_config(cfg)
         separate = cfg.downsample == "separate"
         spec = BlockSpec.from_config(cfg, layers)
-        plugin = entry("block", cfg.block)
+        plugin = entry("block", cfg.block) if cfg.block not in BLOCKS else None
         block = plugin.build if plugin is not None else Block  # a plug-in's block takes Block's arguments
         total = sum(cfg.depths)  # stochastic depth grows linearly from 0 to drop_path, as in timm
         drop_rates = [cfg.drop_path * n / max(total - 1, 1) for n in range(total)]
