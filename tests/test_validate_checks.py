@@ -87,6 +87,9 @@ def test_scale_on_a_timm_model_without_stage_widths_is_one_line(cli, tmp_path: P
     lines = error_lines(err)
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"{path}: scale: timm model 'vit_tiny_patch16_224' cannot be scaled"), lines[0]
+    path.write_text(SCALED.format(name="resnet18") + "variants:\n  - {name: r}\n  - {name: vit, model: {timm: "
+                    "vit_tiny_patch16_224}}\nexclude: [vit]\n")
+    assert [v.name for v in load_study(path).variants] == ["r"]  # left out: not scaled, not refused
 
 
 @pytest.mark.parametrize("name", ["resnet18"])

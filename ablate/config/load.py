@@ -220,7 +220,7 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
     except ValidationError as e:
         raise from_validation(e, file, sub("data"), DataSpec) from None
     net, timm_name = resolve_net(state.net, file, where)
-    train_net, timm_scale = None, _timm_scale(study, timm_name, file)
+    train_net, timm_scale = None, _timm_scale(study, timm_name, name, file)
     if net is not None:
         overrides: dict[str, Any] = {}
         if recipe.drop_path is not None and net.drop_path == 0:  # a network's own rate wins
@@ -236,10 +236,11 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
                    id=_digest(net, train_net, timm_name, data, recipe, timm_scale))
 
 
-def _timm_scale(study: Study, timm_name: str | None, file: str) -> dict[str, Any] | None:
-    """`scale:` as a timm model's constructor takes it (nn/timm_scale.py), or None (no scale, or no timm model)."""
+def _timm_scale(study: Study, timm_name: str | None, name: str, file: str) -> dict[str, Any] | None:
+    """`scale:` as a timm model's constructor takes it (nn/timm_scale.py), or None (no scale, no timm model, or
+    a variant `exclude:` leaves out)."""
     sc = study.scale
-    if timm_name is None or (sc.width == 1.0 and sc.depth == 1.0):
+    if timm_name is None or (sc.width == 1.0 and sc.depth == 1.0) or name in study.exclude:
         return None
     check_timm_scale(timm_name, file)
     return {"width": sc.width, "depth": sc.depth, "divisor": sc.divisor}

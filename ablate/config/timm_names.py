@@ -58,6 +58,7 @@ def remember_timm_names(names: list[str]) -> None:
     path = timm_names_path()
     if path.exists():
         return
+    names = [n for n in names if entry("model", n) is None]  # a plug-in's model is a name only with the plug-in
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
