@@ -70,3 +70,12 @@ def test_a_grid_typo_names_the_grid_key_with_a_suggestion(cli, tmp_path: Path) -
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith(f"{path}: grid.kernel_sise: unknown network field 'kernel_sise' (did you mean "
                                "'kernel_size'?)"), lines[0]
+
+
+def test_compared_with_follows_vs_for_the_report_and_the_added_seeds() -> None:
+    from ablate.config.variant import compared_with
+
+    names, groups = ["a", "b", "ref", "c", "d"], ["", "", "reference", "", ""]
+    assert compared_with(groups, "steps") == [None, 0, None, 1, 3]
+    assert compared_with(groups, "steps", names, [None, None, None, "a", None]) == [None, 0, None, 0, 3]
+    assert compared_with(groups, "variants", names, [None, "c", None, None, "b"]) == [None, 3, None, 0, 1]
