@@ -44,6 +44,18 @@ def import_plugins(plugins: list[str], file: str) -> None:
             record_model(name, module)
 
 
+def _timm_models(module: str | None = None) -> set[str]:
+    """timm's model names; with `module`, those whose entry function that module defines (imported before,
+    its models are no longer new to timm)."""
+    timm = sys.modules.get("timm")  # a plug-in that registers a timm model has imported timm itself
+    if timm is None:
+        return set()
+    if module is None:
+        return set(timm.list_models())
+    return {n for n in timm.list_models(module=module.rpartition(".")[2])
+            if getattr(timm.models.model_entrypoint(n), "__module__", None) == module}
+
+
 def _import(spec: str, folder: str) -> str:
     """Import one plug-in; returns its module name."""
     if spec.endswith(".py"):
@@ -74,14 +86,6 @@ def _entry_points(file: str) -> None:
         except Exception as e:
             raise StudyError(file, "plugins", f"installed plug-in '{ep.name}' ({ep.value}, entry point group "
                              f"{ENTRY_POINT_GROUP}) failed to import: {type(e).__name__}: {e}") from None
-
-
-def _timm_models(module: str | None = None) -> set[str]:
-    """timm's model names (those of `module`, as timm names a module: its last part)."""
-    timm = sys.modules.get("timm")  # a plug-in that registers a timm model has imported timm itself
-    if timm is None:
-        return set()
-    return set(timm.list_models(module=module.rpartition(".")[2])) if module else set(timm.list_models())
 
 
 BUILT_IN = {"norm": NORMS, "activation": ACTIVATIONS, "stem": STEMS, "block": BLOCKS, "model": ()}
