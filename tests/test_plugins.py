@@ -65,7 +65,7 @@ def _own_registry():
 
 
 def write(tmp_path: Path, plugin: str = "plugs/mine.py", study: str = STUDY) -> Path:
-    (tmp_path / "plugs").mkdir(exist_ok=True)
+    (tmp_path / "plugs").mkdir(parents=True, exist_ok=True)
     (tmp_path / "plugs" / "mine.py").write_text(PLUGIN)
     path = tmp_path / "plug.yaml"
     path.write_text(study.format(plugin=plugin))
@@ -95,6 +95,9 @@ def test_editing_a_plugin_makes_only_its_variants_trials_stale(cli, tmp_path: Pa
     path = write(tmp_path)
     assert cli("run", str(path))[0] == 0
     before = {v.name: v.id for v in load_study(path).variants}
+    with registry.scope():  # (registration is process-wide: the copy's registrations are undone after)
+        moved = write(tmp_path / "elsewhere")  # the same study and plug-in in another folder: the same ids
+        assert {v.name: v.id for v in load_study(moved).variants} == before
     plugin = tmp_path / "plugs" / "mine.py"
     plugin.write_text(plugin.read_text().replace("groups of 4 channels", "groups of four channels"))
     after = {v.name: v.id for v in load_study(path).variants}

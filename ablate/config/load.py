@@ -260,7 +260,7 @@ def _digest(net: NetConfig | None, train_net: NetConfig | None, timm_name: str |
     }
     if timm_scale:  # an unscaled timm model keeps the id it had before `scale:` applied to timm models
         ident["train"]["scale"] = timm_scale
-    plugins = sources(net, timm_name) | (sources(train_net, None) if train_net else {})
+    plugins = sorted({*sources(net, timm_name), *(sources(train_net, None) if train_net else [])})
     if plugins:  # only a variant that uses a plug-in's name: editing the plug-in changes these ids alone
         ident["plugins"] = plugins
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]

@@ -99,10 +99,11 @@ def used(net: Any, timm_name: str | None) -> list[tuple[str, str]]:
     return [(k, n) for k, n in pairs if n not in BUILT_IN[k] and entry(k, n) is not None]
 
 
-def sources(net: Any, timm_name: str | None) -> dict[str, str]:
-    """module -> digest of its source, for each plug-in module whose names the variant uses ({} for none)."""
-    modules = sorted({entry(k, n).module for k, n in used(net, timm_name)})  # type: ignore[union-attr]
-    return {m: source_digest(m) for m in modules}
+def sources(net: Any, timm_name: str | None) -> list[str]:
+    """The digests of the sources of the plug-in modules whose names the variant uses ([] for none): what they
+    say, not where they are (a study folder moved elsewhere keeps its ids)."""
+    modules = {entry(k, n).module for k, n in used(net, timm_name)}  # type: ignore[union-attr]
+    return sorted({source_digest(m) for m in modules})
 
 
 def source_digest(module: str) -> str:
