@@ -4,8 +4,6 @@ reaches past its feature map, an EMA whose horizon is longer than the run, a war
 
 from __future__ import annotations
 
-from typing import Any
-
 from .variant import LoadedStudy, Variant
 
 # training images of the datasets whose size is known without reading them (imagefolder: its folders)
@@ -35,10 +33,9 @@ def kernel_warnings(loaded: LoadedStudy) -> list[tuple[str, str]]:
     out = []
     for (k, size, detail), vs in found.items():
         maps, text = detail.split("|")
-        names = ", ".join(f"'{v.name}'" for v in vs[:3]) + (f" (+{len(vs) - 3} more)" if len(vs) > 3 else "")
         out.append((_kernel_path(loaded, vs[0]), f"kernel_size {k} is larger than the feature maps at {size} px "
                     f"(stage maps {maps}): only part of it ever touches a pixel, {text}; the other taps see "
-                    f"padding alone (variant{'s' * (len(vs) > 1)} {names})"))
+                    f"padding alone ({_names([v.name for v in vs])})"))
     return out
 
 
@@ -66,23 +63,21 @@ def train_steps(v: Variant) -> int | None:
 
 def recipe_warnings(loaded: LoadedStudy) -> list[tuple[str, str]]:
     """An EMA of the weights whose horizon (1 / (1 - decay) updates) is longer than the run: its weights are
-    still mostly the initial ones; a warmup as long as the run. One warning per distinct recipe and data."""
-    seen: set[Any] = set()
-    out = []
+    still mostly the initial ones; a warmup as long as the run. One warning per distinct case, naming a variant."""
+    found: dict[tuple[str, str], list[str]] = {}
     for v in loaded.variants:
-        r = v.recipe
-        steps = train_steps(v)
-        key = (r.ema, r.warmup_epochs, r.epochs, steps)
-        if key in seen:
-            continue
-        seen.add(key)
+        r, steps = v.recipe, train_steps(v)
         if r.ema is not None and steps is not None and 1 / (1 - r.ema) > steps:
-            horizon = 1 / (1 - r.ema)
-            out.append(("recipe.ema", f"decay {r.ema:g} averages over ~{horizon:,.0f} updates, but the run makes "
-                        f"{steps:,} ({r.epochs} epochs of {steps // r.epochs:,}): the EMA weights stay close to "
-                        f"the initial ones; use at most {1 - 1 / max(steps, 2):.4g} (a horizon of the run) or null "
-                        f"(variant '{v.name}')"))
+            text = (f"decay {r.ema:g} averages over ~{1 / (1 - r.ema):,.0f} updates, but the run makes {steps:,} "
+                    f"({r.epochs} epochs of {steps // r.epochs:,}): the EMA weights stay close to the initial "
+                    f"ones; use at most {1 - 1 / max(steps, 2):.4g} (a horizon of the run) or null")
+            found.setdefault(("recipe.ema", text), []).append(v.name)
         if r.warmup_epochs >= r.epochs:
-            out.append(("recipe.warmup_epochs", f"{r.warmup_epochs:g} >= epochs {r.epochs}: the learning rate "
-                        f"never leaves warmup (variant '{v.name}')"))
-    return out
+            text = f"{r.warmup_epochs:g} >= epochs {r.epochs}: the learning rate never leaves warmup"
+            found.setdefault(("recipe.warmup_epochs", text), []).append(v.name)
+    return [(path, f"{text} ({_names(names)})") for (path, text), names in found.items()]
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")
+    return f"variant{'s' * (len(names) > 1)} {shown}"
