@@ -1,5 +1,6 @@
-"""`scale:` for timm models: the per-stage depths and widths of a timm ResNet or ConvNeXt, scaled as ablate
-scales its own networks (config/load.py `_scaled`), passed to the model's constructor.
+"""timm models as a study trains them: `scale:` applied to a timm ResNet or ConvNeXt (its per-stage depths and
+widths scaled as ablate scales its own networks, config/load.py `_scaled`, and passed to its constructor), with
+the data's classes and channels and the options the model takes (`create`).
 
 Which timm families take such arguments is `ablate.config.timm_names.SCALABLE` (checked when the study loads);
 their default depths and widths are read from the model built on the meta device (no memory, no init).
