@@ -36,7 +36,7 @@ def check_data(loaded) -> None:
 
                 check_in_memory(v.data)
         except DataError as e:
-            raise StudyError(loaded.file, "data", str(e)) from None
+            raise StudyError(loaded.file, e.field, str(e)) from None
 
 
 def check_tensorboard(folder: Path | None) -> None:

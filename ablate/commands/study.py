@@ -21,12 +21,25 @@ def check_sizes(loaded, allow_large: bool) -> None:
         check_sizes(loaded)
 
 
-def validate(study: StudyArg, set_: SetOpt = None, allow_large: AllowLargeOpt = False) -> None:
-    """Check a study file and print a one-line summary (or the one-line error, exit code 2)."""
+def validate(
+    study: StudyArg, set_: SetOpt = None, allow_large: AllowLargeOpt = False,
+    no_data: Annotated[bool, typer.Option("--no-data", help="Skip the check that the data is present (a study "
+                                          "checked here, run on another machine).")] = False,
+) -> None:
+    """Check a study file and print a one-line summary (or the one-line error, exit code 2): everything a run
+    checks before it trains (fields, plug-ins, sizes, the data's presence and size), and warnings (stderr) about
+    what would train other than it seems (kernels past their feature maps, an EMA longer than the run)."""
+    from ablate.config.advice import warnings
     from ablate.config.load import load_study
+
+    from .preflight import check_data
 
     loaded = load_study(study, set_ or [])
     check_sizes(loaded, allow_large)
+    if not no_data:
+        check_data(loaded)
+    for path, text in warnings(loaded):
+        print(f"{loaded.file}: {path}: warning: {text}", file=sys.stderr)
     s = loaded.study
     seeds = len(s.seeds)
     if s.search is not None and s.search.sampler != "grid":

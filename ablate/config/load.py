@@ -31,10 +31,12 @@ from .load_checks import (
     excluded,
 )
 from .net import NetConfig, make_divisible, without_defaults
+from .plugins import import_plugins, sources
 from .presets import PRESETS, preset_fields
-from .study import DataSpec, Recipe, Reference, Study
-from .timm_names import check_timm_name, remember_timm_names, timm_model_names
-from .variant import LoadedStudy, Variant, config_changes, show_value
+from .steps import Reference
+from .study import DataSpec, Recipe, Study
+from .timm_names import check_timm_name, check_timm_scale, remember_timm_names, timm_model_names
+from .variant import LoadedStudy, Variant, config_changes, judged_against, show_value
 from .yamlfile import apply_overrides, blame, load_raw
 
 NET_FIELDS = tuple(NetConfig.model_fields)  # NetConfig and NET_FIELDS are looked up here (a test grows the schema)
@@ -59,6 +61,7 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
         study = Study.model_validate(raw)
     except ValidationError as e:
         raise from_validation(e, file, "", Study) from None
+    import_plugins(study.plugins, file)  # before any name is checked: what they register is a valid name
     check_one_list(raw, file)
     if study.search is not None:
         _check_search(study, raw, file)
@@ -67,7 +70,7 @@ def _load_study(path: Path, overrides: list[str]) -> LoadedStudy:
     check_objective(study, file)
     # `changes` after `exclude:`: a step is compared with the step before it in what is run, not with a left-out one
     variants = _with_changes(excluded(_depth_kept(_matched(_expand(study, raw, file), study, file), study, file),
-                                      study, file), study)
+                                      study, file), study, file)
     check_unique(variants, study, file)
     if any(v.timm for v in variants):
         remember_timm_names(timm_model_names())
@@ -96,7 +99,7 @@ def _expand(study: Study, raw: dict[str, Any], file: str) -> list[Variant]:
         keys = list(grid)
         for i, combo in enumerate(itertools.product(*(grid[k] for k in keys))):
             changes = dict(zip(keys, combo, strict=True))
-            state = base.apply(None, changes, file, "grid")
+            state = base.apply(None, changes, file, "grid", set_key=False)
             name = ",".join(f"{k.split('.')[-1]}={show_value(v)}" for k, v in changes.items())
             out.append(_variant(study, state, i, name, "grid", None, file, "grid"))
     else:
@@ -105,14 +108,36 @@ def _expand(study: Study, raw: dict[str, Any], file: str) -> list[Variant]:
     return out
 
 
-def _with_changes(variants: list[Variant], study: Study) -> list[Variant]:
-    """Steps are compared with the previous step; variants and grid points with the first variant."""
+def _with_changes(variants: list[Variant], study: Study, file: str) -> list[Variant]:
+    """Each variant's `changes` against the one it is judged against (`vs:`, else the previous step for steps,
+    the first variant otherwise: `variant.judged_against`)."""
     import dataclasses
 
+    variants = _with_vs(variants, study, file)
+    against = judged_against(variants, "steps" if study.steps else "variants")
+    return [dataclasses.replace(v, changes=config_changes(None if j is None else variants[j], v))
+            for v, j in zip(variants, against, strict=True)]
+
+
+def _with_vs(variants: list[Variant], study: Study, file: str) -> list[Variant]:
+    """`vs:` of each step or variant, checked: the name of another variant that is run (not itself, not one
+    that `exclude:` leaves out)."""
+    import dataclasses
+
+    specs = study.steps or study.variants
+    names = [v.name for v in variants]
     out = []
-    for i, v in enumerate(variants):
-        before = (variants[i - 1] if study.steps else variants[0]) if i > 0 else None
-        out.append(dataclasses.replace(v, changes=config_changes(before, v)))
+    for v in variants:
+        vs = specs[v.index].vs if specs else None
+        if vs is not None:
+            where = f"{'steps' if study.steps else 'variants'}[{v.index}].vs"
+            if vs == v.name:
+                raise StudyError(file, where, f"'{vs}' is this variant itself: name the one its change is judged "
+                                 "against")
+            if vs not in names:
+                left = " (left out by exclude:)" if vs in study.exclude else did_you_mean(vs, names)
+                raise StudyError(file, where, f"no variant named '{vs}'{left}")
+        out.append(dataclasses.replace(v, vs=vs))
     return out
 
 
@@ -158,7 +183,10 @@ class _State:
     recipe: dict[str, Any]
     data: dict[str, Any]
 
-    def apply(self, model: dict[str, Any] | None, changes: dict[str, Any], file: str, where: str) -> _State:
+    def apply(self, model: dict[str, Any] | None, changes: dict[str, Any], file: str, where: str,
+              set_key: bool = True) -> _State:
+        """`where` names what holds `changes`: `steps[i]` (its `set.` keys) or, with `set_key=False`, the grid."""
+        at = f"{where}.set" if set_key else where
         net = dict(model) if model is not None else dict(self.net)
         recipe, data = dict(self.recipe), dict(self.data)
         for key, value in changes.items():
@@ -167,14 +195,14 @@ class _State:
                 target = {"recipe": recipe, "data": data, "model": net}[head]
                 target[rest] = value
             elif dot:
-                raise StudyError(file, f"{where}.set.{key}", f"dotted keys start with one of {', '.join(SECTIONS)}")
+                raise StudyError(file, f"{at}.{key}", f"dotted keys start with one of {', '.join(SECTIONS)}")
             elif key in NET_FIELDS or key in ("preset", "timm"):
                 if key in NET_FIELDS and "timm" in net:
-                    raise StudyError(file, f"{where}.set.{key}", f"cannot set network fields on timm model "
+                    raise StudyError(file, f"{at}.{key}", f"cannot set network fields on timm model "
                                      f"'{net['timm']}'")
                 net[key] = value
             else:
-                raise StudyError(file, f"{where}.set.{key}", f"unknown network field '{key}'"
+                raise StudyError(file, f"{at}.{key}", f"unknown network field '{key}'"
                                  f"{did_you_mean(key, NET_FIELDS)}; or use recipe.<field> / data.<field>")
         return _State(net=net, recipe=recipe, data=data)
 
@@ -192,7 +220,7 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
     except ValidationError as e:
         raise from_validation(e, file, sub("data"), DataSpec) from None
     net, timm_name = resolve_net(state.net, file, where)
-    train_net = None
+    train_net, timm_scale = None, _timm_scale(study, timm_name, name, file)
     if net is not None:
         overrides: dict[str, Any] = {}
         if recipe.drop_path is not None and net.drop_path == 0:  # a network's own rate wins
@@ -204,11 +232,22 @@ def _variant(study: Study, state: _State, index: int, name: str, group: str | No
         check_size(net, study.measure.flops_image_size, file, "measure.flops_image_size", name)
         check_size(train_net, data.resolved("image_size"), file, "data.image_size", name)
     return Variant(index=index, name=name, group=group, net=net, train_net=train_net, timm=timm_name,
-                   recipe=recipe, data=data, reference=reference, id=_digest(net, train_net, timm_name, data, recipe))
+                   recipe=recipe, data=data, reference=reference, timm_scale=timm_scale,
+                   id=_digest(net, train_net, timm_name, data, recipe, timm_scale))
+
+
+def _timm_scale(study: Study, timm_name: str | None, name: str, file: str) -> dict[str, Any] | None:
+    """`scale:` as a timm model's constructor takes it (nn/timm_scale.py), or None (no scale, no timm model, or
+    a variant `exclude:` leaves out)."""
+    sc = study.scale
+    if timm_name is None or (sc.width == 1.0 and sc.depth == 1.0) or name in study.exclude:
+        return None
+    check_timm_scale(timm_name, file)
+    return {"width": sc.width, "depth": sc.depth, "divisor": sc.divisor}
 
 
 def _digest(net: NetConfig | None, train_net: NetConfig | None, timm_name: str | None, data: DataSpec,
-            recipe: Recipe) -> str:
+            recipe: Recipe, timm_scale: dict[str, Any] | None = None) -> str:
     # Fields at their default stay out of the hash (see NetConfig.identity): adding a field whose default
     # reproduces the old behaviour keeps every existing id, so finished trials stay finished.
     ident = {
@@ -219,6 +258,11 @@ def _digest(net: NetConfig | None, train_net: NetConfig | None, timm_name: str |
         # micro_batch is how the global batch is reached (like the number of processes), not what is trained
         "recipe": without_defaults(recipe.model_dump(mode="json", exclude={"micro_batch"}), Recipe),
     }
+    if timm_scale:  # an unscaled timm model keeps the id it had before `scale:` applied to timm models
+        ident["train"]["scale"] = timm_scale
+    plugins = sorted({*sources(net, timm_name), *(sources(train_net, None) if train_net else [])})
+    if plugins:  # only a variant that uses a plug-in's name: editing the plug-in changes these ids alone
+        ident["plugins"] = plugins
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -10,8 +10,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Names a study may use. `ablate.nn.layers` maps each to a constructor; a test checks that
-# the two tables agree, so validation here never needs torch.
+from .registry import entry, names
+
+# Names a study may use (and those plug-ins register: config/registry.py). `ablate.nn.layers` maps each to a
+# constructor; a test checks that the two tables agree, so validation here never needs torch.
+STEMS: tuple[str, ...] = ("resnet", "patchify")
+BLOCKS: tuple[str, ...] = ("residual",)
 NORMS: tuple[str, ...] = ("batch", "layer", "group", "group1", "rms")
 ACTIVATIONS: tuple[str, ...] = (
     "relu", "relu6", "leaky_relu", "elu", "celu", "selu", "gelu", "gelu_tanh", "quick_gelu",
@@ -32,9 +36,9 @@ class NetConfig(BaseModel):
 
     depths: tuple[PositiveInt, ...] = Field(
         (3, 4, 6, 3), min_length=1, description="Blocks per stage (the stage compute ratio).")
-    stem: Literal["resnet", "patchify"] = Field(
+    stem: str = Field(
         "resnet", description="`resnet`: 7x7 stride-2 conv, norm, act, 3x3 stride-2 max-pool. "
-        "`patchify`: one patch_size x patch_size conv with stride patch_size, then a norm.")
+        "`patchify`: one patch_size x patch_size conv with stride patch_size, then a norm. Or a plug-in's stem.")
     stem_width: PositiveInt | None = Field(
         None, description="Channels out of the stem; null means dims[0].")
     patch_size: PositiveInt = Field(4, description="Patch size (and stride) of the patchify stem.")
@@ -49,13 +53,17 @@ class NetConfig(BaseModel):
     groups: PositiveInt | Literal["depthwise"] = Field(
         1, description="Groups of the spatial (k x k) conv; `depthwise` = one group per channel.")
     kernel_size: PositiveInt = Field(3, description="Kernel size of the spatial conv (odd).")
+    block: str = Field(
+        "residual", description="The block of every stage: `residual` (ablate's one residual block, shaped by the "
+        "fields here) or a block a plug-in registered (docs/plugins.md).")
     spatial_conv: Literal["middle", "first"] = Field(
         "middle", description="`middle`: 1x1, kxk, 1x1 (bottleneck). `first`: kxk, 1x1, 1x1 (moved-up depthwise).")
-    activation: str = Field("relu", description=f"Activation function, one of {', '.join(ACTIVATIONS)}.")
+    activation: str = Field(
+        "relu", description=f"Activation function, one of {', '.join(ACTIVATIONS)}, or a plug-in's.")
     activations: Literal["all", "one"] = Field(
         "all", description="`all`: after every conv but the last and after the residual add. "
         "`one`: a single one, after the 1x1 conv that sets the hidden width.")
-    norm: str = Field("batch", description=f"Normalization layer, one of {', '.join(NORMS)}.")
+    norm: str = Field("batch", description=f"Normalization layer, one of {', '.join(NORMS)}, or a plug-in's.")
     norms: Literal["all", "one"] = Field(
         "all", description="Norms inside the residual branch. `all`: after every conv. `one`: after the spatial "
         "conv only. (The projection shortcut's norm is `shortcut_norm`.)")
@@ -91,12 +99,22 @@ class NetConfig(BaseModel):
     @field_validator("activation")
     @classmethod
     def _known_activation(cls, v: str) -> str:
-        return _known(v, ACTIVATIONS, "activation")
+        return _known(v, ACTIVATIONS + names("activation"), "activation")
 
     @field_validator("norm")
     @classmethod
     def _known_norm(cls, v: str) -> str:
-        return _known(v, NORMS, "norm")
+        return _known(v, NORMS + names("norm"), "norm")
+
+    @field_validator("stem")
+    @classmethod
+    def _known_stem(cls, v: str) -> str:
+        return _known(v, STEMS + names("stem"), "stem")
+
+    @field_validator("block")
+    @classmethod
+    def _known_block(cls, v: str) -> str:
+        return _known(v, BLOCKS + names("block"), "block")
 
     @model_validator(mode="after")
     def _consistent(self) -> NetConfig:
@@ -143,8 +161,10 @@ class NetConfig(BaseModel):
         if self.stem == "resnet":
             n = (n - 1) // 2 + 1  # 7x7 stride-2 conv, padding 3
             n = (n - 1) // 2 + 1  # 3x3 stride-2 max-pool, padding 1
-        else:
+        elif self.stem == "patchify":
             n = n // self.patch_size
+        else:  # a plug-in's stem: its registered reduction (validated: the name is registered)
+            n = n // entry("stem", self.stem).options["reduction"]  # type: ignore[union-attr]
         out = []
         for stage in range(len(self.dims)):
             if stage > 0:
@@ -206,7 +226,7 @@ class FieldError(ValueError):
 
 def _known(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
-        raise ValueError(unknown_name(value, allowed, what))
+        raise ValueError(unknown_name(value, allowed, what) + " (a plug-in may register more: docs/plugins.md)")
     return value
 
 

@@ -16,7 +16,8 @@ from pydantic_core import PydanticUndefined
 from .net import NetConfig
 from .presets import PRESETS
 from .recipes import RECIPES
-from .study import DataSpec, Evidence, Match, Measure, Range, Recipe, Reference, Scale, Search, Step, Study
+from .steps import Match, Reference, Step
+from .study import DataSpec, Evidence, Measure, Range, Recipe, Scale, Search, Study
 
 # (heading, where the section sits in a study file, its model)
 SECTIONS: list[tuple[str, str, type[BaseModel]]] = [

@@ -8,37 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .checks import optimizer_problem, randaugment_problem, yaml_boolean_problem
+from .checks import optimizer_problem, randaugment_problem
 from .launcher import Launcher
 from .recipes import PRECISION_HELP, RECIPES, scaled_preset
-
-
-def _one_line(v: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in v):
-        raise ValueError("a name is one line of text: no tabs, newlines or other control characters")
-    return v
-
-
-# a variant name: one line of printable text (a label in tables, charts and reports)
-Name = Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_one_line)]
-
-
-class _Strict(BaseModel):
-    """No unknown keys, frozen, no inf/nan, and no YAML boolean (`yes`) where a number is meant."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_yaml_booleans(cls, v: Any, info: ValidationInfo) -> Any:
-        field = cls.model_fields.get(info.field_name or "")
-        problem = yaml_boolean_problem(v, field.annotation) if field is not None else None
-        if problem:
-            raise ValueError(problem)
-        return v
-
+from .steps import Match, Step, VariantSpec
+from .strict import Strict
 
 DATASETS: dict[str, dict[str, int]] = {  # native image size, channels, classes
     "fashion-mnist": {"image_size": 28, "in_chans": 1, "num_classes": 10},
@@ -49,7 +25,7 @@ DATASETS: dict[str, dict[str, int]] = {  # native image size, channels, classes
 }
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     """Where the images come from and at what size they are trained."""
 
     dataset: Literal["fashion-mnist", "cifar10", "cifar100", "imagefolder", "synthetic"] = Field(
@@ -80,7 +56,7 @@ MODERN = RECIPES["modern"]  # `Recipe`'s field defaults are the modern preset's 
 # value. A variant id hashes the recipe fields that differ from these defaults: the values there are part of every id.
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     """How each variant is trained. `preset` fills every field the study leaves out."""
 
     preset: Literal["modern", "classic"] = Field("modern", description="`modern`: the ConvNeXt paper's recipe; "
@@ -162,7 +138,7 @@ class Recipe(_Strict):
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / self.base_batch
 
 
-class Scale(_Strict):
+class Scale(Strict):
     """Proxy scaling applied to every variant before training (FLOPs are also given unscaled)."""
 
     width: float = Field(1.0, gt=0, le=8, description="Multiplier on dims and stem_width.")
@@ -174,78 +150,14 @@ class Scale(_Strict):
     divisor: int = Field(8, gt=0, description="Scaled widths are rounded to a multiple of this.")
 
 
-class Measure(_Strict):
+class Measure(Strict):
     """What is measured besides accuracy."""
 
     flops_image_size: int = Field(224, gt=0, description="Image size of the paper-scale count (3 channels, "
                                   "1000 classes, unscaled network).")
 
 
-class Reference(_Strict):
-    """Published numbers a variant is compared with."""
-
-    top1: float | None = Field(None, ge=0, le=100)
-    top1_std: float | None = Field(None, ge=0)
-    top5: float | None = Field(None, ge=0, le=100)
-    gflops: float | None = Field(None, ge=0, description="GFLOPs as the source prints them.")
-    gflops_corrected: float | None = Field(
-        None, ge=0, description="Where the printed GFLOPs are a misprint: the value the source's own count implies "
-        "(kept beside the printed one, never in its place).")
-    params: int | None = Field(None, ge=0)
-    source: str | None = None
-    note: str | None = None
-
-
-class Match(_Strict):
-    """Iso-cost: one width multiplier on every stage (and the stem) of a variant, solved so that its cost at
-    the paper's scale (`measure.flops_image_size`, 3 channels, 1000 classes) lands on a target."""
-
-    gflops: float | Literal["reference"] | None = Field(
-        None, description="Target GFLOPs, fvcore's full count (`gflops_fvcore` of `ablate flops`); `reference` = "
-        "the first variant's own (unmatched) cost, or the base model's when there is none.")
-    params: float | Literal["reference"] | None = Field(
-        None, description="Target parameter count (e.g. 28.6e6); `reference` as for gflops.")
-    tolerance: float = Field(0.02, gt=0, lt=1, description="Largest relative distance from the target.")
-    divisor: int = Field(8, gt=0, description="Widths are rounded to a multiple of this, and of what the "
-                         "network needs (a width that `groups` and `expansion` divide).")
-
-    @model_validator(mode="after")
-    def _one_target(self) -> Match:
-        given = [k for k in ("gflops", "params") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one target: gflops or params" + (f" (got {' and '.join(given)})"
-                                                                            if given else ""))
-        value = getattr(self, given[0])
-        if value != "reference" and value <= 0:
-            raise ValueError(f"{given[0]} must be positive (got {value})")
-        return self
-
-    @property
-    def metric(self) -> str:
-        return "gflops" if self.gflops is not None else "params"
-
-    @property
-    def target(self) -> float | str:
-        return self.gflops if self.gflops is not None else self.params  # type: ignore[return-value]
-
-
-class Step(_Strict):
-    """One roadmap step: `set` applies to the previous step (cumulative)."""
-
-    name: Name
-    group: str | None = Field(None, description="Section of the roadmap (e.g. `macro design`).")
-    set: dict[str, Any] = Field(
-        default_factory=dict, description="Network fields (or dotted recipe./data. paths) to change.")
-    model: dict[str, Any] | None = Field(None, description="Replace the whole network (preset / timm / fields).")
-    reference: Reference | None = None
-    match: Match | None = Field(None, description="Iso-cost target of this variant; null = the study's `match`.")
-
-
-class VariantSpec(Step):
-    """An independent variant: `set` (or `model`) applies to the study's base model."""
-
-
-class Range(_Strict):
+class Range(Strict):
     """A numeric search dimension: `{low: 1e-4, high: 1e-2, log: true}`; ints when low/high/step are ints."""
 
     low: float
@@ -266,7 +178,7 @@ class Range(_Strict):
         return all(float(v).is_integer() for v in (self.low, self.high, self.step or 1)) and not self.log
 
 
-class Search(_Strict):
+class Search(Strict):
     """An optuna search over network/recipe fields (sampler grid = every combination, like `grid:`)."""
 
     sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="optuna sampler.")
@@ -328,7 +240,7 @@ class Search(_Strict):
         return self.flops is not None or self.params is not None
 
 
-class Evidence(_Strict):
+class Evidence(Strict):
     """How the study's changes are judged (correction, margin, extra seeds, readout): docs/evidence.md."""
 
     correction: Literal["holm", "bh", "none"] = Field(
@@ -348,7 +260,7 @@ class Evidence(_Strict):
         "over epochs (the losses: lower is better). The report shows agreement for every readout the trials have.")
 
 
-class Study(_Strict):
+class Study(Strict):
     """A study file: the base network, data, recipe, and the variants to compare."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100,
@@ -370,6 +282,12 @@ class Study(_Strict):
     launcher: Launcher | None = Field(None, description="Cluster workers for `ablate run --launcher slurm`.")
     match: Match | None = Field(None, description="Iso-cost: every variant's widths scaled to land on one cost "
                                 "(e.g. {gflops: 4.47}); a step or variant may give its own.")
+    plugins: list[str] = Field(
+        default_factory=list, description="Python modules imported before the study is checked, each a module name "
+        "(`mypkg.blocks`, found beside the study file or installed) or a .py file relative to the study file: they "
+        "register norms, activations, stems, blocks or whole timm models by name (docs/plugins.md). Installed "
+        "packages can also register through the `ablate.plugins` entry-point group. A variant that uses a name a "
+        "plug-in registered has that plug-in's source in its id: edit the plug-in, and its trials run again.")
     exclude: list[str] = Field(default_factory=list, description="Names of variants to leave out (e.g. in a "
                                "proxy study that extends a full one: a reference model that cannot run at its size).")
 

@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from .errors import StudyError, did_you_mean
 from .paths import timm_names_path
+from .registry import entry
+
+# timm families whose constructors take per-stage depths and widths (`scale:` applies to them: nn/timm_scale.py)
+SCALABLE = {"resnet": "layers, channels", "convnext": "depths, dims"}
 
 
 def check_timm_name(name: Any, file: str, where: str) -> None:
     names = timm_model_names()
-    if not isinstance(name, str) or name not in names:
-        raise StudyError(file, where, f"unknown timm model '{name}'{did_you_mean(name, names)}")
+    if isinstance(name, str) and (name in names or entry("model", name) is not None):
+        return
+    if isinstance(name, str) and "timm" in sys.modules and sys.modules["timm"].is_model(name):
+        return  # registered with timm by a plug-in (or by code that imported timm first)
+    raise StudyError(file, where, f"unknown timm model '{name}'{did_you_mean(name, names)} (a plug-in may "
+                     "register one: docs/plugins.md)")
+
+
+def timm_family(name: str) -> str | None:
+    """The timm family (module) of model `name` whose arguments `scale:` knows, or None (imports timm)."""
+    import timm
+
+    for family in SCALABLE:
+        if name in timm.list_models(module=family):
+            return family
+    return None
+
+
+def check_timm_scale(name: str, file: str) -> None:
+    """`scale:` applies to a timm model only when its constructor takes per-stage depths and widths."""
+    if timm_family(name) is None:
+        raise StudyError(file, "scale", f"timm model '{name}' cannot be scaled: only timm's "
+                         f"{' and '.join(SCALABLE)} models take per-stage depths and widths; give it its own "
+                         "study without `scale:`, or `exclude:` it")
 
 
 def timm_model_names() -> list[str]:
@@ -31,6 +58,7 @@ def remember_timm_names(names: list[str]) -> None:
     path = timm_names_path()
     if path.exists():
         return
+    names = [n for n in names if entry("model", n) is None]  # a plug-in's model is a name only with the plug-in
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

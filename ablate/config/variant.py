@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .net import NetConfig
-from .study import DataSpec, Recipe, Reference, Study
+from .steps import Reference
+from .study import DataSpec, Recipe, Study
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,10 @@ class Variant:
     changes: dict[str, tuple[Any, Any]] | None = None
     # `match:` solved: {"metric": "gflops", "target": 4.47, "multiplier": 1.23, "achieved": 4.46, "tolerance": 0.02}
     match: dict[str, Any] | None = None
+    # `scale:` of a timm model, as nn/timm_scale.py applies it: {"width", "depth", "divisor"}; None = unscaled
+    timm_scale: dict[str, Any] | None = None
+    # `vs:`: the name of the variant this one's change is judged against (None: the study kind's rule)
+    vs: str | None = None
 
     @property
     def kind(self) -> str:
@@ -117,16 +122,27 @@ def show_value(v: Any) -> str:
 REFERENCE_GROUPS = ("reference",)
 
 
-def compared_with(groups: list[str], kind: str) -> list[int | None]:
+def compared_with(groups: list[str], kind: str, names: list[str] | None = None,
+                  vs: list[str | None] | None = None) -> list[int | None]:
     """For each variant (in study order, by its group), the position of the one its change is judged against:
-    the previous non-reference step for `steps` studies, the first variant otherwise; None for the first and
-    for reference rows. The one rule the report and the adaptive seeding share."""
+    the variant its `vs:` names (`vs[i]`, looked up in `names`), else the previous non-reference step for
+    `steps` studies, the first variant otherwise; None for the first and for reference rows (without `vs:`).
+    The one rule the loader's `changes`, the report and the adaptive seeding share."""
     out: list[int | None] = []
     for i, g in enumerate(groups):
-        if g in REFERENCE_GROUPS:
+        if vs is not None and names is not None and vs[i] in names:
+            out.append(names.index(vs[i]))  # type: ignore[arg-type]
+        elif g in REFERENCE_GROUPS:
             out.append(None)
         elif kind != "steps":
             out.append(0 if i > 0 else None)
         else:
             out.append(next((j for j in range(i - 1, -1, -1) if groups[j] not in REFERENCE_GROUPS), None))
     return out
+
+
+def judged_against(variants: list[Variant], kind: str) -> list[int | None]:
+    """`compared_with` of a study's variants (for `changes`, a reference row is compared like any other: only
+    its judging is skipped)."""
+    groups = ["" for _ in variants]
+    return compared_with(groups, kind, [v.name for v in variants], [v.vs for v in variants])

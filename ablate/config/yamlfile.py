@@ -117,6 +117,17 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 MAX_EXTENDS = 200  # files in one `extends:` chain
+KINDS = ("steps", "variants", "grid", "search")  # what a study lists: one of them
+
+
+def extend(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """A child study merged over its parent: deep merge, except that a child giving one of `KINDS` (null
+    included) replaces the parent's list of variants, whatever its kind (a grid may extend a roadmap); a kind
+    left null is none."""
+    if any(k in child for k in KINDS):
+        parent = {k: v for k, v in parent.items() if k not in KINDS}
+    merged = deep_merge(parent, child)
+    return {k: v for k, v in merged.items() if not (k in KINDS and v is None)}
 
 
 def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -125,7 +136,7 @@ def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     data = read_yaml(path)
     parent = data.pop("extends", None)
     if parent is None:
-        return data
+        return {k: v for k, v in data.items() if not (k in KINDS and v is None)}
     if not isinstance(parent, str) or not parent:
         raise StudyError(str(path), "extends", "must be the path of another study file")
     target = (path.parent / parent).resolve()
@@ -137,7 +148,7 @@ def load_raw(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise StudyError(str(path), "extends", f"'{parent}' not found (looked for {target})")
     if not target.is_file():
         raise StudyError(str(path), "extends", f"'{parent}' is not a regular file (a folder or a device)")
-    return deep_merge(load_raw(target, (*_chain, path.resolve())), data)
+    return extend(load_raw(target, (*_chain, path.resolve())), data)
 
 
 def _chain(path: Path) -> list[tuple[str, dict[str, Any]]]:

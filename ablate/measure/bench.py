@@ -225,7 +225,7 @@ def build_spec(spec: dict[str, Any], image_size: int) -> nn.Module | None:
     if "timm" in spec:
         from .table import timm_model
 
-        return timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size)
+        return timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size, spec.get("scale"))
     from ablate.config.net import NetConfig
     from ablate.nn.net import build
 

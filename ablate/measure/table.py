@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ablate.config.plugins import sources
 from ablate.config.variant import LoadedStudy, Variant
 
 from .counts import Counts, cache_get, cache_key, cache_put
@@ -22,6 +23,11 @@ def count_jobs(variant: Variant, flops_image_size: int) -> dict[str, tuple[str, 
     if variant.timm:
         paper = {"timm": variant.timm, "num_classes": 1000, "in_chans": 3}
         train = {"timm": variant.timm, "num_classes": classes, "in_chans": chans}
+        if variant.timm_scale:  # `scale:` applies to the trained model (nn/timm_scale.py)
+            train["scale"] = variant.timm_scale
+        plugins = sources(None, variant.timm)
+        if plugins:  # a plug-in's model: its source is part of what is counted
+            paper["plugins"] = train["plugins"] = plugins
         return {
             "paper": (cache_key(paper, flops_image_size, 3), paper, flops_image_size, 3),
             "train": (cache_key(train, size, chans), train, size, chans),
@@ -36,7 +42,10 @@ def paper_job(net: Any, image_size: int) -> tuple[str, dict[str, Any], int, int]
 
 
 def net_job(net: Any, image_size: int) -> tuple[str, dict[str, Any], int, int]:
-    spec = {"net": _count_fields(net)}
+    spec: dict[str, Any] = {"net": _count_fields(net)}
+    plugins = sources(net, None)
+    if plugins:  # a plug-in's layers: an edit of its source is counted again
+        spec["plugins"] = plugins
     return cache_key(spec, image_size, net.in_chans), spec, image_size, net.in_chans
 
 
@@ -57,7 +66,7 @@ def count_spec(spec: dict[str, Any], image_size: int, in_chans: int) -> Counts |
 
         fields = {k: v for k, v in spec["net"].items() if v is not None or k != "patch_size"}  # canonical() nulls it
         return count_net(NetConfig.model_validate(fields), image_size)
-    model = timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size)
+    model = timm_model(spec["timm"], spec["num_classes"], spec["in_chans"], image_size, spec.get("scale"))
     if model is None:
         return None
     try:
@@ -131,16 +140,19 @@ def _init_counter() -> None:
     torch.set_num_threads(1)  # two processes on two cores
 
 
-def timm_model(name: str, num_classes: int, in_chans: int, image_size: int) -> Any:
+def timm_model(name: str, num_classes: int, in_chans: int, image_size: int, scale: dict | None = None) -> Any:
     import warnings
 
     import timm
+
+    from ablate.nn.timm_scale import scaled_kwargs
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for kwargs in ({"img_size": image_size}, {}):  # ViT-style models need the size at build time
             try:
-                return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+                return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans,
+                                         **scaled_kwargs(name, scale), **kwargs)
             except (TypeError, ValueError, AssertionError, RuntimeError):
                 continue
     return None

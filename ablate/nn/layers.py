@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from timm.layers import GroupNorm, GroupNorm1, LayerNorm2d, RmsNorm2d, create_act_layer
 
 from ablate.config.net import ACTIVATIONS, NetConfig, unknown_name
+from ablate.config.registry import entry, names
 
 
 def _group_norm(channels: int) -> nn.Module:
@@ -41,14 +42,22 @@ def layer_norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def norm_layer(name: str) -> Callable[[int], nn.Module]:
+    """A built-in norm, or one a plug-in registered (config/registry.py); a built-in name is ablate's own."""
+    plugin = entry("norm", name)
+    if plugin is not None and name not in NORM_LAYERS:
+        return plugin.build
     if name not in NORM_LAYERS:
-        raise ValueError(unknown_name(name, tuple(NORM_LAYERS), "norm"))
+        raise ValueError(unknown_name(name, tuple(NORM_LAYERS) + names("norm"), "norm"))
     return NORM_LAYERS[name]
 
 
 def act_layer(name: str) -> Callable[[], nn.Module]:
+    """A built-in activation (timm's), or one a plug-in registered."""
+    plugin = entry("activation", name)
+    if plugin is not None and name not in ACTIVATIONS:
+        return plugin.build
     if name not in ACTIVATIONS:
-        raise ValueError(unknown_name(name, ACTIVATIONS, "activation"))
+        raise ValueError(unknown_name(name, ACTIVATIONS + names("activation"), "activation"))
     # In-place where the layer supports it, as timm's ResNet does (saves an activation copy).
     return partial(create_act_layer, name, inplace=True)
 

@@ -14,7 +14,8 @@ import torch.nn as nn
 from timm.layers import DropPath, LayerNorm2d, LayerScale2d, trunc_normal_
 from timm.layers.grn import GlobalResponseNorm
 
-from ablate.config.net import NetConfig
+from ablate.config.net import BLOCKS, STEMS, NetConfig
+from ablate.config.registry import entry
 
 from .kernels import PatchConv, PointwiseConv, SpatialConv
 from .layers import LayerFn, layer_norm_nhwc
@@ -131,7 +132,7 @@ class Block(nn.Module):
 class Stage(nn.Module):
     """Optional downsampling layer (norm -> 2x2 stride-2 conv), then `depth` blocks."""
 
-    def __init__(self, downsample: nn.Module, blocks: list[Block]):
+    def __init__(self, downsample: nn.Module, blocks: list[nn.Module]):
         super().__init__()
         self.downsample = downsample
         self.blocks = nn.Sequential(*blocks)
@@ -153,7 +154,10 @@ class Head(nn.Module):
         return self.fc(self.norm(self.pool(x)).flatten(1))
 
 
-def make_stem(cfg: NetConfig, layers: LayerFn) -> nn.Sequential:
+def make_stem(cfg: NetConfig, layers: LayerFn) -> nn.Module:
+    plugin = entry("stem", cfg.stem) if cfg.stem not in STEMS else None
+    if plugin is not None:  # a plug-in's stem (config/registry.py): cfg.in_chans -> cfg.stem_out channels
+        return plugin.build(cfg, layers)
     width, no_bias = cfg.stem_out, layers.norm_is_batch and cfg.stem_norm
     norm = layers.norm(width) if cfg.stem_norm else nn.Identity()
     if cfg.stem == "resnet":
@@ -173,6 +177,8 @@ class Net(nn.Module):
         layers = LayerFn.from_config(cfg)
         separate = cfg.downsample == "separate"
         spec = BlockSpec.from_config(cfg, layers)
+        plugin = entry("block", cfg.block) if cfg.block not in BLOCKS else None
+        block = plugin.build if plugin is not None else Block  # a plug-in's block takes Block's arguments
         total = sum(cfg.depths)  # stochastic depth grows linearly from 0 to drop_path, as in timm
         drop_rates = [cfg.drop_path * n / max(total - 1, 1) for n in range(total)]
 
@@ -187,7 +193,7 @@ class Net(nn.Module):
             blocks = []
             for j in range(depth):
                 stride = 2 if (not separate and i > 0 and j == 0) else 1
-                blocks.append(Block(prev, dim, cfg.hidden(i), stride, spec, drop_rates[n]))
+                blocks.append(block(prev, dim, cfg.hidden(i), stride, spec, drop_rates[n]))
                 prev, n = dim, n + 1
             stages.append(Stage(downsample, blocks))
         self.stages = nn.Sequential(*stages)
@@ -215,9 +221,10 @@ class Net(nn.Module):
             elif self.cfg.init == "resnet" and isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         if self.cfg.zero_init:  # after the loop: a zeroed last conv must not be re-initialised by it
-            for m in self.modules():
-                if isinstance(m, Block):
-                    m.zero_init_last()
+            for stage in self.stages:  # a plug-in's block takes part when it has the same method
+                for m in stage.blocks:
+                    if callable(getattr(m, "zero_init_last", None)):
+                        m.zero_init_last()
 
 
 def build(cfg: NetConfig, init: bool = True) -> Net:

@@ -101,6 +101,7 @@ def _variant_row(vid: str, g: pd.DataFrame) -> dict[str, Any]:
     return {
         "index": int(first["index"]), "name": first["name"],
         "group": first["group"] if isinstance(first["group"], str) else "",
+        "against": first["against"] if isinstance(first.get("against"), str) else "",
         "id": vid, "state": _state(statuses), "status": _status_text(statuses),
         "seeds": len(g), "n": int(top1.notna().sum()),
         "params": _first(g, "params"), "gflops": _first(g, "gflops"), "gflops_train": _first(g, "gflops_train"),
@@ -152,16 +153,18 @@ def noise_verdicts(table: pd.DataFrame, df: pd.DataFrame, kind: str, rule: Rule 
     `ref_delta`, `p`, `p_adj`, `p_equiv_adj`, `pairs`, `verdict`, `look`, `seeds_to_settle` and `family` to
     the table (ablate/evidence.py: the rules).
 
-    Compared with: the previous step for `steps` studies (reference-group rows are skipped: they are not
-    steps of the roadmap), the first variant otherwise. Every change with >= 2 seeds both rows finished is
-    one member of the study's family, judged by the paired differences over those seeds (`delta` is their
-    mean); with fewer it is listed (`delta` the difference of the means) and `not judged`: nothing else
-    (e.g. the paper's noise) may stand in for the study's own seeds.
+    Compared with: the variant a step's `vs:` names (column `against`), else the previous step for `steps`
+    studies (reference-group rows are skipped: they are not steps of the roadmap), the first variant
+    otherwise. Every change with >= 2 seeds both rows finished is one member of the study's family, judged by
+    the paired differences over those seeds (`delta` is their mean); with fewer it is listed (`delta` the
+    difference of the means) and `not judged`: nothing else (e.g. the paper's noise) may stand in for the
+    study's own seeds.
     """
     t = table.copy()
     by_seed = seed_values(df, readout)
     empty = pd.Series(dtype=float)
-    pos = compared_with([str(g) for g in t["group"]], kind)
+    given = [a if isinstance(a, str) and a else None for a in t["against"]] if "against" in t else None
+    pos = compared_with([str(g) for g in t["group"]], kind, [str(n) for n in t["name"]], given)
     against = [None if j is None else t.index[j] for j in pos]
     rows = [i for i, j in zip(t.index, against, strict=True) if j is not None]
     pairs = [(by_seed.get(t.loc[j, "id"], empty), by_seed.get(t.loc[i, "id"], empty))

@@ -21,8 +21,9 @@ from .record import COUNTS, METRICS, TrialRecord
 from .states import Attempt, Status
 
 COLUMNS = ["index", "name", "group", "id", "trial_id", "seed", "round", "seeded_because", "status", "attempts",
-           "fail_reason", "changes", "model", *NetConfig.model_fields, *COUNTS, "image_size", "dataset", "recipe",
-           "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops", "ref_params"]
+           "fail_reason", "changes", "against", "model", *NetConfig.model_fields, *COUNTS, "image_size", "dataset",
+           "recipe", "epochs_planned", *METRICS, "started", "finished", "ref_top1", "ref_top1_std", "ref_gflops",
+           "ref_params"]
 
 
 def result_rows(ledger: Ledger, count_missing: bool = False) -> list[dict[str, Any]]:
@@ -57,7 +58,7 @@ def _row(ledger: Ledger, v: Variant, seed: int, key: str, t: Attempt | None, att
         "round": ledger.rounds.get(key, (0, ""))[0], "seeded_because": ledger.rounds.get(key, (0, ""))[1],
         "status": status, "attempts": attempts,
         "fail_reason": attrs.get(Status.PRUNED.value if status == Status.PRUNED else "fail_reason"),
-        "changes": changes_text(v.changes, limit=50), "model": v.timm or "ablate",
+        "changes": changes_text(v.changes, limit=50), "against": v.vs, "model": v.timm or "ablate",
     }
     net = v.train_net.model_dump(mode="json") if v.train_net else {}
     for field in NetConfig.model_fields:

@@ -37,7 +37,8 @@ def planned(ledger: Ledger, latest: dict[str, Attempt]) -> dict[str, tuple[Varia
 
     variants = ledger.loaded.variants
     values = _scores(ledger, latest)
-    against = compared_with([v.group or "" for v in variants], ledger.loaded.kind)
+    against = compared_with([v.group or "" for v in variants], ledger.loaded.kind, [v.name for v in variants],
+                            [v.vs for v in variants])
     changes = [(j, i) for i, j in enumerate(against) if j is not None]
     pairs = [(values.get(variants[j].id, pd.Series(dtype=float)), values.get(variants[i].id, pd.Series(dtype=float)))
              for j, i in changes]

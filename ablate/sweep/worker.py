@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.config.errors import StudyError
+from ablate.config.plugins import import_plugins
 from ablate.config.variant import LoadedStudy
 from ablate.measure.table import count_variant
 from ablate.verbosity import quiet
@@ -337,6 +338,7 @@ def _child(loaded: LoadedStudy, opts: WorkerOptions, index: int) -> None:
 
     threading.Thread(target=orphaned, name="orphan-watch", daemon=True).start()
     try:
+        import_plugins(loaded.study.plugins, loaded.file)  # a fresh interpreter: register the plug-ins again
         stats = work(loaded, opts, stop)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -64,21 +64,10 @@ def build_model(variant: Variant, data: Data) -> nn.Module:
         from ablate.nn.net import build
 
         return build(variant.train_net)
-    import timm
+    from ablate.nn.timm_scale import create
 
-    kwargs: dict[str, Any] = dict(num_classes=data.num_classes, in_chans=data.in_chans)
-    optional: dict[str, Any] = {"img_size": data.image_size}
-    if variant.recipe.drop_path is not None:
-        optional["drop_path_rate"] = variant.recipe.drop_path
-    while True:  # not every timm model takes img_size / drop_path_rate: drop what it refuses
-        try:
-            return timm.create_model(variant.timm, pretrained=False, **kwargs, **optional)
-        except TypeError as e:
-            refused = [k for k in optional if k in str(e)]
-            if not refused:
-                raise
-            for k in refused:
-                optional.pop(k)
+    return create(variant.timm, variant.timm_scale, num_classes=data.num_classes, in_chans=data.in_chans,
+                  img_size=data.image_size, drop_path_rate=variant.recipe.drop_path)
 
 
 def _global_mean(loss: torch.Tensor, n_local: int, n_global: int) -> float:

@@ -25,7 +25,12 @@ SYNTHETIC_TRAIN, SYNTHETIC_VAL = 512, 256
 _SYNTHETIC_SEED = 20220110  # the synthetic *dataset* is fixed; trial seeds only pick subsets/order
 
 class DataError(Exception):
-    """Data cannot be had: one line, user-facing (the CLI prints it and exits 2)."""
+    """Data cannot be had: one line, user-facing (the CLI prints it and exits 2); `field`: the study field it is
+    about (`data` when no one field is)."""
+
+    def __init__(self, message: str, field: str = "data"):
+        super().__init__(message)
+        self.field = field
 
 
 def offline() -> bool:
@@ -209,15 +214,17 @@ def split_checks(spec: DataSpec, n_train: int, top_label: int) -> None:
     before queueing)."""
     num_classes = spec.resolved("num_classes")
     if top_label + 1 > num_classes:
-        raise DataError(f"{spec.dataset}: labels go up to {top_label} but data.num_classes is {num_classes}")
+        raise DataError(f"{spec.dataset}: labels go up to {top_label} but data.num_classes is {num_classes}",
+                        "data.num_classes")
     if spec.train_subset is not None and spec.dataset != "synthetic" and spec.train_subset > n_train:
-        raise DataError(f"{spec.dataset}: train_subset {spec.train_subset} > {n_train} training images")
+        raise DataError(f"{spec.dataset}: train_subset {spec.train_subset} > {n_train} training images",
+                        "data.train_subset")
 
 
 def channels_ok(c: int, chans: int) -> None:
     """Images of c channels can feed a network of `chans` (1 -> n widened per batch, 3 -> 1 grayscale)."""
     if not (c == chans or (c == 1 and chans > 1) or (c == 3 and chans == 1)):
-        raise DataError(f"cannot turn {c}-channel images into {chans} channels (data.in_chans)")
+        raise DataError(f"cannot turn {c}-channel images into {chans} channels (data.in_chans)", "data.in_chans")
 
 
 def check_idx_dataset(spec: DataSpec) -> None:
