@@ -37,7 +37,10 @@ def validate(
     loaded = load_study(study, set_ or [])
     check_sizes(loaded, allow_large)
     if not no_data:
-        check_data(loaded)
+        try:
+            check_data(loaded)
+        except StudyError as e:  # a study checked here and run elsewhere: say how to skip this check
+            raise StudyError(e.file, e.path, f"{e.problem} (a study for another machine: --no-data)") from None
     for path, text in warnings(loaded):
         print(f"{loaded.file}: {path}: warning: {text}", file=sys.stderr)
     s = loaded.study
