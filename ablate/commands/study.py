@@ -39,7 +39,9 @@ def validate(
     if not no_data:
         try:
             check_data(loaded)
-        except StudyError as e:  # a study checked here and run elsewhere: say how to skip this check
+        except StudyError as e:  # data absent (not too small): maybe a study checked here and run elsewhere
+            if e.path not in ("data", "data.root"):
+                raise
             raise StudyError(e.file, e.path, f"{e.problem} (a study for another machine: --no-data)") from None
     for path, text in warnings(loaded):
         print(f"{loaded.file}: {path}: warning: {text}", file=sys.stderr)
