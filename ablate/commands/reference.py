@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -88,7 +86,7 @@ def fields(section: Annotated[str | None, typer.Argument(
            ) -> None:
     """Every study-file field: its path, type and meaning (from the config models; in full with defaults in
     docs/study-file.md)."""
-    from ablate.config.reference import SECTIONS
+    from ablate.config.reference import SECTIONS, type_text
 
     rows = [(PREFIX.get(model.__name__, "") + name, type_text(f.annotation), " ".join((f.description or "").split()))
             for _, _, model in SECTIONS for name, f in model.model_fields.items()]
@@ -102,23 +100,6 @@ def fields(section: Annotated[str | None, typer.Argument(
     width = [max(len(r[k]) for r in rows) for k in (0, 1)]
     for path, kind, text in rows:
         print(f"{path.ljust(width[0])}  {kind.ljust(min(width[1], 28))}  {text}".rstrip())
-
-
-def type_text(annotation: Any) -> str:
-    """A field's type as a reader writes it: `int`, `float | null`, `list[int]`, `"a" | "b"`."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return type_text(args[0])
-    if origin is typing.Literal:
-        return " | ".join(json.dumps(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(type_text(a) for a in args)
-    if annotation is type(None):
-        return "null"
-    if origin is not None:
-        inner = ", ".join("..." if a is Ellipsis else type_text(a) for a in args)
-        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
-    return getattr(annotation, "__name__", str(annotation))
 
 
 def presets() -> None:

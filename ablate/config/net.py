@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .registry import entry, names
 
@@ -96,25 +96,12 @@ class NetConfig(BaseModel):
             raise ValueError(f"must be odd (got {v}): an even kernel cannot keep the feature map centred")
         return v
 
-    @field_validator("activation")
+    @field_validator("activation", "norm", "stem", "block")
     @classmethod
-    def _known_activation(cls, v: str) -> str:
-        return _known(v, ACTIVATIONS + names("activation"), "activation")
-
-    @field_validator("norm")
-    @classmethod
-    def _known_norm(cls, v: str) -> str:
-        return _known(v, NORMS + names("norm"), "norm")
-
-    @field_validator("stem")
-    @classmethod
-    def _known_stem(cls, v: str) -> str:
-        return _known(v, STEMS + names("stem"), "stem")
-
-    @field_validator("block")
-    @classmethod
-    def _known_block(cls, v: str) -> str:
-        return _known(v, BLOCKS + names("block"), "block")
+    def _known_name(cls, v: str, info: ValidationInfo) -> str:  # built-in names, then those plug-ins registered
+        kind = str(info.field_name)
+        built_in = {"activation": ACTIVATIONS, "norm": NORMS, "stem": STEMS, "block": BLOCKS}[kind]
+        return _known(v, built_in + names(kind), kind)
 
     @model_validator(mode="after")
     def _consistent(self) -> NetConfig:

@@ -36,19 +36,21 @@ SECTIONS: list[tuple[str, str, type[BaseModel]]] = [
 ]
 
 
-def _type(annotation: Any) -> str:
-    """A field's type as a reader writes it: `int`, `float | None`, `list[int]`, `"a" | "b"`."""
+def type_text(annotation: Any, markdown: bool = False) -> str:
+    """A field's type as a reader writes it: `int`, `float | null`, `list[int]`, `"a" | "b"`; `markdown`: for a
+    table cell (the bar escaped, literal values as code)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    bar = " \\| " if markdown else " | "
     if origin is typing.Annotated:
-        return _type(args[0])
+        return type_text(args[0], markdown)
     if origin is typing.Literal:
-        return " \\| ".join(f"`{json.dumps(a)}`" for a in args)
+        return bar.join(f"`{json.dumps(a)}`" if markdown else json.dumps(a) for a in args)
     if origin in (typing.Union, types.UnionType):
-        return " \\| ".join(_type(a) for a in args)
+        return bar.join(type_text(a, markdown) for a in args)
     if annotation is type(None):
         return "null"
     if origin is not None:
-        inner = ", ".join("..." if a is Ellipsis else _type(a) for a in args)
+        inner = ", ".join("..." if a is Ellipsis else type_text(a, markdown) for a in args)
         return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
     return getattr(annotation, "__name__", str(annotation))
 
@@ -70,7 +72,7 @@ def _table(model: type[BaseModel]) -> list[str]:
     lines = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         text = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{name}` | {_type(field.annotation)} | {_default(field)} | {text} |")
+        lines.append(f"| `{name}` | {type_text(field.annotation, markdown=True)} | {_default(field)} | {text} |")
     return lines
 
 

@@ -26,6 +26,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ablate.config.variant import Variant
+from ablate.measure.bench import resolve_device
 
 from . import checkpoint
 from .accumulate import accumulate
@@ -41,16 +42,6 @@ _MOMENTUM_OPTS = {"sgd", "nesterov", "momentum", "sgdp", "sgdw", "rmsprop", "rms
 
 class TrialFailed(Exception):
     """The trial's own fault (e.g. a non-finite loss): recorded as failed, the sweep goes on."""
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:
@@ -366,7 +357,7 @@ def run_trial(variant: Variant, seed: int, trial_dir: Path, *, device: str | Non
     say = log or (lambda _msg: None)
     trial_dir = Path(trial_dir)
     trial_dir.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(device)
+    dev = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     reset_peak_memory(dev)  # this trial's own peak, not the worker's earlier trials'
