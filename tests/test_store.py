@@ -66,3 +66,22 @@ def test_attempts_carry_every_state_and_the_journal_backend_keeps_its_path(tmp_p
     backend = S.safe_journal(tmp_path / "s" / "ledger.journal")
     assert backend.path == tmp_path / "s" / "ledger.journal"
     assert st.trials() == [] and S.heartbeat_interval(st.storage) is None
+
+
+def test_a_connection_dropped_while_the_study_loads_is_a_storage_fault(tmp_path: Path, monkeypatch) -> None:
+    """The database drops the connection just as a store opens its study (a worker's summary after a fault, a
+    second worker joining): one-line `StorageFault` (an OSError: exit 2, trial resumable), not optuna's error."""
+    from optuna.exceptions import StorageInternalError
+
+    from ablate.sweep.storage import StorageFault
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    _study(tmp_path, url, heartbeat=1)  # the study exists
+
+    def dropped(**_: object) -> None:
+        raise StorageInternalError("An exception is raised during the commit.")
+
+    monkeypatch.setattr(S.optuna, "load_study", dropped)
+    with pytest.raises(StorageFault, match="the ledger's database failed") as e:
+        _study(tmp_path, url, heartbeat=1)
+    assert isinstance(e.value, OSError) and "db.sqlite" in str(e.value)

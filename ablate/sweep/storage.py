@@ -103,8 +103,9 @@ class StorageFault(OSError):
 
 
 def storage_faults(cls: type) -> type:
-    """Every public method of `cls` (a store holding `where`, its storage URL fit to print) raises its database's
-    errors, and a journal that no longer reads, as one-line `StorageFault`s."""
+    """Every public method of `cls` (a store holding `where`, its storage URL fit to print) and its constructor
+    (which loads the study: a connection dropped just then is the same fault) raise its database's errors, and
+    a journal that no longer reads, as one-line `StorageFault`s."""
     import errno
     import functools
     import json
@@ -120,14 +121,14 @@ def storage_faults(cls: type) -> type:
             except (SQLAlchemyError, StorageInternalError) as e:  # optuna wraps some of the former
                 cause = getattr(e, "orig", None) or e.__cause__ or e
                 raise StorageFault(errno.EIO, f"the ledger's database failed: {redact(_first_line(cause))}",
-                                   self.where) from None
+                                   getattr(self, "where", "the ledger")) from None
             except json.JSONDecodeError as e:  # a journal cut or replaced under a running worker
                 raise StorageFault(errno.EIO, f"the ledger journal changed under this worker (truncated or "
                                    f"replaced?): {e}; its trials in flight are resumable: run again",
-                                   self.where) from None
+                                   getattr(self, "where", "the ledger")) from None
         return call
 
     for name, value in list(vars(cls).items()):
-        if callable(value) and not name.startswith("_"):
+        if callable(value) and (name == "__init__" or not name.startswith("_")):
             setattr(cls, name, wrap(value))
     return cls
