@@ -279,7 +279,9 @@ def test_killed_worker_trial_is_retried_by_a_live_worker(tmp_path: Path, pg_url:
     victim = worker(path, pg_url, results, *hb)
     survivor = worker(path, pg_url, results, *hb)
     try:
-        # wait until the victim's trial has finished an epoch (so a checkpoint exists), then kill it
+        # wait until the victim's trial has finished an epoch (so a checkpoint exists), then kill it. On a fast
+        # machine the victim can finish the trial's last epochs while the ledger is read: it is stopped (SIGSTOP)
+        # first, and killed only if the trial is then still its own and running.
         key = metrics = None
         deadline = time.time() + 180
         while time.time() < deadline and metrics is None:
@@ -288,7 +290,12 @@ def test_killed_worker_trial_is_retried_by_a_live_worker(tmp_path: Path, pg_url:
                 if t.state.name == "RUNNING" and t.user_attrs.get("pid") == victim.pid:
                     m = results / "pgkill" / "trials" / k / "metrics.csv"
                     if m.exists() and (m.parent / "checkpoint.pt").exists() and len(pd.read_csv(m)) >= 1:
-                        key, metrics = k, m
+                        victim.send_signal(signal.SIGSTOP)
+                        now = attempts(path, pg_url, results)[k][-1]
+                        if now.state.name == "RUNNING" and now.user_attrs.get("pid") == victim.pid:
+                            key, metrics = k, m
+                            break
+                        victim.send_signal(signal.SIGCONT)  # it finished that trial meanwhile: wait for its next
             time.sleep(0.2)
         assert metrics is not None, "the victim worker finished no epoch within 180 s"
         before = pd.read_csv(metrics)
