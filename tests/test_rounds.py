@@ -4,6 +4,7 @@ of undetermined changes, the rounds live in the ledger, and a killed run continu
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,3 +84,4 @@ def test_rounds_resume_after_a_kill_and_finish_the_same_plan(tmp_path: Path) -> 
     status = run_cli("status", str(path), "--results", str(results), cwd=tmp_path)
     assert status.returncode == 0 and " round " in status.stdout.splitlines()[1]
     assert "round 1: '" in status.stdout and "adaptive seeds (evidence.max_seeds 4)" in status.stdout
+    assert re.search(r"max_seeds 4\): \d round\(s\) trained;", status.stdout), status.stdout  # finished: not "planned"
