@@ -97,10 +97,10 @@ def show_status(loaded, df, format: str, to, ledger=None, notes: list[str] | Non
     print(table.to_string(index=False), file=to)
     _print_leader(df, to)
     if _rounds(df):  # seeds the adaptive rule added (evidence.max_seeds): when, and why
-        last, ended = int(df["round"].max()), [Status.DONE, Status.FAILED, Status.PRUNED, Status.SKIPPED]
-        open_ = df[(df["round"] == last) & ~df["status"].isin(ended)]
-        state = f"round {last} training ({len(open_)} trials left)" if len(open_) else \
-            f"{last} round(s) trained"
+        last = int(df["round"].max())
+        ended = (Status.DONE, Status.FAILED, Status.PRUNED, Status.SKIPPED)  # what no worker trains again
+        left = int((df["round"].eq(last) & ~df["status"].isin(ended)).sum())
+        state = f"round {last} training ({left} trials left)" if left else f"{last} round(s) trained"
         print(f"adaptive seeds (evidence.max_seeds {loaded.study.evidence.max_seeds}): {state}; a round adds seeds "
               "to the variants of changes still undetermined after the look before it", file=to)
     for note in notes or []:
